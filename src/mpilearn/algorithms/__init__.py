@@ -1,0 +1,1 @@
+"""Update rules as small functions over flat numpy vectors."""

@@ -1,0 +1,76 @@
+"""`mpilearn.fit`: distributed training with the feel of `Model.fit`.
+
+Run the same script on every rank (`mpiexec -n 3 python train.py`): rank 0
+becomes the master, the others workers. The model is compiled by the user as
+usual; its optimizer, loss and metrics are the ones used.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig
+from .data.filelist import resolve_files
+from .errors import ConfigError
+
+
+
+def _split(data: Any, what: str) -> tuple[tuple[str, ...], tuple[np.ndarray, np.ndarray] | None]:
+    """A data argument -> (HDF5 files, None) or ((), (x, y))."""
+    if data is None:
+        return (), None
+    if isinstance(data, tuple) and len(data) == 2 and all(hasattr(a, "shape") for a in data):
+        return (), (np.asarray(data[0]), np.asarray(data[1]))
+    return resolve_files(data, what), None
+
+
+def fit(
+    model: Any,
+    train: Any,
+    validation: Any = None,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    algorithm: str = "downpour",
+    sync_every: int = 1,
+    seed: int = 0,
+    run_dir: str | os.PathLike = "",
+    features_name: str = "features",
+    labels_name: str = "labels",
+    shard: str = "files",
+    prefetch: int = 2,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train `model` on every rank of the MPI job; returns the history.
+
+    `train` and `validation` take a file-list path, an HDF5 path, a list of
+    HDF5 paths, or a tuple of numpy arrays `(x, y)`. When this returns, the
+    model on every rank holds the trained central weights, and rank 0 has
+    written history.json and model.keras into `run_dir`.
+    """
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
+        raise ConfigError("mpilearn.fit needs a compiled model: call model.compile(optimizer, loss, metrics) first")
+    train_files, train_arrays = _split(train, "train")
+    val_files, val_arrays = _split(validation, "validation")
+    config = RunConfig(
+        data=DataConfig(
+            train_files=train_files,
+            val_files=val_files,
+            features_name=features_name,
+            labels_name=labels_name,
+            batch_size=batch_size,
+            shard=shard if train_arrays is None else "samples",
+            prefetch=prefetch,
+        ),
+        model=ModelConfig(spec=f"<{type(model).__name__} {getattr(model, 'name', '')}>"),
+        algorithm=AlgorithmConfig(name=algorithm, sync_every=sync_every),  # type: ignore[arg-type]
+        epochs=epochs,
+        seed=seed,
+        run_dir=str(run_dir),
+        threads=threads,
+    )
+    from .training import train as run
+
+    return run(config, model=model, train_arrays=train_arrays, validation_arrays=val_arrays)

@@ -1,0 +1,42 @@
+"""Backend layer: the only package that imports torch, jax or tensorflow.
+
+Each module offers the same `ModelBackend` (see base.py) for one Keras
+backend; everything outside sees numpy arrays and flat float32 vectors in
+`model.trainable_variables` order.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import BackendError
+from .base import ModelBackend
+
+_MODULES = {"torch": "torch_backend"}
+
+
+def _module(name: str) -> Any:
+    if name not in _MODULES:
+        raise BackendError(
+            f"Keras backend {name!r} is not supported yet; supported: {', '.join(sorted(_MODULES))} (set --backend or KERAS_BACKEND)"
+        )
+    return importlib.import_module(f"{__name__}.{_MODULES[name]}")
+
+
+def active_name() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def for_model(model: Any) -> ModelBackend:
+    """The backend adapter for a built, compiled Keras model."""
+    return _module(active_name()).KerasModelBackend(model)
+
+
+def set_threads(threads: int) -> None:
+    """Cap this process's compute threads in the active backend."""
+    _module(active_name()).set_threads(threads)
+
+
+__all__ = ["ModelBackend", "active_name", "for_model", "set_threads"]

@@ -1,0 +1,97 @@
+"""Keras on PyTorch: gradients from torch autograd, variables as torch tensors."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..flat import FlatLayout
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only allowed before the first parallel op
+        pass
+
+
+def _is_float(variable: Any) -> bool:
+    return "float" in str(variable.dtype)
+
+
+def _to_tensor(data: Any) -> Any:
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(data)
+    if isinstance(data, (list, tuple)):
+        return type(data)(_to_tensor(d) for d in data)
+    if isinstance(data, dict):
+        return {k: _to_tensor(v) for k, v in data.items()}
+    return data
+
+
+class KerasModelBackend:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.trainable = list(model.trainable_variables)
+        self.state = [v for v in model.non_trainable_weights if _is_float(v)]
+        self.layout = FlatLayout(
+            tuple(tuple(v.shape) for v in self.trainable), tuple(tuple(v.shape) for v in self.state)
+        )
+        self._sizes = self.layout.trainable_sizes + self.layout.state_sizes
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [v.value for v in self.trainable + self.state]
+
+    @torch.no_grad()
+    def get_weights(self, out: np.ndarray) -> None:
+        target = torch.from_numpy(out)
+        offset = 0
+        for tensor, size in zip(self._tensors(), self._sizes):
+            target[offset : offset + size].copy_(tensor.reshape(-1))
+            offset += size
+
+    @torch.no_grad()
+    def set_weights(self, flat: np.ndarray) -> None:
+        source = torch.from_numpy(flat)
+        offset = 0
+        for tensor, size in zip(self._tensors(), self._sizes):
+            tensor.copy_(source[offset : offset + size].view(tensor.shape))
+            offset += size
+
+    @torch.no_grad()
+    def add_state(self, delta: np.ndarray) -> None:
+        source = torch.from_numpy(delta)
+        offset = 0
+        for variable, size in zip(self.state, self.layout.state_sizes):
+            variable.value.add_(source[offset : offset + size].view(tuple(variable.shape)))
+            offset += size
+
+    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray) -> float:
+        model = self.model
+        x, y = _to_tensor(x), _to_tensor(y)
+        for variable in self.trainable:
+            variable.value.grad = None
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        loss.backward()
+        with torch.no_grad():
+            target = torch.from_numpy(out)
+            offset = 0
+            for variable, size in zip(self.trainable, self.layout.trainable_sizes):
+                grad = variable.value.grad
+                if grad is not None:  # None: the variable does not affect the loss
+                    target[offset : offset + size].add_(grad.reshape(-1))
+                offset += size
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def apply_gradients(self, grads: np.ndarray) -> None:
+        source = torch.from_numpy(grads)
+        tensors = []
+        offset = 0
+        for variable, size in zip(self.trainable, self.layout.trainable_sizes):
+            tensors.append(source[offset : offset + size].view(tuple(variable.shape)))
+            offset += size
+        self.model.optimizer.apply(tensors, self.trainable)

@@ -1,0 +1,1 @@
+"""Command line: mpilearn train | make-data | demo | models."""

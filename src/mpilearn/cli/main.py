@@ -1,0 +1,98 @@
+"""Entry point of the `mpilearn` command."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .. import env
+from ..errors import MpilearnError
+from .train import add_train_arguments, config_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpilearn", description="Distributed training of Keras models over MPI.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_arguments(commands.add_parser("train", help="train a model on HDF5 files"))
+
+    data = commands.add_parser("make-data", help="write synthetic calorimeter-shower HDF5 files")
+    data.add_argument("outdir")
+    data.add_argument("--files", type=int, default=4, help="training files")
+    data.add_argument("--val-files", type=int, default=1, help="validation files")
+    data.add_argument("--events-per-file", type=int, default=500)
+    data.add_argument("--shape", default="25,25,25", help="D,H,W of the calorimeter")
+    data.add_argument("--classes", type=int, default=3, help="particle types")
+    data.add_argument("--seed", type=int, default=0)
+
+    demo = commands.add_parser("demo", help="train the calorimeter CNN on a small synthetic data set, 1 master + 2 workers")
+    demo.add_argument("-n", "--processes", type=int, default=3)
+    demo.add_argument("--epochs", type=int, default=5)
+    demo.add_argument("--run-dir", default="", help="output directory (default: runs/<timestamp>)")
+
+    commands.add_parser("models", help="list the built-in models")
+    return parser
+
+
+def _report(error: BaseException, rank: int | None) -> None:
+    where = "" if rank is None else f" on rank {rank}"
+    print(f"mpilearn: error{where}: {error}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            from ..models import describe_builtins
+
+            for name, summary in describe_builtins():
+                print(f"{name:12s} {summary}")
+            return 0
+        if args.command == "make-data":
+            from .make_data import make_data
+
+            return make_data(args)
+        if args.command == "demo":
+            from .demo import demo
+
+            return demo(args)
+        return _train(args, list(sys.argv[1:] if argv is None else argv))
+    except MpilearnError as error:
+        # Errors raised identically on every rank are reported once, by rank 0.
+        rank = env.launcher_rank()
+        if not getattr(error, "collective", False) or rank in (None, 0):
+            _report(error, None)
+        return error.exit_status
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    config = config_from_args(args)  # bad options fail here, before any process starts
+    if args.processes and args.processes > 1 and not env.under_mpi_launcher():
+        from ..launch import relaunch
+
+        return relaunch(args.processes, _without_processes(argv))
+    env.select_keras_backend(config.backend)
+    from ..comm import world
+
+    comm = world(config.poll_max_s)
+    env.cap_thread_pools(config.threads or env.default_threads(comm.local_size))
+    from ..training import train
+
+    train(config)  # a failure on one rank aborts every rank (training.abort_job)
+    return 0
+
+
+def _without_processes(argv: list[str]) -> list[str]:
+    """The same arguments minus -n/--processes, for the relaunched ranks."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-n", "--processes"):
+            skip = True
+            continue
+        if arg.startswith("--processes=") or (arg.startswith("-n") and arg[2:].isdigit()):
+            continue
+        out.append(arg)
+    return out

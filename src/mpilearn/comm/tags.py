@@ -1,0 +1,14 @@
+"""MPI message tags. Our traffic runs on a duplicated communicator, so these
+values never collide with tags of the user's own MPI code."""
+from __future__ import annotations
+
+import enum
+
+
+class Tag(enum.IntEnum):
+    # worker -> master
+    UPDATE = 1  # gradients (and state deltas) of some batches
+    UPDATE_EPOCH_END = 2  # same, and the last update of the worker's epoch
+    # master -> worker
+    WEIGHTS = 10  # central weights; go on training
+    STOP = 11  # central weights; training is over, stop now

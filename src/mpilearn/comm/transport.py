@@ -1,0 +1,135 @@
+"""Buffer transport over one duplicated communicator, with non-spinning waits."""
+from __future__ import annotations
+
+import pickle
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from mpi4py import MPI
+
+from ..errors import CommunicationError
+
+Request = MPI.Request
+ANY_SOURCE = MPI.ANY_SOURCE
+ANY_TAG = MPI.ANY_TAG
+
+
+class Backoff:
+    """Sleep schedule for polling: first checks are immediate, then the sleep
+    doubles up to `max_s`. MPICH's blocking calls spin a core at 100%; this
+    keeps a waiting rank's CPU use near zero at a latency cost below max_s."""
+
+    def __init__(self, max_s: float = 0.001, first_s: float = 2e-5) -> None:
+        self.max_s = max_s
+        self.first_s = first_s
+        self._sleep = 0.0
+
+    def reset(self) -> None:
+        self._sleep = 0.0
+
+    def pause(self) -> None:
+        if self._sleep:
+            time.sleep(self._sleep)
+            self._sleep = min(self._sleep * 2, self.max_s)
+        else:
+            self._sleep = self.first_s
+
+
+class Communicator:
+    """A private duplicate of an MPI communicator with the calls mpilearn uses."""
+
+    # A request that is already complete; wait_any skips it.
+    NULL_REQUEST = MPI.REQUEST_NULL
+
+    def __init__(self, comm: MPI.Comm, poll_max_s: float = 0.001) -> None:
+        self._comm = comm.Dup()
+        self.rank: int = self._comm.Get_rank()
+        self.size: int = self._comm.Get_size()
+        self.poll_max_s = poll_max_s
+        node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_rank: int = node.Get_rank()
+        self.local_size: int = node.Get_size()
+        node.Free()
+
+    # ---- buffers (hot path) ----------------------------------------------
+    def isend(self, buffer: np.ndarray, dest: int, tag: int) -> MPI.Request:
+        return self._comm.Isend([buffer, MPI.FLOAT], dest=dest, tag=tag)
+
+    def irecv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Request:
+        return self._comm.Irecv([buffer, MPI.FLOAT], source=source, tag=tag)
+
+    def wait(self, request: MPI.Request) -> MPI.Status:
+        """Complete one request without spinning; returns its status."""
+        status = MPI.Status()
+        backoff = Backoff(self.poll_max_s)
+        while not request.Test(status):
+            backoff.pause()
+        return status
+
+    def wait_any(self, requests: Sequence[MPI.Request]) -> tuple[int, MPI.Status]:
+        """Complete whichever request finishes first; returns (index, status)."""
+        status = MPI.Status()
+        backoff = Backoff(self.poll_max_s)
+        while True:
+            index, done = MPI.Request.Testany(list(requests), status)
+            if done:
+                if index == MPI.UNDEFINED:
+                    raise CommunicationError("wait_any called with no active request")
+                return index, status
+            backoff.pause()
+
+    def send(self, buffer: np.ndarray, dest: int, tag: int) -> None:
+        self.wait(self.isend(buffer, dest, tag))
+
+    def recv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Status:
+        return self.wait(self.irecv(buffer, source, tag))
+
+    def bcast_array(self, buffer: np.ndarray, root: int = 0) -> None:
+        """Broadcast a float32 buffer in place (non-spinning)."""
+        self.wait(self._comm.Ibcast([buffer, MPI.FLOAT], root=root))
+
+    # ---- small control objects (pickled, never on the hot path) ------------
+    def bcast_object(self, obj: Any, root: int = 0) -> Any:
+        """Broadcast a picklable object, waiting without spinning."""
+        size = np.zeros(1, dtype=np.int64)
+        payload = b""
+        if self.rank == root:
+            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            size[0] = len(payload)
+        self.wait(self._comm.Ibcast([size, MPI.INT64_T], root=root))
+        data = np.frombuffer(payload, dtype=np.uint8).copy() if self.rank == root else np.empty(int(size[0]), dtype=np.uint8)
+        self.wait(self._comm.Ibcast([data, MPI.BYTE], root=root))
+        return obj if self.rank == root else pickle.loads(data.tobytes())
+
+    def gather_object(self, obj: Any, root: int = 0) -> list[Any] | None:
+        """Gather one small object per rank on root (non-spinning)."""
+        payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+        sizes = np.zeros(self.size, dtype=np.int64)
+        self.wait(self._comm.Igather([np.array([payload.size], dtype=np.int64), MPI.INT64_T], [sizes, MPI.INT64_T], root=root))
+        if self.rank != root:
+            self.wait(self._comm.Igatherv([payload, MPI.BYTE], None, root=root))
+            return None
+        displs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        data = np.empty(int(sizes.sum()), dtype=np.uint8)
+        self.wait(self._comm.Igatherv([payload, MPI.BYTE], [data, sizes, displs, MPI.BYTE], root=root))
+        return [pickle.loads(data[d : d + s].tobytes()) for d, s in zip(displs, sizes)]
+
+    def barrier(self) -> None:
+        self.wait(self._comm.Ibarrier())
+
+    def abort(self, status: int = 1) -> None:
+        """End every rank of the job now (used after an unrecoverable error)."""
+        self._comm.Abort(status)
+
+
+_WORLD: Communicator | None = None
+
+
+def world(poll_max_s: float = 0.001) -> Communicator:
+    """The process-wide communicator over MPI_COMM_WORLD (created once)."""
+    global _WORLD
+    if _WORLD is None:
+        _WORLD = Communicator(MPI.COMM_WORLD, poll_max_s)
+    _WORLD.poll_max_s = poll_max_s
+    return _WORLD

@@ -1,0 +1,154 @@
+"""Frozen, typed configuration of a run.
+
+Rank 0 resolves one `RunConfig` and broadcasts it, so every rank works from
+the same values. Each dataclass checks its own fields in `__post_init__` and
+names the option, the value received and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from .errors import ConfigError
+
+ALGORITHMS = ("downpour",)
+SHARD_MODES = ("files", "samples")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _positive_int(option: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{option} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(option: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{option} must be an integer >= 0, got {value!r}")
+
+
+def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the samples come from and how they are cut into batches."""
+
+    # Training and validation HDF5 files, in file-list order.
+    train_files: tuple[str, ...] = ()
+    val_files: tuple[str, ...] = ()
+    # HDF5 dataset names of the model inputs and targets.
+    features_name: str = "features"
+    labels_name: str = "labels"
+    # Samples per gradient computation on one worker.
+    batch_size: int = 32
+    # "files": each file read by one worker; "samples": every worker reads its slice of every file.
+    shard: Literal["files", "samples"] = "files"
+    # Batches read ahead by a background thread on each worker (0 = read inline).
+    prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        _positive_int("--batch", self.batch_size)
+        _non_negative_int("--prefetch", self.prefetch)
+        _choice("--shard", self.shard, SHARD_MODES)
+        for option, name in (("--features-name", self.features_name), ("--labels-name", self.labels_name)):
+            if not name:
+                raise ConfigError(f"{option} must not be empty")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How the command line builds and compiles the model (mpilearn.fit takes a model instead)."""
+
+    # Built-in name, path/to/file.py:function, a .keras file, or a Keras JSON file.
+    spec: str = "calo-cnn"
+    # Extra keyword arguments for the model builder (--model-arg key=value).
+    model_args: tuple[tuple[str, Any], ...] = ()
+    # Any optimizer name Keras knows, and its learning rate (None: Keras's default).
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    # Loss and metrics; None means chosen from the labels (see models.default_loss).
+    loss: str | None = None
+    metrics: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.spec:
+            raise ConfigError("--model must not be empty")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"--lr must be a positive number, got {self.learning_rate!r}")
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return dict(self.model_args)
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """The distributed training rule and its knobs."""
+
+    name: Literal["downpour"] = "downpour"
+    # Batches a worker accumulates before it exchanges with the master.
+    sync_every: int = 1
+
+    def __post_init__(self) -> None:
+        _choice("--algo", self.name, ALGORITHMS)
+        _positive_int("--sync-every", self.sync_every)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs, identical on every rank."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    epochs: int = 5
+    seed: int = 0
+    # Output directory; rank 0 fills in runs/<timestamp> when empty.
+    run_dir: str = ""
+    # Keras backend; None keeps KERAS_BACKEND or the default (torch).
+    backend: str | None = None
+    # Compute threads per rank; None shares the node's cores among its ranks.
+    threads: int | None = None
+    log_level: str = "info"
+    # Longest sleep between two polls of a pending MPI request (seconds).
+    poll_max_s: float = 0.001
+
+    def __post_init__(self) -> None:
+        _positive_int("--epochs", self.epochs)
+        _non_negative_int("--seed", self.seed)
+        if self.threads is not None:
+            _positive_int("--threads", self.threads)
+        _choice("--log-level", self.log_level, LOG_LEVELS)
+        if not 0 < self.poll_max_s <= 1:
+            raise ConfigError(f"poll_max_s must be in (0, 1] seconds, got {self.poll_max_s!r}")
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form, written to history.json."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
+        """Inverse of to_dict; unknown keys are refused, not ignored."""
+        nested = {"data": DataConfig, "model": ModelConfig, "algorithm": AlgorithmConfig}
+        return _build(cls, values, nested, prefix="")
+
+
+def _build(cls: type, values: Mapping[str, Any], nested: Mapping[str, type], prefix: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown configuration key '{prefix}{unknown[0]}'; allowed: {', '.join(sorted(known))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in nested and isinstance(value, Mapping):
+            value = _build(nested[name], value, {}, prefix=f"{prefix}{name}.")
+        elif isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    return cls(**kwargs)

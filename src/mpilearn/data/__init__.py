@@ -1,0 +1,1 @@
+"""Data layer: file lists, HDF5 reading, sharding, batching, synthetic data."""

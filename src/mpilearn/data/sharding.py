@@ -1,0 +1,48 @@
+"""Which samples each worker reads: pure arithmetic, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Samples [start, stop) of part `part` (a file, or an in-memory array)."""
+
+    part: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def shard_files(counts: Sequence[int], workers: int, index: int) -> list[Piece]:
+    """Whole files, dealt round robin: every file goes to exactly one worker
+    and the worker shares differ by at most one file."""
+    if not 0 <= index < workers:
+        raise ValueError(f"worker index {index} outside 0..{workers - 1}")
+    if len(counts) < workers:
+        raise DataError(
+            f"{len(counts)} training files for {workers} workers: every worker needs at least one file "
+            "(use --shard samples to split files between workers, or use fewer workers)"
+        )
+    return [Piece(i, 0, counts[i]) for i in range(index, len(counts), workers)]
+
+
+def shard_samples(counts: Sequence[int], workers: int, index: int) -> list[Piece]:
+    """A contiguous slice of every file, so any number of workers can share
+    few files; slice sizes differ by at most one sample per file."""
+    if not 0 <= index < workers:
+        raise ValueError(f"worker index {index} outside 0..{workers - 1}")
+    if sum(counts) < workers:
+        raise DataError(f"{sum(counts)} training samples cannot be shared by {workers} workers")
+    pieces = [Piece(i, n * index // workers, n * (index + 1) // workers) for i, n in enumerate(counts)]
+    return [p for p in pieces if p.size > 0]
+
+
+def shard(counts: Sequence[int], workers: int, index: int, mode: str) -> list[Piece]:
+    return shard_samples(counts, workers, index) if mode == "samples" else shard_files(counts, workers, index)

@@ -1,0 +1,82 @@
+"""Environment variable names and the per-rank thread cap, in one place.
+
+Thread caps must be applied before torch, jax, tensorflow or numpy's BLAS is
+imported, because their thread pools read these variables at import time.
+"""
+from __future__ import annotations
+
+import os
+
+KERAS_BACKEND = "KERAS_BACKEND"
+THREADS = "MPILEARN_THREADS"
+# Set by mpilearn's own launcher so that a relaunched process never relaunches.
+LAUNCHED = "MPILEARN_LAUNCHED"
+
+# Variables the common thread pools read; all get the same cap.
+THREAD_POOL_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+# Any of these means the process was started by an MPI launcher.
+MPI_LAUNCHER_VARIABLES = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+    "HYDI_CONTROL_FD",
+    "MPIR_CVAR_CH3_INTERFACE_HOSTNAME",
+)
+
+DEFAULT_BACKEND = "torch"
+
+
+def under_mpi_launcher() -> bool:
+    """True when an MPI launcher (mpiexec, mpirun, srun with PMI) started us."""
+    if os.environ.get(LAUNCHED):
+        return True
+    if any(name in os.environ for name in MPI_LAUNCHER_VARIABLES):
+        return True
+    # srun sets SLURM_PROCID for every task; a batch script alone does not
+    # set SLURM_STEP_ID, so this does not trigger inside plain sbatch.
+    return "SLURM_PROCID" in os.environ and "SLURM_STEP_ID" in os.environ
+
+
+def launcher_rank() -> int | None:
+    """This process's rank as the launcher announced it, before MPI starts."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return None
+
+
+def default_threads(local_ranks: int) -> int:
+    """Cores of this node shared evenly among the ranks on it, at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, local_ranks))
+
+
+def cap_thread_pools(threads: int) -> None:
+    """Cap every compute thread pool of this process to `threads` threads.
+
+    Variables already set by the user win, so `OMP_NUM_THREADS=4 mpiexec ...`
+    keeps working as an HPC user expects.
+    """
+    for name in THREAD_POOL_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    os.environ.setdefault(THREADS, str(threads))
+
+
+def select_keras_backend(name: str | None) -> str:
+    """Fix the Keras backend before keras is imported; returns the name used."""
+    if name:
+        os.environ[KERAS_BACKEND] = name
+    return os.environ.setdefault(KERAS_BACKEND, DEFAULT_BACKEND)

@@ -1,0 +1,78 @@
+"""What a run records: validation per epoch, per-worker training loss, counts."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class WorkerStats:
+    """Running sums for one worker within the current epoch."""
+
+    loss_sum: float = 0.0
+    batches: int = 0
+    samples: int = 0
+
+
+@dataclass
+class History:
+    config: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    # worker rank -> list of per-epoch mean training loss
+    worker_loss: dict[int, list[float]] = field(default_factory=dict)
+    samples_seen: int = 0
+    updates: int = 0
+    train_time_s: float = 0.0
+    stopped_early: bool = False
+    _start: float = field(default_factory=time.perf_counter, repr=False)
+    _current: dict[int, WorkerStats] = field(default_factory=dict, repr=False)
+
+    def start_clock(self) -> None:
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def record_update(self, worker: int, loss_sum: float, batches: int, samples: int) -> None:
+        stats = self._current.setdefault(worker, WorkerStats())
+        stats.loss_sum += loss_sum
+        stats.batches += batches
+        stats.samples += samples
+        self.samples_seen += samples
+        self.updates += 1
+
+    def close_worker_epoch(self, worker: int) -> None:
+        stats = self._current.pop(worker, WorkerStats())
+        mean = stats.loss_sum / stats.batches if stats.batches else float("nan")
+        self.worker_loss.setdefault(worker, []).append(mean)
+
+    def record_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        row: dict[str, Any] = {"epoch": epoch}
+        row.update({f"val_{k}": float(v) for k, v in metrics.items()})
+        losses = [v[epoch - 1] for v in self.worker_loss.values() if len(v) >= epoch]
+        if losses:
+            row["train_loss"] = sum(losses) / len(losses)
+        row.update({"updates": self.updates, "samples_seen": self.samples_seen, "time_s": round(self.elapsed(), 3)})
+        self.epochs.append(row)
+        return row
+
+    def finish(self) -> None:
+        self.train_time_s = self.elapsed()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "epochs": self.epochs,
+            "train_time_s": self.train_time_s,
+            "samples_seen": self.samples_seen,
+            "samples_per_s": self.samples_seen / self.train_time_s if self.train_time_s else None,
+            "updates": self.updates,
+            "stopped_early": self.stopped_early,
+            "workers": {str(w): {"train_loss": losses} for w, losses in sorted(self.worker_loss.items())},
+        }
+
+
+def progress_line(row: dict[str, Any], epochs: int, samples_per_s: float) -> str:
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") or k == "train_loss")
+    return f"epoch {row['epoch']}/{epochs}  {metrics}  updates {row['updates']}  {row['time_s']:.1f}s  {samples_per_s:.0f} samples/s"

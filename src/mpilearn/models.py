@@ -1,0 +1,186 @@
+"""Model specifications: built-in models, Python builders, .keras and JSON files.
+
+Keras is imported inside the functions, so importing this module never fixes
+the Keras backend before the command line has chosen it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError, ModelError
+
+
+def calo_cnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 8, dense: int = 32, dropout: float = 0.0) -> Any:
+    """The calorimeter CNN of the demo: two 3D convolutions on the energy
+    deposits, then a small dense classifier (about 35k parameters at 25^3)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(tuple(input_shape), name="deposits")
+    x = inputs if len(input_shape) == 4 else layers.Reshape((*input_shape, 1))(inputs)
+    x = layers.Conv3D(filters, 3, activation="relu")(x)
+    x = layers.MaxPooling3D(2)(x)
+    x = layers.Conv3D(2 * filters, 3, activation="relu")(x)
+    x = layers.MaxPooling3D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense, activation="relu")(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="calo_cnn")
+
+
+def mlp(input_shape: tuple[int, ...], num_classes: int, units: int = 128, layers_count: int = 2, dropout: float = 0.0) -> Any:
+    """A dense network on the flattened input: the cheap model of tests and benchmarks."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(tuple(input_shape), name="inputs")
+    x = layers.Flatten()(inputs)
+    for _ in range(layers_count):
+        x = layers.Dense(units, activation="relu")(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax" if num_classes > 1 else None)(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+BUILTIN_MODELS: dict[str, Callable[..., Any]] = {"calo-cnn": calo_cnn, "mlp": mlp}
+
+
+def describe_builtins() -> list[tuple[str, str]]:
+    return [(name, (fn.__doc__ or "").strip().splitlines()[0]) for name, fn in BUILTIN_MODELS.items()]
+
+
+def load_builder(path: str, function: str) -> Callable[..., Any]:
+    """Import `function` from the Python file `path` without touching sys.path order."""
+    file = Path(path)
+    if not file.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    module_name = f"mpilearn_user_model_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"model file {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ModelError(f"model file {path}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:
+        raise ModelError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
+    builder = getattr(module, function, None)
+    if not callable(builder):
+        raise ModelError(f"model file {path} has no function {function!r}")
+    return builder
+
+
+def _call_builder(builder: Callable[..., Any], what: str, kwargs: dict[str, Any]) -> Any:
+    """Call with the keyword arguments the builder accepts; it may ignore
+    input_shape and num_classes, but a --model-arg it cannot take is an error."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    automatic = {"input_shape", "num_classes"}
+    accepted = {}
+    for key, value in kwargs.items():
+        if takes_any or key in params:
+            accepted[key] = value
+        elif key not in automatic:
+            raise ModelError(f"{what} takes no argument {key!r} (given by --model-arg); it takes: {', '.join(params) or 'nothing'}")
+    try:
+        return builder(**accepted)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{what} raised {type(exc).__name__}: {exc}") from None
+
+
+def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, model_args: dict[str, Any] | None = None) -> Any:
+    """Turn a model SPEC into an (uncompiled) Keras model."""
+    import keras
+
+    kwargs = {"input_shape": tuple(input_shape), "num_classes": num_classes, **(model_args or {})}
+    if spec in BUILTIN_MODELS:
+        model = _call_builder(BUILTIN_MODELS[spec], f"built-in model {spec!r}", kwargs)
+    elif ":" in spec and spec.rsplit(":", 1)[0].endswith(".py"):
+        path, function = spec.rsplit(":", 1)
+        model = _call_builder(load_builder(path, function), f"{path}:{function}", kwargs)
+    elif spec.endswith(".keras"):
+        if not Path(spec).is_file():
+            raise ModelError(f"model file {spec} does not exist")
+        try:
+            model = keras.saving.load_model(spec, compile=False)
+        except Exception as exc:
+            raise ModelError(f"model file {spec} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    elif spec.endswith(".json"):
+        try:
+            text = Path(spec).read_text()
+            json.loads(text)
+        except FileNotFoundError:
+            raise ModelError(f"model file {spec} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"model file {spec} is not valid JSON: {exc}") from None
+        try:
+            model = keras.models.model_from_json(text)
+        except Exception as exc:
+            raise ModelError(f"model file {spec} is not a Keras architecture: {type(exc).__name__}: {exc}") from None
+    else:
+        raise ModelError(
+            f"unknown model {spec!r}: give a built-in name ({', '.join(BUILTIN_MODELS)}), "
+            "path/to/file.py:function, a .keras file or a Keras JSON file"
+        )
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"model {spec!r} is a {type(model).__name__}, not a keras.Model")
+    return model
+
+
+def default_loss(label_shape: tuple[int, ...], label_dtype: str) -> str:
+    """Cross-entropy for classification labels, mean squared error otherwise."""
+    if "int" in label_dtype:
+        return "sparse_categorical_crossentropy"
+    if len(label_shape) == 1 and label_shape[0] > 1:
+        return "categorical_crossentropy"
+    return "mean_squared_error"
+
+
+def default_metrics(loss: str) -> tuple[str, ...]:
+    return ("accuracy",) if "crossentropy" in loss else ()
+
+
+def make_optimizer(name: str, learning_rate: float | None) -> Any:
+    import keras
+
+    config: dict[str, Any] = {}
+    if learning_rate is not None:
+        config["learning_rate"] = learning_rate
+    try:
+        return keras.optimizers.get({"class_name": name, "config": config})
+    except (ValueError, TypeError) as exc:
+        known = sorted(
+            n.lower() for n in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, n), type) and n != "Optimizer"
+        )
+        raise ConfigError(f"unknown optimizer {name!r} (--optimizer); Keras knows: {', '.join(known)}") from exc
+
+
+def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss: str, metrics: tuple[str, ...]) -> None:
+    import keras
+
+    try:
+        keras.losses.get(loss)
+    except (ValueError, TypeError):
+        raise ConfigError(f"unknown loss {loss!r} (--loss)") from None
+    for metric in metrics:
+        try:
+            keras.metrics.get(metric)
+        except (ValueError, TypeError):
+            if metric not in ("accuracy", "acc"):
+                raise ConfigError(f"unknown metric {metric!r} (--metrics)") from None
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=loss, metrics=list(metrics))

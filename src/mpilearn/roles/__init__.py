@@ -1,0 +1,1 @@
+"""The loops each rank runs: solo, master, worker."""

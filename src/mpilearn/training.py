@@ -1,0 +1,248 @@
+"""One training run on every rank: agree on inputs, build, train, write outputs.
+
+Everything that can be wrong with the user's input is checked on rank 0
+before training and the verdict is broadcast, so a bad file or option ends
+every rank at once with the same error (printed once, by rank 0). Anything
+that fails later is unexpected and aborts the whole job (see cli.main).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import backends, models
+from .comm import Communicator, world
+from .comm.topology import Role, Topology
+from .config import RunConfig
+from .data.sharding import shard
+from .data.sources import ArraySource, Hdf5Source, Signature, Source
+from .env import default_threads
+from .errors import DataError, MpilearnError
+from .history import History, progress_line
+from .log import get_logger, setup_logging
+from .roles.job import Job
+from .roles.master import run_master
+from .roles.solo import run_solo
+from .roles.validation import evaluate
+from .rundir import HISTORY, MODEL, atomic_write_json, default_run_dir, prepare_run_dir, save_model_atomic
+
+# A hook called on the validating rank after each epoch; True stops training.
+EpochHook = Callable[[dict[str, Any]], bool]
+
+ArrayPair = tuple[np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Rank 0's verdict on the inputs, broadcast to every rank."""
+
+    run_dir: str
+    counts: tuple[int, ...]
+    signature: Signature
+    loss: str | None
+    metrics: tuple[str, ...] | None
+
+
+def _collective(comm: Communicator, work: Callable[[], Any]) -> Any:
+    """Run `work` on rank 0 and give every rank its result, or its error."""
+    outcome: Any = None
+    if comm.rank == 0:
+        try:
+            outcome = ("ok", work())
+        except MpilearnError as exc:
+            outcome = ("error", exc)
+        except Exception as exc:  # unexpected: still end every rank, with the cause
+            traceback.print_exc()
+            outcome = ("error", MpilearnError(f"{type(exc).__name__}: {exc}"))
+    outcome = comm.bcast_object(outcome)
+    if outcome[0] == "error":
+        error = outcome[1]
+        error.collective = True  # every rank raises it; rank 0 reports it
+        raise error
+    return outcome[1]
+
+
+def _open_train(config: RunConfig, arrays: ArrayPair | None) -> Source:
+    if arrays is not None:
+        return ArraySource(*arrays, what="training data")
+    return Hdf5Source(config.data.train_files, config.data.features_name, config.data.labels_name)
+
+
+def _open_validation(config: RunConfig, arrays: ArrayPair | None) -> ArrayPair | None:
+    if arrays is not None:
+        return ArraySource(*arrays, what="validation data").load_all()
+    if not config.data.val_files:
+        return None
+    source = Hdf5Source(config.data.val_files, config.data.features_name, config.data.labels_name)
+    return source.load_all()
+
+
+def _check_model_fits_data(model: Any, signature: Signature, where: str) -> None:
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) == 1:
+        expected = tuple(inputs[0].shape[1:])
+        if len(expected) != len(signature.sample_shape) or any(
+            e is not None and e != s for e, s in zip(expected, signature.sample_shape)
+        ):
+            raise DataError(f"{where}: samples have shape {signature.sample_shape} but the model expects {expected}")
+
+
+def _check_loss_fits_labels(loss: str | None, signature: Signature, where: str) -> None:
+    if loss in ("categorical_crossentropy", "CategoricalCrossentropy") and (
+        "int" in signature.label_dtype or len(signature.label_shape) != 1
+    ):
+        raise DataError(
+            f"{where}: labels of shape {signature.label_shape} ({signature.label_dtype}) are not one-hot rows, "
+            "as categorical_crossentropy needs (use --loss sparse_categorical_crossentropy for class ids)"
+        )
+
+
+def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str, tuple[str, ...]]:
+    """Build and compile the model of a command-line run from its spec."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    num_classes = signature.label_shape[0] if signature.label_shape else 1
+    model = models.build_model(config.model.spec, signature.sample_shape, num_classes, config.model.model_kwargs)
+    loss = config.model.loss or models.default_loss(signature.label_shape, signature.label_dtype)
+    metrics = config.model.metrics if config.model.metrics is not None else models.default_metrics(loss)
+    models.compile_model(model, config.model.optimizer, config.model.learning_rate, loss, metrics)
+    return model, loss, metrics
+
+
+def train(
+    config: RunConfig,
+    model: Any = None,
+    train_arrays: ArrayPair | None = None,
+    validation_arrays: ArrayPair | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> dict[str, Any]:
+    """Train on every rank of MPI_COMM_WORLD; returns the history on every rank.
+
+    `model` is the user's compiled model (mpilearn.fit) or None to build it
+    from `config.model` (command line).
+    """
+    comm = world(config.poll_max_s)
+    topology = Topology(comm.size)
+    role = topology.role(comm.rank)
+    log = setup_logging(comm.rank, role.value, config.log_level)
+    if comm.rank == 0:
+        log.info("%s", topology.describe())
+
+    kept: dict[str, Any] = {}  # rank 0's validation samples and built model, never broadcast
+
+    def plan() -> Plan:
+        source = _open_train(config, train_arrays)
+        shard(source.counts, topology.num_workers, 0, config.data.shard)  # enough data for the workers?
+        kept["validation"] = _open_validation(config, validation_arrays)
+        where = config.data.train_files[0] if config.data.train_files else "training data"
+        loss = metrics = None
+        if model is None:
+            kept["model"], loss, metrics = _build_cli_model(config, source.signature)
+            _check_loss_fits_labels(loss, source.signature, where)
+        _check_model_fits_data(kept.get("model", model), source.signature, where)
+        run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
+        return Plan(run_dir, source.counts, source.signature, loss, metrics)
+
+    agreed: Plan = _collective(comm, plan)
+    config = config.replace(run_dir=agreed.run_dir)
+    try:
+        return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end)
+    except BaseException as error:
+        if comm.size == 1:
+            raise
+        abort_job(comm, role, error)
+        raise  # not reached: abort ends the process
+
+
+def abort_job(comm: Communicator, role: Role, error: BaseException) -> None:
+    """One rank failed: say where and why, then end every rank of the job."""
+    if not isinstance(error, MpilearnError):
+        traceback.print_exc()
+    status = error.exit_status if isinstance(error, MpilearnError) else 1
+    print(f"mpilearn: error on rank {comm.rank} ({role.value}): {error}", file=sys.stderr, flush=True)
+    comm.abort(status)
+
+
+def _run(
+    config: RunConfig,
+    comm: Communicator,
+    topology: Topology,
+    role: Role,
+    agreed: Plan,
+    kept: dict[str, Any],
+    model: Any,
+    train_arrays: ArrayPair | None,
+    on_epoch_end: EpochHook | None,
+) -> dict[str, Any]:
+    if model is None:
+        model = kept.get("model") or _build_cli_model(config, agreed.signature)[0]
+    threads = config.threads or default_threads(comm.local_size)
+    backends.set_threads(threads)
+    backend = backends.for_model(model)
+    source = _open_train(config, train_arrays) if train_arrays is not None else Hdf5Source.trusted(
+        config.data.train_files, config.data.features_name, config.data.labels_name, agreed.counts, agreed.signature
+    )
+
+    weights = np.empty(backend.layout.size, dtype=np.float32)
+    backend.get_weights(weights)
+    comm.bcast_array(weights, root=0)  # every rank starts from rank 0's initial weights
+    backend.set_weights(weights)
+
+    history = History(config.to_dict())
+    hook = _epoch_hook(config, history, on_epoch_end) if role in (Role.MASTER, Role.SOLO) else (lambda row: False)
+    job = Job(config, comm, topology, backend, source, kept.get("validation"), history, hook, Path(config.run_dir))
+    comm.barrier()
+    history.start_clock()
+    if role is Role.SOLO:
+        run_solo(job)
+    elif role is Role.MASTER:
+        run_master(job)
+    else:
+        from .roles.worker import run_worker
+
+        run_worker(job)
+    history.finish()
+
+    if role is not Role.WORKER:
+        _finish(job)
+    backend.get_weights(weights)
+    comm.bcast_array(weights, root=0)  # every rank returns the central weights
+    backend.set_weights(weights)
+    return comm.bcast_object(history.to_dict() if comm.rank == 0 else None)
+
+
+def _epoch_hook(config: RunConfig, history: History, user_hook: EpochHook | None) -> EpochHook:
+    log = get_logger()
+
+    def hook(row: dict[str, Any]) -> bool:
+        elapsed = history.elapsed()
+        log.info("%s", progress_line(row, config.epochs, history.samples_seen / elapsed if elapsed else 0.0))
+        return bool(user_hook(row)) if user_hook else False
+
+    return hook
+
+
+def _finish(job: Job) -> None:
+    """Final validation when updates came after the last one, then outputs."""
+    history = job.history
+    if not history.epochs or history.epochs[-1]["updates"] != history.updates:
+        row = history.record_epoch(len(history.epochs) + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
+        row["final"] = True
+        get_logger().info("%s", progress_line(row, job.config.epochs, history.samples_seen / max(history.train_time_s, 1e-9)))
+    assert job.run_dir is not None
+    atomic_write_json(job.run_dir / HISTORY, history.to_dict())
+    save_model_atomic(job.model, job.run_dir / MODEL)
+    get_logger().info(
+        "trained %d samples in %.1fs (%.0f samples/s); wrote %s and %s",
+        history.samples_seen,
+        history.train_time_s,
+        history.samples_seen / max(history.train_time_s, 1e-9),
+        job.run_dir / HISTORY,
+        job.run_dir / MODEL,
+    )

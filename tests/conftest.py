@@ -1,0 +1,81 @@
+"""Shared fixtures: real data sets made by `mpilearn make-data`, and a runner
+for the command line that always ends (hard timeout, whole process group)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Tests run ranks with one compute thread each, as on a busy 2-core machine.
+os.environ.setdefault("MPILEARN_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+SMALL_SHAPE = "8,8,8"
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(args: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None) -> Completed:
+    """Run `python -m mpilearn ARGS` (see run_command)."""
+    return run_command([sys.executable, "-m", "mpilearn", *args], timeout, cwd, env)
+
+
+def run_mpi(processes: int, argv: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None) -> Completed:
+    """Run `mpiexec -n N ARGV` with the mpiexec of this environment."""
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    return run_command([mpiexec, "-n", str(processes), *argv], timeout, cwd)
+
+
+def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None) -> Completed:
+    """Run a command; kill its whole process group on timeout, so a hanging
+    rank fails the test instead of the CI run."""
+    full_env = dict(os.environ)
+    full_env.pop("MPILEARN_LAUNCHED", None)
+    full_env.update(env or {})
+    start = time.monotonic()
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(argv)} did not end within {timeout}s\n{stdout}\n{stderr}")
+    return Completed(process.returncode, stdout, stderr, time.monotonic() - start)
+
+
+def make_data(outdir: Path, files: int = 4, events: int = 64, shape: str = SMALL_SHAPE, seed: int = 0) -> Path:
+    result = run_cli(["make-data", str(outdir), "--files", str(files), "--val-files", "1",
+                      "--events-per-file", str(events), "--shape", shape, "--seed", str(seed)], timeout=120)
+    assert result.returncode == 0, result.output
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training files and 1 validation file of 64 events at 8x8x8."""
+    return make_data(tmp_path_factory.mktemp("small"))

@@ -1,0 +1,75 @@
+"""Batching: every sample exactly once per epoch, in an order fixed by the seed."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpilearn.data.batches import epoch_batches, epoch_rng, iterate_epoch
+from mpilearn.data.sharding import shard
+from mpilearn.data.sources import ArraySource
+
+
+class _Parts:
+    """A source of several in-memory parts whose samples carry their own id."""
+
+    def __init__(self, counts: list[int]) -> None:
+        self.counts = tuple(counts)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._ids = [np.arange(offsets[i], offsets[i + 1], dtype=np.float32) for i in range(len(counts))]
+
+    def read(self, part: int, start: int, stop: int):
+        ids = self._ids[part][start:stop]
+        return ids.reshape(-1, 1), ids.copy()
+
+    def name(self, part: int) -> str:
+        return f"part{part}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 40), min_size=1, max_size=8),
+    workers=st.integers(1, 4),
+    batch=st.integers(1, 17),
+    seed=st.integers(0, 2**16),
+)
+def test_each_sample_once_per_epoch_in_seeded_order(counts, workers, batch, seed) -> None:
+    source = _Parts(counts)
+    mode = "files" if len(counts) >= workers else "samples"
+    if mode == "samples" and sum(counts) < workers:
+        return
+    seen = []
+    for w in range(workers):
+        pieces = shard(source.counts, workers, w, mode)
+        batches = list(epoch_batches(source, pieces, batch, epoch_rng(seed, w, 0)))
+        again = list(epoch_batches(source, pieces, batch, epoch_rng(seed, w, 0)))
+        assert [b.y.tolist() for b in batches] == [b.y.tolist() for b in again]  # same seed, same order
+        assert all(len(b.y) == batch for b in batches[:-1]) and 0 < len(batches[-1].y) <= batch
+        assert [b.last for b in batches] == [False] * (len(batches) - 1) + [True]
+        seen.extend(int(v) for b in batches for v in b.y)
+    assert sorted(seen) == list(range(sum(counts)))
+
+
+def test_epochs_are_reshuffled_and_prefetch_keeps_order() -> None:
+    x = np.arange(100, dtype=np.float32).reshape(-1, 1)
+    source = ArraySource(x, x[:, 0].copy())
+    pieces = shard(source.counts, 1, 0, "samples")
+    inline = [b.y.tolist() for b in iterate_epoch(source, pieces, 8, 3, 0, 0, prefetch=0)]
+    threaded = [b.y.tolist() for b in iterate_epoch(source, pieces, 8, 3, 0, 0, prefetch=3)]
+    next_epoch = [b.y.tolist() for b in iterate_epoch(source, pieces, 8, 3, 0, 1, prefetch=3)]
+    assert inline == threaded
+    assert inline != next_epoch
+
+
+def test_prefetch_thread_errors_reach_the_consumer() -> None:
+    class Broken(_Parts):
+        def read(self, part, start, stop):
+            raise OSError("disk on fire")
+
+    source = Broken([10])
+    try:
+        list(iterate_epoch(source, shard(source.counts, 1, 0, "files"), 4, 0, 0, 0, prefetch=2))
+    except OSError as exc:
+        assert "disk on fire" in str(exc)
+    else:
+        raise AssertionError("the reader's error was lost")
