@@ -12,7 +12,9 @@ from typing import Any, Literal, Mapping
 
 from .errors import ConfigError
 
-ALGORITHMS = ("downpour",)
+ALGORITHMS = ("downpour", "sync", "easgd", "gem", "allreduce")
+COMPRESSIONS = ("none", "fp16", "bf16")
+LR_SCALINGS = ("none", "linear", "sqrt")
 SHARD_MODES = ("files", "samples")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -88,13 +90,67 @@ class ModelConfig:
 class AlgorithmConfig:
     """The distributed training rule and its knobs."""
 
-    name: Literal["downpour"] = "downpour"
-    # Batches a worker accumulates before it exchanges with the master.
+    name: Literal["downpour", "sync", "easgd", "gem", "allreduce"] = "downpour"
+    # Batches a worker accumulates (EASGD: local steps it takes) before each exchange.
     sync_every: int = 1
+    # EASGD: moving rate beta (alpha = beta / workers), the workers' own optimizer and its
+    # learning rate (None: --lr) and Nesterov momentum (0: plain EASGD, > 0: EAMSGD).
+    elastic_force: float = 0.9
+    elastic_lr: float | None = None
+    elastic_momentum: float = 0.0
+    worker_optimizer: str = "sgd"
+    # EASGD: exchange with all workers at once instead of whoever is ready.
+    synchronous: bool = False
+    # GEM: learning rate and momentum of the proxy, and the energy factor kappa.
+    gem_lr: float = 0.01
+    gem_momentum: float = 0.9
+    gem_kappa: float = 1.0
+    # allreduce: number format of the exchanged gradients.
+    compression: Literal["none", "fp16", "bf16"] = "none"
+    # Asynchronous modes: drop updates computed on weights more than this many master steps old.
+    max_staleness: int | None = None
+    # Masters in a two-level tree: 1 = a single master; M >= 2 = a top master and M-1 sub-masters.
+    masters: int = 1
+    # Learning rate multiplied by the number of workers (linear) or its square root, reached
+    # after a linear warmup of this many epochs (Goyal et al. 2017).
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("--algo", self.name, ALGORITHMS)
         _positive_int("--sync-every", self.sync_every)
+        _choice("--compression", self.compression, COMPRESSIONS)
+        _choice("--lr-scaling", self.lr_scaling, LR_SCALINGS)
+        _positive_int("--masters", self.masters)
+        if not 0 < self.elastic_force <= 1:
+            raise ConfigError(f"--elastic-force must be in (0, 1], got {self.elastic_force!r}")
+        if self.elastic_lr is not None and not self.elastic_lr > 0:
+            raise ConfigError(f"--elastic-lr must be a positive number, got {self.elastic_lr!r}")
+        for option, value in (("--elastic-momentum", self.elastic_momentum), ("--gem-momentum", self.gem_momentum)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"{option} must be in [0, 1), got {value!r}")
+        for option, value in (("--gem-lr", self.gem_lr), ("--gem-kappa", self.gem_kappa)):
+            if not value > 0:
+                raise ConfigError(f"{option} must be a positive number, got {value!r}")
+        if self.max_staleness is not None:
+            _non_negative_int("--max-staleness", self.max_staleness)
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}")
+        if self.masters > 1 and self.name not in ("downpour", "easgd"):
+            raise ConfigError(f"--masters {self.masters} works with --algo downpour or easgd, not {self.name}")
+        if self.elastic_momentum and self.worker_optimizer.lower() != "sgd":
+            raise ConfigError(f"--elastic-momentum needs --worker-optimizer sgd, got {self.worker_optimizer!r}")
+        if self.compression != "none" and self.name != "allreduce":
+            raise ConfigError(f"--compression {self.compression} applies to --algo allreduce only")
+
+    @property
+    def has_master(self) -> bool:
+        return self.name != "allreduce"
+
+    @property
+    def lockstep(self) -> bool:
+        """True when every worker must take the same number of steps per epoch."""
+        return self.name in ("sync", "allreduce") or (self.name == "easgd" and self.synchronous)
 
 
 @dataclass(frozen=True)

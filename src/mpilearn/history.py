@@ -25,6 +25,11 @@ class History:
     updates: int = 0
     train_time_s: float = 0.0
     stopped_early: bool = False
+    # Asynchronous modes: master steps between the weights an update was
+    # computed on and its arrival (staleness -> count), and updates dropped
+    # for exceeding --max-staleness.
+    staleness: dict[int, int] = field(default_factory=dict)
+    dropped_updates: int = 0
     _start: float = field(default_factory=time.perf_counter, repr=False)
     _current: dict[int, WorkerStats] = field(default_factory=dict, repr=False)
 
@@ -34,13 +39,16 @@ class History:
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
 
-    def record_update(self, worker: int, loss_sum: float, batches: int, samples: int) -> None:
+    def record_update(self, worker: int, loss_sum: float, batches: int, samples: int, updates: int = 1) -> None:
         stats = self._current.setdefault(worker, WorkerStats())
         stats.loss_sum += loss_sum
         stats.batches += batches
         stats.samples += samples
         self.samples_seen += samples
-        self.updates += 1
+        self.updates += updates
+
+    def record_staleness(self, staleness: int) -> None:
+        self.staleness[staleness] = self.staleness.get(staleness, 0) + 1
 
     def close_worker_epoch(self, worker: int) -> None:
         stats = self._current.pop(worker, WorkerStats())
@@ -69,6 +77,8 @@ class History:
             "samples_per_s": self.samples_seen / self.train_time_s if self.train_time_s else None,
             "updates": self.updates,
             "stopped_early": self.stopped_early,
+            "staleness": {str(k): v for k, v in sorted(self.staleness.items())},
+            "dropped_updates": self.dropped_updates,
             "workers": {str(w): {"train_loss": losses} for w, losses in sorted(self.worker_loss.items())},
         }
 

@@ -155,12 +155,15 @@ def default_metrics(loss: str) -> tuple[str, ...]:
     return ("accuracy",) if "crossentropy" in loss else ()
 
 
-def make_optimizer(name: str, learning_rate: float | None) -> Any:
+def make_optimizer(name: str, learning_rate: float | None, momentum: float = 0.0) -> Any:
+    """A Keras optimizer by name; a momentum > 0 means Nesterov momentum (SGD)."""
     import keras
 
     config: dict[str, Any] = {}
     if learning_rate is not None:
         config["learning_rate"] = learning_rate
+    if momentum:
+        config.update(momentum=momentum, nesterov=True)
     try:
         return keras.optimizers.get({"class_name": name, "config": config})
     except (ValueError, TypeError) as exc:

@@ -30,9 +30,18 @@ def prepare_run_dir(path: str) -> Path:
     return run_dir
 
 
+def _umask_mode() -> int:
+    """Permissions a plain open() would give: mkstemp's 0600 is too private
+    for outputs that colleagues on a cluster read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _umask_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -59,6 +68,7 @@ def _json_default(value: Any) -> Any:
 def save_model_atomic(model: Any, path: Path) -> None:
     """model.save into a temporary .keras file, then rename over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.fchmod(fd, _umask_mode())
     os.close(fd)
     try:
         model.save(tmp)

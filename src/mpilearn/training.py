@@ -27,7 +27,8 @@ from .history import History, progress_line
 from .log import get_logger, setup_logging
 from .roles.job import Job
 from .roles.master import run_master
-from .roles.solo import run_solo
+from .roles.peer import run_peers
+from .roles.worker import run_worker
 from .roles.validation import evaluate
 from .rundir import HISTORY, MODEL, atomic_write_json, default_run_dir, prepare_run_dir, save_model_atomic
 
@@ -128,7 +129,11 @@ def train(
     from `config.model` (command line).
     """
     comm = world(config.poll_max_s)
-    topology = Topology(comm.size)
+    try:
+        topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master)
+    except MpilearnError as error:
+        error.collective = True  # every rank computes the same layout and the same error
+        raise
     role = topology.role(comm.rank)
     log = setup_logging(comm.rank, role.value, config.log_level)
     if comm.rank == 0:
@@ -137,6 +142,7 @@ def train(
     kept: dict[str, Any] = {}  # rank 0's validation samples and built model, never broadcast
 
     def plan() -> Plan:
+        run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
         source = _open_train(config, train_arrays)
         shard(source.counts, topology.num_workers, 0, config.data.shard)  # enough data for the workers?
         kept["validation"] = _open_validation(config, validation_arrays)
@@ -146,7 +152,6 @@ def train(
             kept["model"], loss, metrics = _build_cli_model(config, source.signature)
             _check_loss_fits_labels(loss, source.signature, where)
         _check_model_fits_data(kept.get("model", model), source.signature, where)
-        run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
         return Plan(run_dir, source.counts, source.signature, loss, metrics)
 
     agreed: Plan = _collective(comm, plan)
@@ -195,21 +200,19 @@ def _run(
     backend.set_weights(weights)
 
     history = History(config.to_dict())
-    hook = _epoch_hook(config, history, on_epoch_end) if role in (Role.MASTER, Role.SOLO) else (lambda row: False)
+    hook = _epoch_hook(config, history, on_epoch_end) if comm.rank == 0 else (lambda row: False)
     job = Job(config, comm, topology, backend, source, kept.get("validation"), history, hook, Path(config.run_dir))
     comm.barrier()
     history.start_clock()
-    if role is Role.SOLO:
-        run_solo(job)
-    elif role is Role.MASTER:
+    if role in (Role.SOLO, Role.PEER):
+        run_peers(job)
+    elif role in (Role.MASTER, Role.SUBMASTER):
         run_master(job)
     else:
-        from .roles.worker import run_worker
-
         run_worker(job)
     history.finish()
 
-    if role is not Role.WORKER:
+    if comm.rank == 0:
         _finish(job)
     backend.get_weights(weights)
     comm.bcast_array(weights, root=0)  # every rank returns the central weights

@@ -34,5 +34,5 @@ class ModelBackend(Protocol):
         to `out` (shape `(layout.num_trainable,)`) and return the batch loss.
         Layer state (moving statistics) is updated as in `model.fit`."""
 
-    def apply_gradients(self, grads: np.ndarray) -> None:
-        """One step of the model's compiled optimizer with flat `grads`."""
+    def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
+        """One step of `optimizer` (default: the model's compiled one) with flat `grads`."""

@@ -87,11 +87,11 @@ class KerasModelBackend:
         return float(loss.detach())
 
     @torch.no_grad()
-    def apply_gradients(self, grads: np.ndarray) -> None:
+    def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         source = torch.from_numpy(grads)
         tensors = []
         offset = 0
         for variable, size in zip(self.trainable, self.layout.trainable_sizes):
             tensors.append(source[offset : offset + size].view(tuple(variable.shape)))
             offset += size
-        self.model.optimizer.apply(tensors, self.trainable)
+        (optimizer or self.model.optimizer).apply(tensors, self.trainable)

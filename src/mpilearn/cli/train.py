@@ -5,7 +5,7 @@ import argparse
 import ast
 from typing import Any, Sequence
 
-from ..config import ALGORITHMS, LOG_LEVELS, SHARD_MODES, AlgorithmConfig, DataConfig, ModelConfig, RunConfig
+from ..config import ALGORITHMS, COMPRESSIONS, LOG_LEVELS, LR_SCALINGS, SHARD_MODES, AlgorithmConfig, DataConfig, ModelConfig, RunConfig
 from ..data.filelist import read_file_list
 from ..errors import ConfigError
 
@@ -26,7 +26,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     parser.add_argument("--loss", default=None, help="Keras loss name (default: from the labels)")
     parser.add_argument("--metrics", default=None, help="comma-separated Keras metrics (default: accuracy for classification)")
-    parser.add_argument("--sync-every", type=int, default=1, help="batches a worker accumulates before each exchange")
+    parser.add_argument("--sync-every", type=int, default=1, help="batches a worker accumulates (EASGD: local steps) before each exchange")
+    algo = parser.add_argument_group("algorithm options")
+    algo.add_argument("--elastic-force", type=float, default=0.9, help="EASGD moving rate beta (alpha = beta / workers)")
+    algo.add_argument("--elastic-lr", type=float, default=None, help="EASGD workers' learning rate (default: --lr, else 0.01)")
+    algo.add_argument("--elastic-momentum", type=float, default=0.0, help="EASGD workers' Nesterov momentum (EAMSGD when > 0)")
+    algo.add_argument("--worker-optimizer", default="sgd", help="EASGD workers' optimizer")
+    algo.add_argument("--synchronous", action="store_true", help="EASGD: exchange with all workers at once")
+    algo.add_argument("--gem-lr", type=float, default=0.01, help="GEM proxy learning rate")
+    algo.add_argument("--gem-momentum", type=float, default=0.9, help="GEM proxy momentum")
+    algo.add_argument("--gem-kappa", type=float, default=1.0, help="GEM energy factor kappa")
+    algo.add_argument("--compression", default="none", choices=COMPRESSIONS, help="allreduce: number format of the exchanged gradients")
+    algo.add_argument("--max-staleness", type=int, default=None, help="asynchronous modes: drop updates older than this many master steps")
+    algo.add_argument("--masters", type=int, default=1, help="M >= 2: a top master and M-1 sub-masters (downpour, easgd)")
+    algo.add_argument("--lr-scaling", default="none", choices=LR_SCALINGS, help="scale the learning rate by the number of workers")
+    algo.add_argument("--warmup-epochs", type=float, default=0.0, help="gradual learning-rate warmup (Goyal et al. 2017)")
     parser.add_argument("--features-name", default="features", help="HDF5 dataset of the inputs")
     parser.add_argument("--labels-name", default="labels", help="HDF5 dataset of the targets")
     parser.add_argument("--shard", default="files", choices=SHARD_MODES, help="split whole files or every file's samples among workers")
@@ -83,7 +97,23 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             loss=args.loss,
             metrics=metrics,
         ),
-        algorithm=AlgorithmConfig(name=args.algo, sync_every=args.sync_every),
+        algorithm=AlgorithmConfig(
+            name=args.algo,
+            sync_every=args.sync_every,
+            elastic_force=args.elastic_force,
+            elastic_lr=args.elastic_lr,
+            elastic_momentum=args.elastic_momentum,
+            worker_optimizer=args.worker_optimizer,
+            synchronous=args.synchronous,
+            gem_lr=args.gem_lr,
+            gem_momentum=args.gem_momentum,
+            gem_kappa=args.gem_kappa,
+            compression=args.compression,
+            max_staleness=args.max_staleness,
+            masters=args.masters,
+            lr_scaling=args.lr_scaling,
+            warmup_epochs=args.warmup_epochs,
+        ),
         epochs=args.epochs,
         seed=args.seed,
         run_dir=args.run_dir,

@@ -1,4 +1,13 @@
-"""Which rank plays which role, decided in one place."""
+"""Which rank plays which role, decided in one place.
+
+Layouts:
+- 1 process: it trains alone (solo).
+- allreduce: every rank is a peer; rank 0 also validates and writes outputs.
+- one master: rank 0 master, every other rank a worker.
+- M masters (two-level tree, as in the mpi_learn paper): rank 0 is the top
+  master, ranks 1..M-1 sub-masters, and the remaining ranks are workers dealt
+  to the sub-masters in contiguous blocks whose sizes differ by at most one.
+"""
 from __future__ import annotations
 
 import enum
@@ -10,42 +19,102 @@ from ..errors import ConfigError
 class Role(str, enum.Enum):
     SOLO = "solo"  # a single process trains alone
     MASTER = "master"  # holds the central model, applies updates, validates
+    SUBMASTER = "sub-master"  # a master for its block of workers, a client of the top master
     WORKER = "worker"  # trains on its shard, exchanges with its master
+    PEER = "peer"  # allreduce: trains and averages gradients with all other peers
 
 
 @dataclass(frozen=True)
 class Topology:
-    """Rank layout of a master/worker job."""
+    """Rank layout of a job."""
 
     size: int
+    masters: int = 1
+    # True for allreduce: no master, every rank computes.
+    peers_only: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ConfigError(f"number of processes must be at least 1, got {self.size}")
+        if self.size == 1 or self.peers_only:
+            return
+        if self.masters >= self.size:
+            raise ConfigError(f"--masters {self.masters} needs more than {self.masters} processes, the job has {self.size}")
+        if self.masters > 1 and self.size - self.masters < self.masters - 1:
+            raise ConfigError(
+                f"--masters {self.masters} with {self.size} processes leaves a sub-master without workers: "
+                f"{self.masters - 1} sub-masters need at least {self.masters - 1} workers, "
+                f"there are {self.size - self.masters}"
+            )
 
+    # ---- who is who ----------------------------------------------------------
     @property
-    def master(self) -> int:
-        return 0
+    def solo(self) -> bool:
+        return self.size == 1
 
     @property
     def workers(self) -> tuple[int, ...]:
-        return tuple(range(1, self.size)) if self.size > 1 else ()
+        """Ranks that compute gradients on data (peers count as workers)."""
+        if self.solo:
+            return (0,)
+        if self.peers_only:
+            return tuple(range(self.size))
+        return tuple(range(self.masters, self.size))
 
     @property
     def num_workers(self) -> int:
-        """Processes that compute gradients (the solo process counts as one)."""
-        return max(1, self.size - 1)
+        return len(self.workers)
+
+    @property
+    def submasters(self) -> tuple[int, ...]:
+        return tuple(range(1, self.masters)) if self.masters > 1 and not self.solo and not self.peers_only else ()
 
     def role(self, rank: int) -> Role:
-        if self.size == 1:
+        if self.solo:
             return Role.SOLO
-        return Role.MASTER if rank == self.master else Role.WORKER
+        if self.peers_only:
+            return Role.PEER
+        if rank == 0:
+            return Role.MASTER
+        return Role.SUBMASTER if rank in self.submasters else Role.WORKER
 
     def worker_index(self, rank: int) -> int:
-        """Position of a worker among the workers, used for data sharding."""
-        return 0 if self.size == 1 else rank - 1
+        """Position among the workers, used for data sharding and seeds."""
+        return self.workers.index(rank)
+
+    def block(self, submaster: int) -> tuple[int, ...]:
+        """The contiguous block of workers served by one sub-master."""
+        blocks = len(self.submasters)
+        index = self.submasters.index(submaster)
+        workers = self.workers
+        start = len(workers) * index // blocks
+        stop = len(workers) * (index + 1) // blocks
+        return workers[start:stop]
+
+    def parent(self, rank: int) -> int:
+        """The master a worker or sub-master exchanges with."""
+        if self.role(rank) is Role.WORKER and self.submasters:
+            return next(s for s in self.submasters if rank in self.block(s))
+        return 0
+
+    def children(self, rank: int) -> tuple[int, ...]:
+        """The ranks a master or sub-master serves."""
+        if self.role(rank) is Role.SUBMASTER:
+            return self.block(rank)
+        if self.role(rank) is Role.MASTER:
+            return self.submasters or self.workers
+        return ()
 
     def describe(self) -> str:
-        if self.size == 1:
+        if self.solo:
             return "1 process: local training, no master"
-        return f"{self.size} processes: rank 0 master, ranks 1-{self.size - 1} workers ({self.num_workers})"
+        if self.peers_only:
+            return f"{self.size} processes: allreduce peers 0-{self.size - 1}, rank 0 validates"
+        if not self.submasters:
+            return f"{self.size} processes: rank 0 master, ranks {_span(self.workers)} workers ({self.num_workers})"
+        blocks = "; ".join(f"sub-master {s} serves {_span(self.block(s))}" for s in self.submasters)
+        return f"{self.size} processes: rank 0 top master; {blocks}"
+
+
+def _span(ranks: tuple[int, ...]) -> str:
+    return str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}"

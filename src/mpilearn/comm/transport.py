@@ -79,6 +79,31 @@ class Communicator:
                 return index, status
             backoff.pause()
 
+    def wait_all(self, requests: Sequence[MPI.Request]) -> list[MPI.Status]:
+        """Complete every request (polled, never spinning); returns their statuses."""
+        statuses = [MPI.Status() for _ in requests]
+        backoff = Backoff(self.poll_max_s)
+        while not MPI.Request.Testall(list(requests), statuses):
+            backoff.pause()
+        return statuses
+
+    def allreduce_mean(self, buffer: np.ndarray, compression: str = "none") -> None:
+        """Replace a float32 buffer by its mean over all ranks, in place.
+
+        fp16/bf16 halve the bytes on the wire: values are scaled by 1/size
+        first (no overflow in the sum), summed pairwise in float32 by a
+        reduction operator, and widened back.
+        """
+        if compression == "none":
+            self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM))
+            buffer *= np.float32(1.0 / self.size)
+            return
+        wire_dtype = _wire_dtype(compression)
+        packed = (buffer * np.float32(1.0 / self.size)).astype(wire_dtype)
+        wire = packed.view(np.uint16)
+        self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [wire, MPI.UINT16_T], op=_sum_op(compression)))
+        buffer[:] = packed.astype(np.float32)
+
     def send(self, buffer: np.ndarray, dest: int, tag: int) -> None:
         self.wait(self.isend(buffer, dest, tag))
 
@@ -121,6 +146,33 @@ class Communicator:
     def abort(self, status: int = 1) -> None:
         """End every rank of the job now (used after an unrecoverable error)."""
         self._comm.Abort(status)
+
+
+def _wire_dtype(compression: str) -> np.dtype:
+    if compression == "fp16":
+        return np.dtype(np.float16)
+    if compression == "bf16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    raise CommunicationError(f"unknown compression {compression!r}")
+
+
+_SUM_OPS: dict[str, MPI.Op] = {}
+
+
+def _sum_op(compression: str) -> MPI.Op:
+    """An MPI reduction that adds 16-bit floats by way of float32."""
+    if compression not in _SUM_OPS:
+        dtype = _wire_dtype(compression)
+
+        def add(inbuf: Any, outbuf: Any, datatype: Any) -> None:
+            a = np.frombuffer(inbuf, dtype=dtype)
+            b = np.frombuffer(outbuf, dtype=dtype)
+            b[:] = (a.astype(np.float32) + b.astype(np.float32)).astype(dtype)
+
+        _SUM_OPS[compression] = MPI.Op.Create(add, commute=True)
+    return _SUM_OPS[compression]
 
 
 _WORLD: Communicator | None = None

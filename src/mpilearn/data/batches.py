@@ -1,6 +1,7 @@
 """Batches of one worker's shard, in a seeded order, read ahead in a thread."""
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -119,8 +120,48 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
-def iterate_epoch(source: Source, pieces: Sequence[Piece], batch_size: int, seed: int, worker: int, epoch: int, prefetch: int) -> Iterator[Batch]:
-    batches = epoch_batches(source, pieces, batch_size, epoch_rng(seed, worker, epoch))
+def steps_per_epoch(counts: Sequence[int], workers: int, mode: str, batch_size: int) -> int:
+    """Batches of the largest shard: the steps every worker takes per epoch
+    when the algorithm needs them all in step."""
+    from .sharding import shard
+
+    return max(math.ceil(sum(p.size for p in shard(counts, workers, w, mode)) / batch_size) for w in range(workers))
+
+
+def even_batches(
+    source: Source, pieces: Sequence[Piece], batch_size: int, seed: int, worker: int, epoch: int, steps: int
+) -> Iterator[Batch]:
+    """Exactly `steps` batches: a shard smaller than the largest one is
+    cycled (reshuffled on each further pass) instead of leaving its peers
+    waiting. This is the documented even-work policy of synchronous modes."""
+    produced = 0
+    cycle = 0
+    while True:
+        rng = epoch_rng(seed, worker, epoch) if cycle == 0 else np.random.default_rng([seed, worker, epoch, cycle])
+        for batch in epoch_batches(source, pieces, batch_size, rng):
+            produced += 1
+            batch.last = produced == steps
+            yield batch
+            if batch.last:
+                return
+        cycle += 1
+
+
+def iterate_epoch(
+    source: Source,
+    pieces: Sequence[Piece],
+    batch_size: int,
+    seed: int,
+    worker: int,
+    epoch: int,
+    prefetch: int,
+    steps: int | None = None,
+) -> Iterator[Batch]:
+    """One epoch of batches, read ahead by `prefetch`; `steps` forces an exact count."""
+    if steps is None:
+        batches = epoch_batches(source, pieces, batch_size, epoch_rng(seed, worker, epoch))
+    else:
+        batches = even_batches(source, pieces, batch_size, seed, worker, epoch, steps)
     if prefetch <= 0:
         yield from batches
         return

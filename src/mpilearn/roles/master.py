@@ -1,63 +1,167 @@
-"""The master loop: apply workers' updates as they come, validate per epoch."""
+"""The master loop, for the top master and for sub-masters.
+
+A master serves a set of clients (workers, or sub-masters for the top of a
+tree). Asynchronous algorithms fold in whichever update arrives first;
+synchronous ones wait for one update from every client, fold them in as one
+round, and answer all. A sub-master also exchanges with the top master every
+`--sync-every` of its own steps and whenever its block finishes an epoch.
+"""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
+from ..algorithms import CenterRule, center_rule, upstream_rule
+from ..algorithms.centers import OptimizerCenter
+from ..algorithms.learning_rate import LearningRateControl
 from ..comm import Tag
+from ..comm.topology import Role
 from ..flat import Header, Message
 from ..log import get_logger
 from .job import Job
+from .uplink import Uplink
 from .validation import evaluate
 
 
+@dataclass
+class _Round:
+    """Bookkeeping of the updates folded in at one step."""
+
+    finished_epoch: int | None = None
+    done_slots: list[int] = field(default_factory=list)
+
+
 def run_master(job: Job) -> None:
-    config, backend, comm, history = job.config, job.backend, job.comm, job.history
-    log = get_logger()
-    workers = job.topology.workers
-    inbox = [Message(backend.layout) for _ in workers]
-    outbox = [Message(backend.layout) for _ in workers]
-    receives = [comm.irecv(inbox[i].buffer, source=w) for i, w in enumerate(workers)]
-    sends = [comm.NULL_REQUEST for _ in workers]
-    active = len(workers)
-    epoch_ends: Counter[int] = Counter()
-    stopping = False
-    step = 0
+    config, backend, comm, topology = job.config, job.backend, job.comm, job.topology
+    algorithm = config.algorithm
+    role = topology.role(comm.rank)
+    clients = topology.children(comm.rank)
+    top = role is Role.MASTER
+    rule = center_rule(algorithm, backend, len(clients), top_of_tree=top and bool(topology.submasters))
+    synchronous = algorithm.name == "sync" or (algorithm.name == "easgd" and algorithm.synchronous)
+    uplink = None if top else Uplink(comm, topology.parent(comm.rank), upstream_rule(algorithm, backend), backend.layout)
+    # Where the master's optimizer applies gradients (downpour, sync), its learning rate is scaled here.
+    optimizer = backend.model.optimizer if isinstance(rule, OptimizerCenter) else None
+    control = LearningRateControl(optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
+    _Server(job, clients, rule, synchronous, uplink, control).run()
 
-    while active:
-        i, status = comm.wait_any(receives)
-        worker, update = workers[i], inbox[i]
-        backend.apply_gradients(update.trainable)
-        backend.add_state(update.state)
-        step += 1
-        history.record_update(
-            worker, update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES))
-        )
-        epoch_done = None
-        last_epoch_of_worker = False
-        if status.Get_tag() == Tag.UPDATE_EPOCH_END:
-            epoch = int(update.get(Header.EPOCH))
-            history.close_worker_epoch(worker)
-            epoch_ends[epoch] += 1
-            epoch_done = epoch if epoch_ends[epoch] == len(workers) else None
-            last_epoch_of_worker = epoch + 1 >= config.epochs
 
-        # Answer before validating, so this worker computes while we validate.
-        stop_worker = stopping or last_epoch_of_worker
-        comm.wait(sends[i])
-        backend.get_weights(outbox[i].payload)
-        outbox[i].set(Header.EPOCH, step)
-        sends[i] = comm.isend(outbox[i].buffer, worker, Tag.STOP if stop_worker else Tag.WEIGHTS)
-        if stop_worker:
-            receives[i] = comm.NULL_REQUEST
-            active -= 1
+class _Server:
+    def __init__(
+        self,
+        job: Job,
+        clients: tuple[int, ...],
+        rule: CenterRule,
+        synchronous: bool,
+        uplink: Uplink | None,
+        control: LearningRateControl,
+    ) -> None:
+        self.job, self.clients, self.rule = job, clients, rule
+        self.synchronous, self.uplink, self.control = synchronous, uplink, control
+        self.comm = job.comm
+        layout = job.backend.layout
+        self.inbox = [Message(layout) for _ in clients]
+        self.outbox = [Message(layout) for _ in clients]
+        self.receives = [self.comm.irecv(self.inbox[i].buffer, source=c) for i, c in enumerate(clients)]
+        self.sends = [self.comm.NULL_REQUEST for _ in clients]
+        self.active = set(range(len(clients)))
+        self.epoch_ends: Counter[int] = Counter()
+        self.stopping = False
+        self.step = 0
+        self.pending_upstream = 0
+        self.tags = [0 for _ in clients]  # tag of the latest message from each client
+        self.log = get_logger()
+
+    def run(self) -> None:
+        history = self.job.history
+        max_staleness = self.job.config.algorithm.max_staleness
+        while self.active:
+            slots = self._wait()
+            accepted = []
+            for slot in slots:
+                update = self.inbox[slot]
+                staleness = self.step - int(update.get(Header.BASE_STEP))
+                if not self.synchronous:
+                    history.record_staleness(staleness)
+                if max_staleness is not None and staleness > max_staleness and not self.synchronous:
+                    history.dropped_updates += 1
+                else:
+                    accepted.append((slot, update))
+            if accepted:
+                self.control.update(history.samples_seen / max(1, self.job.samples_per_epoch))
+                self.rule.absorb(accepted)
+                self.step += 1
+            round_ = self._account(slots)
+            if self.uplink is not None:
+                self._exchange_upstream(slots, round_)
+            for slot in slots:
+                self._answer(slot, stop=self.stopping or slot in round_.done_slots)
+            if self.uplink is None and round_.finished_epoch is not None and not self.stopping:
+                self._validate(round_.finished_epoch)
+        self.comm.wait_all(self.sends)
+
+    def _wait(self) -> list[int]:
+        if self.synchronous:
+            active = sorted(self.active)
+            statuses = self.comm.wait_all([self.receives[s] for s in active])
+            for slot, status in zip(active, statuses):
+                self.tags[slot] = status.Get_tag()
+            return active
+        slot, status = self.comm.wait_any(self.receives)
+        self.tags[slot] = status.Get_tag()
+        return [slot]
+
+    def _account(self, slots: list[int]) -> _Round:
+        """Counters, per-client losses and epoch ends of this step's updates."""
+        history, epochs = self.job.history, self.job.config.epochs
+        round_ = _Round()
+        for slot in slots:
+            update, client = self.inbox[slot], self.clients[slot]
+            history.record_update(
+                client, update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES))
+            )
+            if self.tags[slot] == Tag.UPDATE_EPOCH_END:
+                epoch = int(update.get(Header.EPOCH))
+                history.close_worker_epoch(client)
+                self.epoch_ends[epoch] += 1
+                if self.epoch_ends[epoch] == len(self.clients):
+                    round_.finished_epoch = epoch
+                if epoch + 1 >= epochs:
+                    round_.done_slots.append(slot)
+        return round_
+
+    def _exchange_upstream(self, slots: list[int], round_: _Round) -> None:
+        """A sub-master passes its block's progress up the tree."""
+        assert self.uplink is not None
+        for slot in slots:
+            update = self.inbox[slot]
+            self.uplink.add_stats(update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES)))
+        self.pending_upstream += 1
+        due = self.pending_upstream >= self.job.config.algorithm.sync_every
+        if self.stopping or not (due or round_.finished_epoch is not None):
+            return
+        epoch = round_.finished_epoch if round_.finished_epoch is not None else max(self.epoch_ends, default=0)
+        if self.uplink.exchange(epoch, round_.finished_epoch is not None, self.pending_upstream):
+            self.stopping = True
+        self.pending_upstream = 0
+
+    def _answer(self, slot: int, stop: bool) -> None:
+        comm = self.comm
+        comm.wait(self.sends[slot])
+        out = self.outbox[slot]
+        self.rule.reply(slot, out)
+        out.set(Header.BASE_STEP, self.step)
+        self.sends[slot] = comm.isend(out.buffer, self.clients[slot], Tag.STOP if stop else Tag.WEIGHTS)
+        if stop:
+            self.receives[slot] = comm.NULL_REQUEST
+            self.active.discard(slot)
         else:
-            receives[i] = comm.irecv(update.buffer, source=worker)
+            self.receives[slot] = comm.irecv(self.inbox[slot].buffer, source=self.clients[slot])
 
-        if epoch_done is not None and not stopping:
-            row = history.record_epoch(epoch_done + 1, evaluate(job.model, job.validation, config.data.batch_size))
-            if job.on_epoch_end(row):
-                stopping = True
-                history.stopped_early = epoch_done + 1 < config.epochs
-                log.info("stopping: requested after epoch %d", epoch_done + 1)
-    for request in sends:
-        comm.wait(request)
+    def _validate(self, epoch: int) -> None:
+        job = self.job
+        row = job.history.record_epoch(epoch + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
+        if job.on_epoch_end(row):
+            self.stopping = True
+            job.history.stopped_early = epoch + 1 < job.config.epochs
+            self.log.info("stopping: requested after epoch %d", epoch + 1)

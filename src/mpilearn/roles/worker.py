@@ -1,54 +1,40 @@
-"""The worker loop: compute gradients on the shard, exchange with the master."""
+"""The worker loop: local work on the shard, exchanges with the master."""
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from ..algorithms.downpour import mean_gradient, state_delta
-from ..comm import Tag
+from .. import models
+from ..algorithms import worker_rule
+from ..algorithms.learning_rate import LearningRateControl
 from ..data.batches import iterate_epoch
-from ..data.sharding import shard
-from ..flat import Header, Message
 from .job import Job
+from .uplink import Uplink
 
 
 def run_worker(job: Job) -> None:
-    config, backend, comm = job.config, job.backend, job.comm
-    topology = job.topology
+    config, backend, comm, topology = job.config, job.backend, job.comm, job.topology
+    algorithm = config.algorithm
     index = topology.worker_index(comm.rank)
-    pieces = shard(job.train.counts, topology.num_workers, index, config.data.shard)
-    update = Message(backend.layout)
-    reply = Message(backend.layout)
-    current = np.empty(backend.layout.size, dtype=np.float32)
-    backend.get_weights(current)
-    base_state = current[backend.layout.num_trainable :].copy()
-    base_step = 0.0
-    sync_every = config.algorithm.sync_every
+    worker_optimizer = None
+    if algorithm.name == "easgd":
+        lr = algorithm.elastic_lr or config.model.learning_rate or 0.01
+        worker_optimizer = models.make_optimizer(algorithm.worker_optimizer, lr, algorithm.elastic_momentum)
+    rule = worker_rule(algorithm, backend, worker_optimizer)
+    # The learning rate that lives on the worker (EASGD's optimizer, GEM's proxy).
+    local_lr: Any = worker_optimizer if algorithm.name == "easgd" else rule if algorithm.name == "gem" else None
+    control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
+    uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout)
+    per_epoch = job.batches_per_epoch(index)
 
     for epoch in range(config.epochs):
-        pending = 0  # batches accumulated since the last exchange
-        for batch in iterate_epoch(
-            job.train, pieces, config.data.batch_size, config.seed, index, epoch, config.data.prefetch
-        ):
-            loss = backend.accumulate_gradients(batch.x, batch.y, update.trainable)
+        pending = 0  # batches since the last exchange
+        for step, batch in enumerate(job.epoch_batches(index, epoch)):
+            control.update(epoch + step / per_epoch)
+            loss = rule.train(batch, uplink.update)
             pending += 1
-            update.header[Header.LOSS_SUM] += loss
-            update.header[Header.SAMPLES] += len(batch.x)
-            if pending < sync_every and not batch.last:
+            uplink.add_stats(loss, 1, len(batch.x))
+            if pending < algorithm.sync_every and not batch.last:
                 continue
-            # Exchange: mean gradient and state delta out, central weights back.
-            update.set(Header.BATCHES, pending)
-            mean_gradient(update.trainable, pending)
-            backend.get_weights(current)
-            state_delta(current[backend.layout.num_trainable :], base_state, update.state)
-            update.set(Header.EPOCH, epoch)
-            update.set(Header.BASE_STEP, base_step)
-            receive = comm.irecv(reply.buffer, source=topology.master)
-            comm.send(update.buffer, topology.master, Tag.UPDATE_EPOCH_END if batch.last else Tag.UPDATE)
-            status = comm.wait(receive)
-            backend.set_weights(reply.payload)
-            base_state[:] = reply.state
-            base_step = reply.get(Header.EPOCH)
-            update.buffer[:] = 0.0
-            pending = 0
-            if status.Get_tag() == Tag.STOP:
+            if uplink.exchange(epoch, batch.last, pending):
                 return
+            pending = 0

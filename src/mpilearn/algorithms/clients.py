@@ -1,0 +1,130 @@
+"""Client rules: what a worker (or a sub-master toward the top master) does
+locally, what it sends, and how it takes the master's answer."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..backends import ModelBackend
+from ..data.batches import Batch
+from ..flat import Message
+from .rules import gem_scale, mean_gradient, state_delta
+
+
+class ClientRule(Protocol):
+    def train(self, batch: Batch, update: Message) -> float:
+        """Local work on one batch; returns its loss."""
+
+    def fill(self, update: Message, batches: int) -> None:
+        """Write the payload of the next message to the master."""
+
+    def absorb(self, reply: Message) -> None:
+        """Take the master's answer."""
+
+
+class _Base:
+    def __init__(self, backend: ModelBackend) -> None:
+        self.backend = backend
+        self.layout = backend.layout
+        self.weights = np.empty(self.layout.size, dtype=np.float32)
+        backend.get_weights(self.weights)
+        # Layer state as last received from the master, to send deltas against.
+        self.base = self.weights.copy()
+
+    def _current(self) -> np.ndarray:
+        self.backend.get_weights(self.weights)
+        return self.weights
+
+    def _take_weights(self, reply: Message) -> None:
+        self.backend.set_weights(reply.payload)
+        np.copyto(self.base, reply.payload)
+
+
+class GradientClient(_Base):
+    """Downpour and sync: the mean gradient of the last batches goes out, the
+    master's weights come back; layer state travels as a delta."""
+
+    def train(self, batch: Batch, update: Message) -> float:
+        return self.backend.accumulate_gradients(batch.x, batch.y, update.trainable)
+
+    def fill(self, update: Message, batches: int) -> None:
+        mean_gradient(update.trainable, batches)
+        state_delta(self._current()[self.layout.num_trainable :], self.base[self.layout.num_trainable :], update.state)
+
+    absorb = _Base._take_weights
+
+
+class DeltaClient(_Base):
+    """A sub-master toward the top master (Downpour tree): it sends how far its
+    local copy moved since the last exchange and takes the top's weights."""
+
+    def train(self, batch: Batch, update: Message) -> float:
+        raise NotImplementedError("a sub-master does not train on data")
+
+    def fill(self, update: Message, batches: int) -> None:
+        np.subtract(self._current(), self.base, out=update.payload)
+
+    absorb = _Base._take_weights
+
+
+class ElasticClient(_Base):
+    """EASGD worker: local steps with its own optimizer; at an exchange it
+    sends its weights and moves by the elastic difference the master returns.
+    Also the upstream rule of an EASGD sub-master (its center is its weights)."""
+
+    def __init__(self, backend: ModelBackend, optimizer: Any = None) -> None:
+        super().__init__(backend)
+        self.optimizer = optimizer
+        self.grads = np.zeros(self.layout.num_trainable, dtype=np.float32)
+
+    def train(self, batch: Batch, update: Message) -> float:
+        self.grads[:] = 0.0
+        loss = self.backend.accumulate_gradients(batch.x, batch.y, self.grads)
+        self.backend.apply_gradients(self.grads, self.optimizer)
+        return loss
+
+    def fill(self, update: Message, batches: int) -> None:
+        np.copyto(update.payload, self._current())
+
+    def absorb(self, reply: Message) -> None:
+        current = self._current()
+        current -= reply.payload  # x_i -= alpha * (x_i - center)
+        self.backend.set_weights(current)
+
+
+class GemClient(_Base):
+    """GEM worker: its update is its proxy step rescaled so that the energy of
+    all asynchronous updates matches the proxy's (see rules.gem_scale). The
+    master adds the update to the central variable."""
+
+    def __init__(self, backend: ModelBackend, lr: float, momentum: float, kappa: float) -> None:
+        super().__init__(backend)
+        n = self.layout.num_trainable
+        # learning_rate is set by LearningRateControl under scaling and warmup.
+        self.learning_rate, self.momentum, self.kappa = lr, momentum, kappa
+        self.grads = np.zeros(n, dtype=np.float32)
+        self.proxy = np.zeros(n, dtype=np.float32)
+        self.central_moment = np.zeros(n, dtype=np.float32)
+        self.scale = np.zeros(n, dtype=np.float32)
+
+    def train(self, batch: Batch, update: Message) -> float:
+        return self.backend.accumulate_gradients(batch.x, batch.y, self.grads)
+
+    def fill(self, update: Message, batches: int) -> None:
+        n = self.layout.num_trainable
+        mean_gradient(self.grads, batches)
+        step = update.trainable
+        np.multiply(self.grads, np.float32(self.learning_rate), out=step)
+        self.proxy *= np.float32(self.momentum)
+        self.proxy += step
+        gem_scale(self.proxy, self.central_moment, step, self.kappa, self.scale)
+        step *= self.scale
+        step *= np.float32(-1.0)  # a delta the master adds
+        state_delta(self._current()[n:], self.base[n:], update.state)
+        self.grads[:] = 0.0
+
+    def absorb(self, reply: Message) -> None:
+        n = self.layout.num_trainable
+        np.subtract(reply.trainable, self.base[:n], out=self.central_moment)
+        self._take_weights(reply)

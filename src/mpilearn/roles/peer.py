@@ -1,0 +1,73 @@
+"""The allreduce loop, also used by a process that trains alone.
+
+Every peer computes the gradients of its batches, the mean over all peers
+comes from one Allreduce of one flat buffer, and every peer applies the same
+optimizer step, so all hold the same weights without a master. Layer state
+(moving statistics) is averaged in the same buffer. Rank 0 validates; its
+decision to stop is broadcast so all peers stop together.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..algorithms.learning_rate import LearningRateControl
+from ..algorithms.rules import mean_gradient
+from .job import Job
+from .validation import evaluate
+
+
+def run_peers(job: Job) -> None:
+    config, backend, comm, topology = job.config, job.backend, job.comm, job.topology
+    algorithm = config.algorithm
+    layout = backend.layout
+    n = layout.num_trainable
+    buffer = np.zeros(layout.size, dtype=np.float32)
+    current = np.empty(layout.size, dtype=np.float32)
+    index = topology.worker_index(comm.rank)
+    control = LearningRateControl(backend.model.optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
+    per_epoch = job.batches_per_epoch(index)
+
+    for epoch in range(config.epochs):
+        pending = 0
+        stats = {"loss_sum": 0.0, "batches": 0, "samples": 0, "updates": 0}
+        for step, batch in enumerate(job.epoch_batches(index, epoch)):
+            control.update(epoch + step / per_epoch)
+            stats["loss_sum"] += backend.accumulate_gradients(batch.x, batch.y, buffer[:n])
+            stats["batches"] += 1
+            stats["samples"] += len(batch.x)
+            pending += 1
+            if pending < algorithm.sync_every and not batch.last:
+                continue
+            mean_gradient(buffer[:n], pending)
+            if layout.num_state:
+                backend.get_weights(current)
+                buffer[n:] = current[n:]
+            if comm.size > 1:
+                comm.allreduce_mean(buffer, algorithm.compression)
+            backend.apply_gradients(buffer[:n])
+            if layout.num_state:
+                buffer[n:] -= current[n:]
+                backend.add_state(buffer[n:])
+            buffer[:] = 0.0
+            pending = 0
+            stats["updates"] += 1
+        if _end_epoch(job, epoch, stats):
+            return
+
+
+def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
+    """Rank 0 records every peer's epoch and validates; all learn whether to stop."""
+    comm, history = job.comm, job.history
+    gathered = comm.gather_object(stats) if comm.size > 1 else [stats]
+    stop = False
+    if comm.rank == 0:
+        assert gathered is not None
+        for peer, peer_stats in zip(job.topology.workers, gathered):
+            # Peers step together: one optimizer step counts once, not once per peer.
+            steps = peer_stats["updates"] if peer == 0 else 0
+            history.record_update(peer, peer_stats["loss_sum"], peer_stats["batches"], peer_stats["samples"], steps)
+            history.close_worker_epoch(peer)
+        row = history.record_epoch(epoch + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
+        stop = job.on_epoch_end(row)
+        history.stopped_early = stop and epoch + 1 < job.config.epochs
+    return bool(comm.bcast_object(stop)) if comm.size > 1 else stop
