@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .env import select_keras_backend
 from .errors import MpilearnError
+
+# torch is mpilearn's default Keras backend (Keras's own default is TensorFlow);
+# an explicit KERAS_BACKEND still wins.
+select_keras_backend(None)
 
 __version__ = "0.1.0"
 __all__ = ["MpilearnError", "fit", "__version__"]

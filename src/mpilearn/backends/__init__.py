@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import BackendError
 from .base import ModelBackend
 
-_MODULES = {"torch": "torch_backend"}
+_MODULES = {"torch": "torch_backend", "jax": "jax_backend", "tensorflow": "tensorflow_backend"}
 
 
 def _module(name: str) -> Any:

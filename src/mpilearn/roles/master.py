@@ -91,6 +91,7 @@ class _Server:
                 self.control.update(history.samples_seen / max(1, self.job.samples_per_epoch))
                 self.rule.absorb(accepted)
                 self.step += 1
+                history.updates += 1  # master steps, not messages
             round_ = self._account(slots)
             if self.uplink is not None:
                 self._exchange_upstream(slots, round_)
@@ -118,7 +119,7 @@ class _Server:
         for slot in slots:
             update, client = self.inbox[slot], self.clients[slot]
             history.record_update(
-                client, update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES))
+                client, update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES)), 0
             )
             if self.tags[slot] == Tag.UPDATE_EPOCH_END:
                 epoch = int(update.get(Header.EPOCH))

@@ -1,0 +1,255 @@
+"""The contract of every installed backend module (see backends/base.py).
+
+The Keras backend is fixed per process when keras is imported, so each
+backend's checks run in a fresh `KERAS_BACKEND=<name> python` process that
+prints its measurements as JSON; the tests assert on them. References are
+independent of the module under test: Keras's own `train_on_batch`, and Keras's
+eager `optimizer.apply`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from conftest import run_command
+
+BACKENDS = ("torch", "jax", "tensorflow")
+
+CHECKS = r'''
+import json
+import sys
+
+import numpy as np
+import keras
+from mpilearn import backends
+
+backends.set_threads(1)
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+X = rng.normal(size=(8, 6)).astype("float32")
+Y = np.eye(3, dtype="float32")[rng.integers(0, 3, size=8)]
+
+
+def build(dropout=0.0, lr=1.0):
+    """Dense -> BatchNormalization -> relu -> Dense, compiled with SGD(lr)."""
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(5)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.5)(x)
+    x = keras.layers.Activation("relu")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="categorical_crossentropy")
+    return model
+
+
+def start_weights(layout):
+    """The same weights in every backend (Keras initialisers differ per
+    backend): trainables from a seeded normal, moving means near 0 and
+    moving variances near 1."""
+    r = np.random.default_rng(1)
+    flat = np.empty(layout.size, np.float32)
+    flat[: layout.num_trainable] = r.normal(scale=0.5, size=layout.num_trainable)
+    flat[layout.num_trainable :] = r.uniform(0.5, 1.5, size=layout.num_state)
+    return flat
+
+
+def diff(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0
+
+
+out = {}
+model = build()
+backend = backends.for_model(model)
+layout = backend.layout
+T = layout.num_trainable
+w0 = start_weights(layout)
+
+# Layout: model.trainable_variables, then the float non-trainable weights.
+state_vars = [v for v in model.non_trainable_weights if "float" in str(v.dtype)]
+out["layout_order"] = (
+    layout.trainable_shapes == tuple(tuple(v.shape) for v in model.trainable_variables)
+    and layout.state_shapes == tuple(tuple(v.shape) for v in state_vars)
+)
+out["num_state"] = layout.num_state
+
+# (a) Round trip, copied in (the caller reuses its buffer), in the flat order.
+flat = w0.copy()
+backend.set_weights(flat)
+flat[:] = -7.0
+got = np.full(layout.size, np.nan, np.float32)
+backend.get_weights(got)
+out["round_trip"] = diff(got, w0)
+keras_view = np.concatenate(
+    [keras.ops.convert_to_numpy(v).reshape(-1) for v in list(model.trainable_variables) + state_vars]
+)
+out["order_vs_keras"] = diff(keras_view, w0)
+
+# (b) Gradients against Keras's own train_on_batch with SGD(lr=1), for a full
+# and a smaller batch; then accumulation.
+for n in (8, 5):
+    backend.set_weights(w0)
+    grads = np.zeros(T, np.float32)
+    loss = backend.accumulate_gradients(X[:n], Y[:n], grads)
+    after = np.empty(layout.size, np.float32)
+    backend.get_weights(after)
+    backend.set_weights(w0)
+    ref_loss = model.train_on_batch(X[:n], Y[:n])
+    ref = np.empty(layout.size, np.float32)
+    backend.get_weights(ref)
+    out[f"grad_vs_keras_{n}"] = diff(grads, w0[:T] - ref[:T])
+    out[f"loss_vs_keras_{n}"] = abs(loss - float(np.asarray(ref_loss).reshape(-1)[0]))
+    # (c) moving statistics updated as model.fit updates them
+    out[f"state_changed_{n}"] = diff(after[T:], w0[T:])
+    out[f"state_vs_keras_{n}"] = diff(after[T:], ref[T:])
+    out[f"grad_norm_{n}"] = float(np.linalg.norm(grads))
+    if n == 8:
+        out["loss"] = loss
+        out["grads"] = grads.tolist()
+backend.set_weights(w0)
+twice = np.zeros(T, np.float32)
+backend.accumulate_gradients(X, Y, twice)
+once = twice.copy()
+backend.accumulate_gradients(X, Y, twice)
+out["accumulates"] = diff(twice, 2 * once)
+
+# (c) add_state adds to the layer state only.
+backend.set_weights(w0)
+delta = np.linspace(-1, 1, layout.num_state).astype(np.float32)
+backend.add_state(delta)
+got = np.empty(layout.size, np.float32)
+backend.get_weights(got)
+out["add_state"] = diff(got[T:], w0[T:] + delta)
+out["add_state_trainable_kept"] = diff(got[:T], w0[:T])
+
+# (d) apply_gradients: the compiled SGD(lr=1), and an optimizer passed in.
+g = np.random.default_rng(2).normal(size=T).astype(np.float32)
+backend.set_weights(w0)
+backend.apply_gradients(g)
+backend.get_weights(got)
+out["sgd_compiled"] = diff(got[:T], w0[:T] - g)
+out["sgd_state_kept"] = diff(got[T:], w0[T:])
+backend.set_weights(w0)
+backend.apply_gradients(g, keras.optimizers.SGD(learning_rate=0.1))
+backend.get_weights(got)
+out["sgd_passed"] = diff(got[:T], w0[:T] - 0.1 * g)
+
+# A stateful optimizer over several steps against Keras's eager apply on a twin model.
+adam = keras.optimizers.Adam(learning_rate=0.01)
+backend.set_weights(w0)
+twin = build()
+twin_backend = backends.for_model(twin)
+twin_backend.set_weights(w0)
+twin_adam = keras.optimizers.Adam(learning_rate=0.01)
+for step in range(3):
+    gs = np.random.default_rng(10 + step).normal(size=T).astype(np.float32)
+    backend.apply_gradients(gs, adam)
+    pieces, offset = [], 0
+    for shape, size in zip(layout.trainable_shapes, layout.trainable_sizes):
+        pieces.append(keras.ops.convert_to_tensor(gs[offset : offset + size].reshape(shape)))
+        offset += size
+    twin_adam.apply(pieces, twin.trainable_variables)
+backend.get_weights(got)
+ref = np.empty(layout.size, np.float32)
+twin_backend.get_weights(ref)
+out["adam_vs_keras"] = diff(got[:T], ref[:T])
+out["adam_moved"] = diff(got[:T], w0[:T])
+
+# Dropout draws a new mask each step (seed state advances).
+dropped = build(dropout=0.5)
+dropped_backend = backends.for_model(dropped)
+dropped_backend.set_weights(start_weights(dropped_backend.layout))
+scratch = np.zeros(dropped_backend.layout.num_trainable, np.float32)
+losses = [dropped_backend.accumulate_gradients(X, Y, scratch) for _ in range(4)]
+out["dropout_losses"] = losses
+
+out["backend"] = backends.active_name()
+print("RESULT " + json.dumps(out))
+'''
+
+
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.fixture(scope="module")
+def contract(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
+    """Run the checks once per backend, in its own process; skip missing ones."""
+    script = tmp_path_factory.mktemp("contract") / "checks.py"
+    script.write_text(CHECKS)
+    results: dict[str, dict[str, Any]] = {}
+
+    def run(name: str) -> dict[str, Any]:
+        if not _installed(name):
+            pytest.skip(f"{name} is not installed")
+        if name not in results:  # a failed run is kept too: every test reports it, none reruns it
+            done = run_command([sys.executable, str(script)], timeout=300, cwd=script.parent,
+                               env={"KERAS_BACKEND": name, "OMP_NUM_THREADS": "1"})
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            ok = done.returncode == 0 and lines
+            results[name] = json.loads(lines[-1][len("RESULT "):]) if ok else {"error": done.output[-5000:]}
+        assert "error" not in results[name], results[name].get("error")
+        assert results[name]["backend"] == name
+        return results[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_flat_order_and_round_trip(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    r = contract(name)
+    assert r["layout_order"] and r["num_state"] == 10  # moving mean and variance of 5 units
+    assert r["round_trip"] == 0.0  # copied in: the caller's buffer was overwritten afterwards
+    assert r["order_vs_keras"] == 0.0
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_gradients_equal_keras_train_on_batch_and_accumulate(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    r = contract(name)
+    for n in (8, 5):  # full batch and the smaller last batch of an epoch
+        assert r[f"grad_norm_{n}"] > 1e-2
+        assert r[f"grad_vs_keras_{n}"] < 1e-5, n
+        assert r[f"loss_vs_keras_{n}"] < 1e-5, n
+    assert r["accumulates"] < 1e-5
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_layer_state_trains_and_adds(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    r = contract(name)
+    for n in (8, 5):
+        assert r[f"state_changed_{n}"] > 1e-3
+        assert r[f"state_vs_keras_{n}"] < 1e-5
+    assert r["add_state"] < 1e-6 and r["add_state_trainable_kept"] == 0.0
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_apply_gradients_steps_the_optimizer(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    r = contract(name)
+    assert r["sgd_compiled"] < 1e-6 and r["sgd_state_kept"] == 0.0
+    assert r["sgd_passed"] < 1e-6
+    assert r["adam_moved"] > 1e-3 and r["adam_vs_keras"] < 1e-6
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_dropout_draws_new_masks(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    losses = contract(name)["dropout_losses"]
+    assert len(set(losses)) > 1, losses
+
+
+def test_backends_agree(contract: Callable[[str], dict[str, Any]]) -> None:
+    """Same model, weights and batch: the same loss and gradients everywhere."""
+    installed = [name for name in BACKENDS if _installed(name)]
+    if len(installed) < 2:
+        pytest.skip("fewer than two backends installed")
+    reference = contract(installed[0])
+    for name in installed[1:]:
+        r = contract(name)
+        assert abs(r["loss"] - reference["loss"]) < 1e-4, (name, r["loss"], reference["loss"])
+        assert np.max(np.abs(np.array(r["grads"]) - np.array(reference["grads"]))) < 1e-4, name

@@ -1,0 +1,98 @@
+"""Update rules against values computed by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mpilearn.algorithms.rules import (
+    elastic_alpha,
+    elastic_exchange,
+    gem_scale,
+    lr_factor,
+    mean_gradient,
+    mean_of,
+    state_delta,
+)
+from mpilearn.comm.topology import Role, Topology
+from mpilearn.errors import ConfigError
+
+
+def test_easgd_center_moves_by_alpha_times_difference() -> None:
+    center = np.array([0.0, 1.0, -2.0], np.float32)
+    worker = np.array([1.0, 3.0, -2.0], np.float32)
+    alpha = elastic_alpha(0.9, 3)  # beta / p
+    assert alpha == pytest.approx(0.3)
+    diff = np.zeros(3, np.float32)
+    old = center.copy()
+    elastic_exchange(center, [worker], alpha, [diff])
+    np.testing.assert_allclose(diff, alpha * (worker - old), rtol=1e-6)
+    np.testing.assert_allclose(center, old + alpha * (worker - old), rtol=1e-6)
+    np.testing.assert_allclose(worker - diff, worker - alpha * (worker - old), rtol=1e-6)  # the worker's move
+
+
+def test_synchronous_easgd_uses_the_old_center_for_every_worker() -> None:
+    center = np.zeros(2, np.float32)
+    workers = [np.array([1.0, 0.0], np.float32), np.array([0.0, 2.0], np.float32)]
+    diffs = [np.zeros(2, np.float32), np.zeros(2, np.float32)]
+    elastic_exchange(center, workers, 0.5, diffs)
+    np.testing.assert_allclose(diffs[0], [0.5, 0.0])
+    np.testing.assert_allclose(diffs[1], [0.0, 1.0])
+    np.testing.assert_allclose(center, [0.5, 1.0])  # center + alpha * sum(x_i - center)
+
+
+def test_gem_scale_matches_hand_computation_and_is_clipped() -> None:
+    momentum = np.array([1.0, -2.0, 0.1, 10.0], np.float32)
+    central = np.array([0.5, 1.0, 1.0, 0.0], np.float32)
+    update = np.array([0.25, -0.5, 0.1, 0.1], np.float32)
+    out = np.zeros(4, np.float32)
+    gem_scale(momentum, central, update, kappa=2.0, out=out)
+    # (2*|m| - |c|) / |u|: (2-0.5)/0.25 = 6 -> clipped to 5; (4-1)/0.5 = 6 -> 5; (0.2-1)/0.1 < 0 -> 0; 20/0.1 -> 5
+    np.testing.assert_allclose(out, [5.0, 5.0, 0.0, 5.0])
+    gem_scale(np.array([1.0], np.float32), np.array([0.5], np.float32), np.array([0.5], np.float32), 1.0, out[:1])
+    assert out[0] == pytest.approx(1.0)  # (1 - 0.5) / 0.5
+
+
+def test_mean_and_deltas() -> None:
+    grads = np.array([2.0, 4.0], np.float32)
+    mean_gradient(grads, 2)
+    np.testing.assert_allclose(grads, [1.0, 2.0])
+    out = np.zeros(2, np.float32)
+    state_delta(np.array([3.0, 1.0], np.float32), np.array([1.0, 1.0], np.float32), out)
+    np.testing.assert_allclose(out, [2.0, 0.0])
+    np.testing.assert_allclose(mean_of([np.ones(2, np.float32), 3 * np.ones(2, np.float32)], out), [2.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "progress, workers, scaling, warmup, expected",
+    [
+        (0.0, 4, "none", 0.0, 1.0),
+        (0.0, 4, "linear", 0.0, 4.0),
+        (3.0, 9, "sqrt", 0.0, 3.0),
+        (0.0, 4, "linear", 2.0, 1.0),  # Goyal: warmup starts at the single-worker rate
+        (1.0, 4, "linear", 2.0, 2.5),
+        (2.0, 4, "linear", 2.0, 4.0),
+        (0.5, 4, "none", 1.0, 0.5),  # without scaling the warmup rises from zero
+    ],
+)
+def test_learning_rate_factor(progress, workers, scaling, warmup, expected) -> None:
+    assert lr_factor(progress, workers, scaling, warmup) == pytest.approx(expected)
+    assert math.isfinite(expected)
+
+
+def test_topology_layouts() -> None:
+    flat = Topology(4)
+    assert [flat.role(r) for r in range(4)] == [Role.MASTER, Role.WORKER, Role.WORKER, Role.WORKER]
+    assert flat.parent(3) == 0 and flat.children(0) == (1, 2, 3)
+    tree = Topology(7, masters=3)
+    assert tree.submasters == (1, 2) and tree.workers == (3, 4, 5, 6)
+    assert tree.block(1) == (3, 4) and tree.block(2) == (5, 6)
+    assert tree.parent(5) == 2 and tree.parent(2) == 0 and tree.children(0) == (1, 2)
+    peers = Topology(3, peers_only=True)
+    assert peers.role(0) is Role.PEER and peers.num_workers == 3
+    assert Topology(1).role(0) is Role.SOLO
+    with pytest.raises(ConfigError, match="--masters 4 needs more than 4 processes"):
+        Topology(4, masters=4)
+    with pytest.raises(ConfigError, match="leaves a sub-master without workers"):
+        Topology(4, masters=3)
