@@ -169,6 +169,8 @@ class RunConfig:
     # Compute threads per rank; None shares the node's cores among its ranks.
     threads: int | None = None
     log_level: str = "info"
+    # Chrome-trace JSON of every rank's activity ("" = none).
+    timeline: str = ""
     # Longest sleep between two polls of a pending MPI request (seconds).
     poll_max_s: float = 0.001
 

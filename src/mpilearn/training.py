@@ -30,6 +30,7 @@ from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
 from .roles.validation import evaluate
+from .timeline import Timeline, trace_document
 from .rundir import HISTORY, MODEL, atomic_write_json, default_run_dir, prepare_run_dir, save_model_atomic
 
 # A hook called on the validating rank after each epoch; True stops training.
@@ -122,13 +123,14 @@ def train(
     train_arrays: ArrayPair | None = None,
     validation_arrays: ArrayPair | None = None,
     on_epoch_end: EpochHook | None = None,
+    comm: Communicator | None = None,
 ) -> dict[str, Any]:
-    """Train on every rank of MPI_COMM_WORLD; returns the history on every rank.
+    """Train on every rank of `comm` (default: all ranks); returns the history on every rank.
 
     `model` is the user's compiled model (mpilearn.fit) or None to build it
     from `config.model` (command line).
     """
-    comm = world(config.poll_max_s)
+    comm = comm or world(config.poll_max_s)
     try:
         topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master)
     except MpilearnError as error:
@@ -201,7 +203,8 @@ def _run(
 
     history = History(config.to_dict())
     hook = _epoch_hook(config, history, on_epoch_end) if comm.rank == 0 else (lambda row: False)
-    job = Job(config, comm, topology, backend, source, kept.get("validation"), history, hook, Path(config.run_dir))
+    timeline = Timeline(comm.rank, role.value, bool(config.timeline))
+    job = Job(config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline, Path(config.run_dir))
     comm.barrier()
     history.start_clock()
     if role in (Role.SOLO, Role.PEER):
@@ -214,6 +217,8 @@ def _run(
 
     if comm.rank == 0:
         _finish(job)
+    if config.timeline:
+        _write_timeline(job)
     backend.get_weights(weights)
     comm.bcast_array(weights, root=0)  # every rank returns the central weights
     backend.set_weights(weights)
@@ -229,6 +234,15 @@ def _epoch_hook(config: RunConfig, history: History, user_hook: EpochHook | None
         return bool(user_hook(row)) if user_hook else False
 
     return hook
+
+
+def _write_timeline(job: Job) -> None:
+    per_rank = job.comm.gather_object(job.timeline.events()) if job.comm.size > 1 else [job.timeline.events()]
+    if job.comm.rank == 0:
+        assert per_rank is not None
+        path = Path(job.config.timeline)
+        atomic_write_json(path, trace_document(per_rank))
+        get_logger().info("wrote timeline %s (open in ui.perfetto.dev or chrome://tracing)", path)
 
 
 def _finish(job: Job) -> None:

@@ -50,6 +50,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend (default: $KERAS_BACKEND or torch)")
     parser.add_argument("--threads", type=int, default=None, help="compute threads per rank (default: cores per node / ranks per node)")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--timeline", default="", metavar="FILE", help="write a Chrome-trace (Perfetto) JSON of every rank's activity")
 
 
 def _model_args(pairs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
@@ -120,4 +121,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         backend=args.backend,
         threads=args.threads,
         log_level=args.log_level,
+        timeline=args.timeline,
     )

@@ -43,6 +43,7 @@ class Communicator:
     NULL_REQUEST = MPI.REQUEST_NULL
 
     def __init__(self, comm: MPI.Comm, poll_max_s: float = 0.001) -> None:
+        # A private duplicate: our tags never meet the user's own MPI traffic.
         self._comm = comm.Dup()
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
@@ -139,6 +140,14 @@ class Communicator:
         data = np.empty(int(sizes.sum()), dtype=np.uint8)
         self.wait(self._comm.Igatherv([payload, MPI.BYTE], [data, sizes, displs, MPI.BYTE], root=root))
         return [pickle.loads(data[d : d + s].tobytes()) for d, s in zip(displs, sizes)]
+
+    def split(self, color: int, key: int | None = None) -> "Communicator":
+        """Sub-communicators by color (hyperparameter-search blocks, folds):
+        each block then runs its own master/worker job on its own ranks."""
+        part = self._comm.Split(color, self.rank if key is None else key)
+        child = Communicator(part, self.poll_max_s)
+        part.Free()
+        return child
 
     def barrier(self) -> None:
         self.wait(self._comm.Ibarrier())

@@ -17,6 +17,7 @@ from ..data.batches import Batch, iterate_epoch, steps_per_epoch
 from ..data.sharding import Piece, shard
 from ..data.sources import Source
 from ..history import History
+from ..timeline import Timeline
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Job:
     history: History
     # Called after each validation with the epoch row; returns True to stop training.
     on_epoch_end: Callable[[dict[str, Any]], bool]
+    timeline: Timeline
     run_dir: Path | None = None
 
     @property

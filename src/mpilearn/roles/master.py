@@ -76,7 +76,8 @@ class _Server:
         history = self.job.history
         max_staleness = self.job.config.algorithm.max_staleness
         while self.active:
-            slots = self._wait()
+            with self.job.timeline.span("wait"):
+                slots = self._wait()
             accepted = []
             for slot in slots:
                 update = self.inbox[slot]
@@ -89,14 +90,17 @@ class _Server:
                     accepted.append((slot, update))
             if accepted:
                 self.control.update(history.samples_seen / max(1, self.job.samples_per_epoch))
-                self.rule.absorb(accepted)
+                with self.job.timeline.span("apply"):
+                    self.rule.absorb(accepted)
                 self.step += 1
                 history.updates += 1  # master steps, not messages
             round_ = self._account(slots)
             if self.uplink is not None:
-                self._exchange_upstream(slots, round_)
-            for slot in slots:
-                self._answer(slot, stop=self.stopping or slot in round_.done_slots)
+                with self.job.timeline.span("exchange up"):
+                    self._exchange_upstream(slots, round_)
+            with self.job.timeline.span("reply"):
+                for slot in slots:
+                    self._answer(slot, stop=self.stopping or slot in round_.done_slots)
             if self.uplink is None and round_.finished_epoch is not None and not self.stopping:
                 self._validate(round_.finished_epoch)
         self.comm.wait_all(self.sends)
@@ -161,7 +165,9 @@ class _Server:
 
     def _validate(self, epoch: int) -> None:
         job = self.job
-        row = job.history.record_epoch(epoch + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
+        with job.timeline.span("validate"):
+            metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
+        row = job.history.record_epoch(epoch + 1, metrics)
         if job.on_epoch_end(row):
             self.stopping = True
             job.history.stopped_early = epoch + 1 < job.config.epochs

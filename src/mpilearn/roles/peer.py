@@ -32,7 +32,8 @@ def run_peers(job: Job) -> None:
         stats = {"loss_sum": 0.0, "batches": 0, "samples": 0, "updates": 0}
         for step, batch in enumerate(job.epoch_batches(index, epoch)):
             control.update(epoch + step / per_epoch)
-            stats["loss_sum"] += backend.accumulate_gradients(batch.x, batch.y, buffer[:n])
+            with job.timeline.span("compute"):
+                stats["loss_sum"] += backend.accumulate_gradients(batch.x, batch.y, buffer[:n])
             stats["batches"] += 1
             stats["samples"] += len(batch.x)
             pending += 1
@@ -43,8 +44,10 @@ def run_peers(job: Job) -> None:
                 backend.get_weights(current)
                 buffer[n:] = current[n:]
             if comm.size > 1:
-                comm.allreduce_mean(buffer, algorithm.compression)
-            backend.apply_gradients(buffer[:n])
+                with job.timeline.span("allreduce"):
+                    comm.allreduce_mean(buffer, algorithm.compression)
+            with job.timeline.span("apply"):
+                backend.apply_gradients(buffer[:n])
             if layout.num_state:
                 buffer[n:] -= current[n:]
                 backend.add_state(buffer[n:])
@@ -67,7 +70,9 @@ def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
             steps = peer_stats["updates"] if peer == 0 else 0
             history.record_update(peer, peer_stats["loss_sum"], peer_stats["batches"], peer_stats["samples"], steps)
             history.close_worker_epoch(peer)
-        row = history.record_epoch(epoch + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
+        with job.timeline.span("validate"):
+            metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
+        row = history.record_epoch(epoch + 1, metrics)
         stop = job.on_epoch_end(row)
         history.stopped_early = stop and epoch + 1 < job.config.epochs
     return bool(comm.bcast_object(stop)) if comm.size > 1 else stop

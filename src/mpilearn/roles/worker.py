@@ -30,11 +30,14 @@ def run_worker(job: Job) -> None:
         pending = 0  # batches since the last exchange
         for step, batch in enumerate(job.epoch_batches(index, epoch)):
             control.update(epoch + step / per_epoch)
-            loss = rule.train(batch, uplink.update)
+            with job.timeline.span("compute"):
+                loss = rule.train(batch, uplink.update)
             pending += 1
             uplink.add_stats(loss, 1, len(batch.x))
             if pending < algorithm.sync_every and not batch.last:
                 continue
-            if uplink.exchange(epoch, batch.last, pending):
+            with job.timeline.span("exchange"):
+                stop = uplink.exchange(epoch, batch.last, pending)
+            if stop:
                 return
             pending = 0
