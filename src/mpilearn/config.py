@@ -17,6 +17,8 @@ COMPRESSIONS = ("none", "fp16", "bf16")
 LR_SCALINGS = ("none", "linear", "sqrt")
 SHARD_MODES = ("files", "samples")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PROGRESS_MODES = ("auto", "bar", "lines")
+TARGET_OPS = (">=", ">", "<=", "<")
 
 
 def _positive_int(option: str, value: Any) -> None:
@@ -154,12 +156,57 @@ class AlgorithmConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """When checkpoints are written and whether this run resumes one."""
+
+    # Write a checkpoint every this many epochs (0: never) ...
+    every_epochs: int = 0
+    # ... and at the first epoch end after this many seconds since the last one (0: never).
+    every_seconds: float = 0.0
+    # Checkpoints kept; older ones are deleted.
+    keep: int = 3
+    # Continue the run in run_dir from its latest checkpoint.
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        _non_negative_int("--checkpoint-every", self.every_epochs)
+        _positive_int("--keep-checkpoints", self.keep)
+        if self.every_seconds < 0:
+            raise ConfigError(f"--checkpoint-every-seconds must be >= 0, got {self.every_seconds!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.every_epochs or self.every_seconds)
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    """Keras callbacks that command-line shortcuts build on the validating rank (see callbacks.py)."""
+
+    # EarlyStopping: the monitored log key ("val_loss", "val_accuracy", "loss"; "" = off) and
+    # how many validations without improvement it waits.
+    early_stopping: str = ""
+    patience: int = 0
+    # Stop as soon as `target_metric target_op target_value` holds ("" = off).
+    target_metric: str = ""
+    target_op: str = ">="
+    target_value: float = 0.0
+    # TensorBoard log directory ("" = off); "{run_dir}" is replaced by the run directory.
+    tensorboard: str = ""
+
+    def __post_init__(self) -> None:
+        _non_negative_int("--early-stopping patience", self.patience)
+        _choice("--target-metric operator", self.target_op, TARGET_OPS)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs, identical on every rank."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     epochs: int = 5
     seed: int = 0
     # Output directory; rank 0 fills in runs/<timestamp> when empty.
@@ -171,8 +218,24 @@ class RunConfig:
     log_level: str = "info"
     # Chrome-trace JSON of every rank's activity ("" = none).
     timeline: str = ""
+    # A NaN or infinite loss skips its batch (counted) instead of stopping the run.
+    skip_bad_batches: bool = False
+    # Seconds a rank waits for a peer before declaring it stuck (None: adaptive, see roles/watchdog.py).
+    timeout: float | None = None
     # Longest sleep between two polls of a pending MPI request (seconds).
     poll_max_s: float = 0.001
+    # Keras callbacks from command-line shortcuts (mpilearn.fit also takes callback objects).
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    # Validate every N master updates as well as after each epoch (0 = after epochs only).
+    validate_every: int = 0
+    # Validate a snapshot of the central weights in a background thread (runs with a master).
+    background_validation: bool = False
+    # Progress on rank 0: a live bar on a terminal and log lines otherwise (auto), or either one.
+    progress: str = "auto"
+    # Print only errors and the final line.
+    quiet: bool = False
+    # Sample every rank's CPU and memory (and GPU) each second into RUN_DIR/monitor.json.
+    monitor: bool = False
 
     def __post_init__(self) -> None:
         _positive_int("--epochs", self.epochs)
@@ -180,8 +243,12 @@ class RunConfig:
         if self.threads is not None:
             _positive_int("--threads", self.threads)
         _choice("--log-level", self.log_level, LOG_LEVELS)
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout!r}")
         if not 0 < self.poll_max_s <= 1:
             raise ConfigError(f"poll_max_s must be in (0, 1] seconds, got {self.poll_max_s!r}")
+        _non_negative_int("--validate-every", self.validate_every)
+        _choice("--progress", self.progress, PROGRESS_MODES)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -193,7 +260,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
         """Inverse of to_dict; unknown keys are refused, not ignored."""
-        nested = {"data": DataConfig, "model": ModelConfig, "algorithm": AlgorithmConfig}
+        nested = {"data": DataConfig, "model": ModelConfig, "algorithm": AlgorithmConfig, "checkpoint": CheckpointConfig,
+                  "callbacks": CallbacksConfig}
         return _build(cls, values, nested, prefix="")
 
 

@@ -44,6 +44,10 @@ class WorkerFailedError(MpilearnError):
     """Another rank failed; this rank stops because of it."""
 
 
+class NonFiniteLossError(MpilearnError):
+    """A loss or an update became NaN or infinite."""
+
+
 class CheckpointError(MpilearnError):
     """A checkpoint or run directory cannot be written or read."""
 

@@ -25,6 +25,7 @@ class Header(enum.IntEnum):
     LOSS_SUM = 2  # worker: sum of per-batch mean losses behind this update
     BATCHES = 3  # worker: batches behind this update
     BASE_STEP = 4  # worker: master step of the weights the gradients were computed on
+    SKIPPED = 5  # worker: batches skipped for a NaN or infinite loss
 
 
 HEADER_SIZE = len(Header)

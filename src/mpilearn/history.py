@@ -30,14 +30,19 @@ class History:
     # for exceeding --max-staleness.
     staleness: dict[int, int] = field(default_factory=dict)
     dropped_updates: int = 0
+    # Batches skipped for a NaN or infinite loss (--skip-bad-batches).
+    skipped_batches: int = 0
     _start: float = field(default_factory=time.perf_counter, repr=False)
     _current: dict[int, WorkerStats] = field(default_factory=dict, repr=False)
+
+    # Training time of the runs this one resumes.
+    time_before: float = 0.0
 
     def start_clock(self) -> None:
         self._start = time.perf_counter()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+        return self.time_before + time.perf_counter() - self._start
 
     def record_update(self, worker: int, loss_sum: float, batches: int, samples: int, updates: int = 1) -> None:
         stats = self._current.setdefault(worker, WorkerStats())
@@ -68,6 +73,25 @@ class History:
     def finish(self) -> None:
         self.train_time_s = self.elapsed()
 
+    def snapshot(self) -> dict[str, Any]:
+        """to_dict as of now, for a checkpoint taken mid-run."""
+        self.train_time_s = self.elapsed()
+        return self.to_dict()
+
+    @classmethod
+    def resumed(cls, config: dict[str, Any], saved: dict[str, Any]) -> "History":
+        """Continue the history a checkpoint saved (inverse of to_dict)."""
+        history = cls(config)
+        history.epochs = list(saved["epochs"])
+        history.worker_loss = {int(w): list(v["train_loss"]) for w, v in saved["workers"].items()}
+        history.samples_seen = saved["samples_seen"]
+        history.updates = saved["updates"]
+        history.staleness = {int(k): v for k, v in saved.get("staleness", {}).items()}
+        history.dropped_updates = saved.get("dropped_updates", 0)
+        history.skipped_batches = saved.get("skipped_batches", 0)
+        history.time_before = saved["train_time_s"]
+        return history
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config,
@@ -79,6 +103,7 @@ class History:
             "stopped_early": self.stopped_early,
             "staleness": {str(k): v for k, v in sorted(self.staleness.items())},
             "dropped_updates": self.dropped_updates,
+            "skipped_batches": self.skipped_batches,
             "workers": {str(w): {"train_loss": losses} for w, losses in sorted(self.worker_loss.items())},
         }
 

@@ -187,3 +187,14 @@ def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss:
             if metric not in ("accuracy", "acc"):
                 raise ConfigError(f"unknown metric {metric!r} (--metrics)") from None
     model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=loss, metrics=list(metrics))
+
+
+def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
+    """Set the model's random-layer states (dropout and the like) from
+    (seed, worker, epoch): every epoch is then reproducible on its own, which
+    is what lets a resumed run replay exactly what it would have done."""
+    import numpy as np
+
+    for index, variable in enumerate(v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")):
+        start = np.random.default_rng([seed, worker, epoch, index]).integers(0, 2**30)
+        variable.assign(np.array([start, 0]).astype(variable.dtype))

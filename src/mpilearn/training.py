@@ -8,6 +8,8 @@ that fails later is unexpected and aborts the whole job (see cli.main).
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, models
+from . import backends, checkpoint, models
 from .comm import Communicator, world
 from .comm.topology import Role, Topology
 from .config import RunConfig
@@ -30,6 +32,7 @@ from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
 from .roles.validation import evaluate
+from .roles.watchdog import Watchdog
 from .timeline import Timeline, trace_document
 from .rundir import HISTORY, MODEL, atomic_write_json, default_run_dir, prepare_run_dir, save_model_atomic
 
@@ -158,13 +161,47 @@ def train(
 
     agreed: Plan = _collective(comm, plan)
     config = config.replace(run_dir=agreed.run_dir)
+    _announce_ranks(comm, role)
     try:
         return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end)
     except BaseException as error:
-        if comm.size == 1:
+        if comm.size == 1 or getattr(error, "collective", False):
             raise
         abort_job(comm, role, error)
         raise  # not reached: abort ends the process
+
+
+def _announce_ranks(comm: Communicator, role: Role) -> None:
+    """Rank -> role, pid and host, so a launcher's report about a PID can be
+    traced to its rank (launchers name processes, not ranks)."""
+    ranks = comm.gather_object((role.value, os.getpid(), socket.gethostname())) if comm.size > 1 else None
+    if ranks and len(ranks) <= 64:
+        get_logger().info("ranks: %s", ", ".join(f"{r} {name} pid {pid}@{host}" for r, (name, pid, host) in enumerate(ranks)))
+
+
+def _resume(
+    config: RunConfig, comm: Communicator, topology: Topology, backend: Any, kept: dict[str, Any]
+) -> tuple[History, int]:
+    """Load the latest checkpoint of config.run_dir: rank 0 takes the central
+    weights and its optimizer's state (every peer does, under allreduce)."""
+
+    def load() -> dict[str, Any]:
+        path = checkpoint.latest(Path(config.run_dir))
+        weights, values, state = checkpoint.load(path, backend.layout)
+        kept["resume"] = (weights, values, path)
+        return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
+
+    state = _collective(comm, load)
+    values: list[np.ndarray] | None = None
+    if comm.rank == 0:
+        weights, values, path = kept.pop("resume")
+        backend.set_weights(weights)
+        get_logger().info("resuming %s after epoch %d", path, state["epoch"])
+    if topology.peers_only and comm.size > 1:
+        values = comm.bcast_object(values)
+    if values is not None and (comm.rank == 0 or topology.peers_only):
+        checkpoint.restore_optimizer(backend.model.optimizer, backend.model.trainable_variables, values, Path(state["path"]))
+    return History.resumed(config.to_dict(), state["history"]), int(state["epoch"])
 
 
 def abort_job(comm: Communicator, role: Role, error: BaseException) -> None:
@@ -196,15 +233,22 @@ def _run(
         config.data.train_files, config.data.features_name, config.data.labels_name, agreed.counts, agreed.signature
     )
 
+    history = History(config.to_dict())
+    start_epoch = 0
+    if config.checkpoint.resume:
+        history, start_epoch = _resume(config, comm, topology, backend, kept)
+
     weights = np.empty(backend.layout.size, dtype=np.float32)
     backend.get_weights(weights)
-    comm.bcast_array(weights, root=0)  # every rank starts from rank 0's initial weights
+    comm.bcast_array(weights, root=0)  # every rank starts from rank 0's (initial or resumed) weights
     backend.set_weights(weights)
 
-    history = History(config.to_dict())
     hook = _epoch_hook(config, history, on_epoch_end) if comm.rank == 0 else (lambda row: False)
     timeline = Timeline(comm.rank, role.value, bool(config.timeline))
-    job = Job(config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline, Path(config.run_dir))
+    job = Job(
+        config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline,
+        Watchdog(config.timeout), Path(config.run_dir), start_epoch,
+    )
     comm.barrier()
     history.start_clock()
     if role in (Role.SOLO, Role.PEER):

@@ -2,19 +2,21 @@
 locally, what it sends, and how it takes the master's answer."""
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..backends import ModelBackend
 from ..data.batches import Batch
+from ..errors import NonFiniteLossError
 from ..flat import Message
 from .rules import gem_scale, mean_gradient, state_delta
 
 
 class ClientRule(Protocol):
-    def train(self, batch: Batch, update: Message) -> float:
-        """Local work on one batch; returns its loss."""
+    def train(self, batch: Batch, update: Message) -> float | None:
+        """Local work on one batch; returns its loss (None: batch skipped)."""
 
     def fill(self, update: Message, batches: int) -> None:
         """Write the payload of the next message to the master."""
@@ -23,9 +25,38 @@ class ClientRule(Protocol):
         """Take the master's answer."""
 
 
+class LossGuard:
+    """Stops on a NaN or infinite loss, or skips (and counts) its batch.
+
+    Skipping needs the batch's gradients apart from the running sum, so
+    only then do they go through a scratch buffer first.
+    """
+
+    def __init__(self, skip: bool = False, size: int = 0) -> None:
+        self.skip = skip
+        self.scratch = np.zeros(size, dtype=np.float32) if skip else None
+        self.skipped = 0
+
+    def accumulate(self, backend: ModelBackend, batch: Batch, out: np.ndarray) -> float | None:
+        """Add the batch's gradients to `out`; None when the batch was skipped."""
+        if self.scratch is None:
+            loss = backend.accumulate_gradients(batch.x, batch.y, out)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"loss is {loss}")
+            return loss
+        self.scratch[:] = 0.0
+        loss = backend.accumulate_gradients(batch.x, batch.y, self.scratch)
+        if math.isfinite(loss) and np.isfinite(self.scratch).all():
+            out += self.scratch
+            return loss
+        self.skipped += 1
+        return None
+
+
 class _Base:
     def __init__(self, backend: ModelBackend) -> None:
         self.backend = backend
+        self.guard = LossGuard()  # replaced by the worker for --skip-bad-batches
         self.layout = backend.layout
         self.weights = np.empty(self.layout.size, dtype=np.float32)
         backend.get_weights(self.weights)
@@ -45,8 +76,8 @@ class GradientClient(_Base):
     """Downpour and sync: the mean gradient of the last batches goes out, the
     master's weights come back; layer state travels as a delta."""
 
-    def train(self, batch: Batch, update: Message) -> float:
-        return self.backend.accumulate_gradients(batch.x, batch.y, update.trainable)
+    def train(self, batch: Batch, update: Message) -> float | None:
+        return self.guard.accumulate(self.backend, batch, update.trainable)
 
     def fill(self, update: Message, batches: int) -> None:
         mean_gradient(update.trainable, batches)
@@ -78,10 +109,11 @@ class ElasticClient(_Base):
         self.optimizer = optimizer
         self.grads = np.zeros(self.layout.num_trainable, dtype=np.float32)
 
-    def train(self, batch: Batch, update: Message) -> float:
+    def train(self, batch: Batch, update: Message) -> float | None:
         self.grads[:] = 0.0
-        loss = self.backend.accumulate_gradients(batch.x, batch.y, self.grads)
-        self.backend.apply_gradients(self.grads, self.optimizer)
+        loss = self.guard.accumulate(self.backend, batch, self.grads)
+        if loss is not None:
+            self.backend.apply_gradients(self.grads, self.optimizer)
         return loss
 
     def fill(self, update: Message, batches: int) -> None:
@@ -108,8 +140,8 @@ class GemClient(_Base):
         self.central_moment = np.zeros(n, dtype=np.float32)
         self.scale = np.zeros(n, dtype=np.float32)
 
-    def train(self, batch: Batch, update: Message) -> float:
-        return self.backend.accumulate_gradients(batch.x, batch.y, self.grads)
+    def train(self, batch: Batch, update: Message) -> float | None:
+        return self.guard.accumulate(self.backend, batch, self.grads)
 
     def fill(self, update: Message, batches: int) -> None:
         n = self.layout.num_trainable

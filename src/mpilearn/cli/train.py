@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 from typing import Any, Sequence
 
-from ..config import ALGORITHMS, COMPRESSIONS, LOG_LEVELS, LR_SCALINGS, SHARD_MODES, AlgorithmConfig, DataConfig, ModelConfig, RunConfig
+from ..config import ALGORITHMS, COMPRESSIONS, LOG_LEVELS, LR_SCALINGS, SHARD_MODES, AlgorithmConfig, CheckpointConfig, DataConfig, ModelConfig, RunConfig
 from ..data.filelist import read_file_list
 from ..errors import ConfigError
 
@@ -20,7 +21,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", help="validation file list")
     parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers)")
     parser.add_argument("--algo", default="downpour", choices=ALGORITHMS, help="training algorithm")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 5)")
     parser.add_argument("--batch", type=int, default=32, help="batch size per worker")
     parser.add_argument("--optimizer", default="adam", help="any optimizer name Keras knows")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
@@ -50,6 +51,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend (default: $KERAS_BACKEND or torch)")
     parser.add_argument("--threads", type=int, default=None, help="compute threads per rank (default: cores per node / ranks per node)")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    ckpt = parser.add_argument_group("checkpoints and failures")
+    ckpt.add_argument("--checkpoint-every", type=int, default=0, metavar="E", help="write a checkpoint every E epochs")
+    ckpt.add_argument("--checkpoint-every-seconds", type=float, default=0.0, metavar="S", help="write a checkpoint at the first epoch end S seconds after the last")
+    ckpt.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="checkpoints kept")
+    ckpt.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    ckpt.add_argument("--skip-bad-batches", action="store_true", help="skip (and count) batches whose loss is NaN or infinite instead of stopping")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds to wait for a silent rank before stopping the job (default: adaptive)")
     parser.add_argument("--timeline", default="", metavar="FILE", help="write a Chrome-trace (Perfetto) JSON of every rank's activity")
 
 
@@ -68,6 +76,8 @@ def _model_args(pairs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    if args.resume:
+        return _resumed_config(args)
     model, train, val = args.model, args.train, args.val
     if args.positional:
         if len(args.positional) != 3:
@@ -115,11 +125,38 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             lr_scaling=args.lr_scaling,
             warmup_epochs=args.warmup_epochs,
         ),
-        epochs=args.epochs,
+        epochs=args.epochs if args.epochs is not None else 5,
         seed=args.seed,
         run_dir=args.run_dir,
         backend=args.backend,
         threads=args.threads,
         log_level=args.log_level,
         timeline=args.timeline,
+        timeout=args.timeout,
+        skip_bad_batches=args.skip_bad_batches,
+        checkpoint=CheckpointConfig(
+            every_epochs=args.checkpoint_every,
+            every_seconds=args.checkpoint_every_seconds,
+            keep=args.keep_checkpoints,
+        ),
     )
+
+
+def _resumed_config(args: argparse.Namespace) -> RunConfig:
+    """The saved configuration of RUN_DIR; --epochs, --threads, --timeout and
+    --log-level given now still apply (more epochs, another machine)."""
+    import json
+    from pathlib import Path
+
+    from ..checkpoint import latest
+
+    run_dir = Path(args.resume)
+    try:
+        saved = json.loads((latest(run_dir) / "state.json").read_text())["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"--resume {run_dir}: the latest checkpoint has no readable configuration ({exc})") from None
+    config = RunConfig.from_dict(saved)
+    changes: dict[str, Any] = {"run_dir": str(run_dir), "threads": args.threads, "timeout": args.timeout, "log_level": args.log_level}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    return config.replace(**changes, checkpoint=dataclasses.replace(config.checkpoint, resume=True))

@@ -15,6 +15,24 @@ ANY_SOURCE = MPI.ANY_SOURCE
 ANY_TAG = MPI.ANY_TAG
 
 
+class WaitTimeout(CommunicationError):
+    """A peer did not answer in time: it is stuck, stopped or dead."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"nothing arrived for {seconds:.0f}s")
+        self.seconds = seconds
+        self.pending: list[int] = []
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _check(deadline: float | None, timeout: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise WaitTimeout(timeout or 0.0)
+
+
 class Backoff:
     """Sleep schedule for polling: first checks are immediate, then the sleep
     doubles up to `max_s`. MPICH's blocking calls spin a core at 100%; this
@@ -60,35 +78,49 @@ class Communicator:
     def irecv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Request:
         return self._comm.Irecv([buffer, MPI.FLOAT], source=source, tag=tag)
 
-    def wait(self, request: MPI.Request) -> MPI.Status:
-        """Complete one request without spinning; returns its status."""
+    def wait(self, request: MPI.Request, timeout: float | None = None) -> MPI.Status:
+        """Complete one request without spinning; returns its status.
+        Raises WaitTimeout after `timeout` seconds (None: wait forever)."""
         status = MPI.Status()
         backoff = Backoff(self.poll_max_s)
+        deadline = _deadline(timeout)
         while not request.Test(status):
+            _check(deadline, timeout)
             backoff.pause()
         return status
 
-    def wait_any(self, requests: Sequence[MPI.Request]) -> tuple[int, MPI.Status]:
+    def wait_any(self, requests: Sequence[MPI.Request], timeout: float | None = None) -> tuple[int, MPI.Status]:
         """Complete whichever request finishes first; returns (index, status)."""
         status = MPI.Status()
         backoff = Backoff(self.poll_max_s)
+        deadline = _deadline(timeout)
+        requests = list(requests)
         while True:
-            index, done = MPI.Request.Testany(list(requests), status)
+            index, done = MPI.Request.Testany(requests, status)
             if done:
                 if index == MPI.UNDEFINED:
                     raise CommunicationError("wait_any called with no active request")
                 return index, status
+            _check(deadline, timeout)
             backoff.pause()
 
-    def wait_all(self, requests: Sequence[MPI.Request]) -> list[MPI.Status]:
-        """Complete every request (polled, never spinning); returns their statuses."""
+    def wait_all(self, requests: Sequence[MPI.Request], timeout: float | None = None) -> list[MPI.Status]:
+        """Complete every request (polled, never spinning); returns their statuses.
+        On timeout, WaitTimeout.pending lists the positions still incomplete."""
         statuses = [MPI.Status() for _ in requests]
         backoff = Backoff(self.poll_max_s)
-        while not MPI.Request.Testall(list(requests), statuses):
+        deadline = _deadline(timeout)
+        requests = list(requests)
+        while not MPI.Request.Testall(requests, statuses):
+            try:
+                _check(deadline, timeout)
+            except WaitTimeout as error:
+                error.pending = [i for i, r in enumerate(requests) if r != MPI.REQUEST_NULL and not r.Test()]
+                raise
             backoff.pause()
         return statuses
 
-    def allreduce_mean(self, buffer: np.ndarray, compression: str = "none") -> None:
+    def allreduce_mean(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
         """Replace a float32 buffer by its mean over all ranks, in place.
 
         fp16/bf16 halve the bytes on the wire: values are scaled by 1/size
@@ -96,13 +128,13 @@ class Communicator:
         reduction operator, and widened back.
         """
         if compression == "none":
-            self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM))
+            self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM), timeout)
             buffer *= np.float32(1.0 / self.size)
             return
         wire_dtype = _wire_dtype(compression)
         packed = (buffer * np.float32(1.0 / self.size)).astype(wire_dtype)
         wire = packed.view(np.uint16)
-        self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [wire, MPI.UINT16_T], op=_sum_op(compression)))
+        self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [wire, MPI.UINT16_T], op=_sum_op(compression)), timeout)
         buffer[:] = packed.astype(np.float32)
 
     def send(self, buffer: np.ndarray, dest: int, tag: int) -> None:
@@ -140,6 +172,39 @@ class Communicator:
         data = np.empty(int(sizes.sum()), dtype=np.uint8)
         self.wait(self._comm.Igatherv([payload, MPI.BYTE], [data, sizes, displs, MPI.BYTE], root=root))
         return [pickle.loads(data[d : d + s].tobytes()) for d, s in zip(displs, sizes)]
+
+    # Point-to-point control objects: pickled bytes through Isend and a matched
+    # probe, so the receiver needs no size in advance and polls without spinning.
+    def isend_object(self, obj: Any, dest: int, tag: int) -> MPI.Request:
+        """Start sending a picklable object; complete the request with wait().
+        The request holds the pickled bytes until the message has left."""
+        payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+        return self._comm.Isend([payload, MPI.BYTE], dest=dest, tag=tag)
+
+    def send_object(self, obj: Any, dest: int, tag: int) -> None:
+        """Send a picklable object and wait (polled) until it has left."""
+        self.wait(self.isend_object(obj, dest, tag))
+
+    def poll_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> tuple[Any, int, int] | None:
+        """One object sent with (i)send_object if it has arrived, else None at
+        once; returns (object, source, tag)."""
+        status = MPI.Status()
+        message = self._comm.Improbe(source, tag, status)
+        if message is None:
+            return None
+        data = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+        self.wait(message.Irecv([data, MPI.BYTE]))
+        return pickle.loads(data.tobytes()), status.Get_source(), status.Get_tag()
+
+    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> tuple[Any, int, int]:
+        """Wait without spinning for one object sent with (i)send_object;
+        returns (object, source, tag)."""
+        backoff = Backoff(self.poll_max_s)
+        while True:
+            received = self.poll_object(source, tag)
+            if received is not None:
+                return received
+            backoff.pause()
 
     def split(self, color: int, key: int | None = None) -> "Communicator":
         """Sub-communicators by color (hyperparameter-search blocks, folds):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .. import checkpoint
 from ..backends import ModelBackend
 from ..comm import Communicator
 from ..comm.topology import Topology
@@ -17,7 +19,9 @@ from ..data.batches import Batch, iterate_epoch, steps_per_epoch
 from ..data.sharding import Piece, shard
 from ..data.sources import Source
 from ..history import History
+from ..log import get_logger
 from ..timeline import Timeline
+from .watchdog import Watchdog
 
 
 @dataclass
@@ -33,7 +37,34 @@ class Job:
     # Called after each validation with the epoch row; returns True to stop training.
     on_epoch_end: Callable[[dict[str, Any]], bool]
     timeline: Timeline
+    watchdog: Watchdog
     run_dir: Path | None = None
+    # First epoch to train (a resumed run starts after its checkpoint).
+    start_epoch: int = 0
+    _last_checkpoint: float = field(default_factory=time.monotonic)
+
+    def checkpoint(self, completed_epochs: int, optimizer: Any) -> None:
+        """On rank 0 after validating: write a checkpoint when one is due."""
+        settings = self.config.checkpoint
+        if not settings.enabled or self.run_dir is None:
+            return
+        due = (settings.every_epochs and completed_epochs % settings.every_epochs == 0) or (
+            settings.every_seconds and time.monotonic() - self._last_checkpoint >= settings.every_seconds
+        )
+        if not due:
+            return
+        with self.timeline.span("checkpoint"):
+            weights = np.empty(self.backend.layout.size, dtype=np.float32)
+            self.backend.get_weights(weights)
+            state = {
+                "config": self.config.to_dict(),
+                "fingerprint": checkpoint.fingerprint(self.backend.layout),
+                "history": self.history.snapshot(),
+            }
+            values = checkpoint.optimizer_values(optimizer) if optimizer is not None else []
+            path = checkpoint.save(self.run_dir, completed_epochs, weights, values, state, settings.keep)
+        self._last_checkpoint = time.monotonic()
+        get_logger().info("checkpoint %s", path)
 
     @property
     def model(self) -> Any:

@@ -8,13 +8,14 @@ round, and answer all. A sub-master also exchanges with the top master every
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ..algorithms import CenterRule, center_rule, upstream_rule
 from ..algorithms.centers import OptimizerCenter
 from ..algorithms.learning_rate import LearningRateControl
-from ..comm import Tag
+from ..comm import Tag, WaitTimeout
 from ..comm.topology import Role
 from ..flat import Header, Message
 from ..log import get_logger
@@ -39,7 +40,7 @@ def run_master(job: Job) -> None:
     top = role is Role.MASTER
     rule = center_rule(algorithm, backend, len(clients), top_of_tree=top and bool(topology.submasters))
     synchronous = algorithm.name == "sync" or (algorithm.name == "easgd" and algorithm.synchronous)
-    uplink = None if top else Uplink(comm, topology.parent(comm.rank), upstream_rule(algorithm, backend), backend.layout)
+    uplink = None if top else Uplink(comm, topology.parent(comm.rank), upstream_rule(algorithm, backend), backend.layout, job.watchdog)
     # Where the master's optimizer applies gradients (downpour, sync), its learning rate is scaled here.
     optimizer = backend.model.optimizer if isinstance(rule, OptimizerCenter) else None
     control = LearningRateControl(optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
@@ -70,6 +71,7 @@ class _Server:
         self.step = 0
         self.pending_upstream = 0
         self.tags = [0 for _ in clients]  # tag of the latest message from each client
+        self.silence = [0.0 for _ in clients]  # seconds this master idled since each client's last message
         self.log = get_logger()
 
     def run(self) -> None:
@@ -106,15 +108,39 @@ class _Server:
         self.comm.wait_all(self.sends)
 
     def _wait(self) -> list[int]:
+        """The next update(s). Only time spent idle here counts toward a
+        client's silence, so long validations never look like a hang."""
+        watchdog = self.job.watchdog
+        started = time.monotonic()
         if self.synchronous:
             active = sorted(self.active)
-            statuses = self.comm.wait_all([self.receives[s] for s in active])
+            try:
+                statuses = self.comm.wait_all([self.receives[s] for s in active], watchdog.limit())
+            except WaitTimeout as error:
+                silent = [self.clients[active[i]] for i in error.pending]
+                raise watchdog.error(self._names(silent), time.monotonic() - started) from None
             for slot, status in zip(active, statuses):
                 self.tags[slot] = status.Get_tag()
+            watchdog.observe(time.monotonic() - started)
             return active
-        slot, status = self.comm.wait_any(self.receives)
+        oldest = max((self.silence[s] for s in self.active), default=0.0)
+        try:
+            slot, status = self.comm.wait_any(self.receives, max(0.0, watchdog.limit() - oldest))
+        except WaitTimeout:
+            waited = time.monotonic() - started
+            silent = [self.clients[s] for s in self.active if self.silence[s] + waited >= watchdog.limit()]
+            raise watchdog.error(self._names(silent), max(self.silence[s] for s in self.active) + waited) from None
+        waited = time.monotonic() - started
+        for other in self.active:
+            self.silence[other] += waited
+        watchdog.observe(self.silence[slot])
+        self.silence[slot] = 0.0
         self.tags[slot] = status.Get_tag()
         return [slot]
+
+    def _names(self, ranks: list[int]) -> str:
+        role = self.job.topology.role
+        return ", ".join(f"{role(r).value} rank {r}" for r in ranks)
 
     def _account(self, slots: list[int]) -> _Round:
         """Counters, per-client losses and epoch ends of this step's updates."""
@@ -125,6 +151,7 @@ class _Server:
             history.record_update(
                 client, update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES)), 0
             )
+            history.skipped_batches += int(update.get(Header.SKIPPED))
             if self.tags[slot] == Tag.UPDATE_EPOCH_END:
                 epoch = int(update.get(Header.EPOCH))
                 history.close_worker_epoch(client)
@@ -141,6 +168,7 @@ class _Server:
         for slot in slots:
             update = self.inbox[slot]
             self.uplink.add_stats(update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES)))
+            self.uplink.add_skipped(update.get(Header.SKIPPED))
         self.pending_upstream += 1
         due = self.pending_upstream >= self.job.config.algorithm.sync_every
         if self.stopping or not (due or round_.finished_epoch is not None):
@@ -168,7 +196,10 @@ class _Server:
         with job.timeline.span("validate"):
             metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
         row = job.history.record_epoch(epoch + 1, metrics)
-        if job.on_epoch_end(row):
+        stop = job.on_epoch_end(row)
+        optimizer = job.backend.model.optimizer if isinstance(self.rule, OptimizerCenter) else None
+        job.checkpoint(epoch + 1, optimizer)
+        if stop:
             self.stopping = True
             job.history.stopped_early = epoch + 1 < job.config.epochs
             self.log.info("stopping: requested after epoch %d", epoch + 1)

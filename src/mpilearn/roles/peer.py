@@ -8,10 +8,16 @@ decision to stop is broadcast so all peers stop together.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from .. import models
+from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..algorithms.rules import mean_gradient
+from ..comm import WaitTimeout
+from ..errors import NonFiniteLossError
 from .job import Job
 from .validation import evaluate
 
@@ -27,16 +33,28 @@ def run_peers(job: Job) -> None:
     control = LearningRateControl(backend.model.optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
     per_epoch = job.batches_per_epoch(index)
 
-    for epoch in range(config.epochs):
+    guard = LossGuard(config.skip_bad_batches, n)
+    for epoch in range(job.start_epoch, config.epochs):
+        models.reseed(backend.model, config.seed, index, epoch)
         pending = 0
-        stats = {"loss_sum": 0.0, "batches": 0, "samples": 0, "updates": 0}
+        stats = {"loss_sum": 0.0, "batches": 0, "samples": 0, "updates": 0, "skipped": 0}
         for step, batch in enumerate(job.epoch_batches(index, epoch)):
             control.update(epoch + step / per_epoch)
             with job.timeline.span("compute"):
-                stats["loss_sum"] += backend.accumulate_gradients(batch.x, batch.y, buffer[:n])
-            stats["batches"] += 1
-            stats["samples"] += len(batch.x)
+                try:
+                    loss = guard.accumulate(backend, batch, buffer[:n])
+                except NonFiniteLossError as error:
+                    raise NonFiniteLossError(
+                        f"{topology.role(comm.rank).value} rank {comm.rank}: {error} at epoch {epoch + 1}, batch {step + 1} "
+                        f"(batch starts in file {batch.origin}); lower the learning rate, check the data, or pass --skip-bad-batches"
+                    ) from None
             pending += 1
+            if loss is None:
+                stats["skipped"] += 1
+            else:
+                stats["loss_sum"] += loss
+                stats["batches"] += 1
+                stats["samples"] += len(batch.x)
             if pending < algorithm.sync_every and not batch.last:
                 continue
             mean_gradient(buffer[:n], pending)
@@ -45,7 +63,7 @@ def run_peers(job: Job) -> None:
                 buffer[n:] = current[n:]
             if comm.size > 1:
                 with job.timeline.span("allreduce"):
-                    comm.allreduce_mean(buffer, algorithm.compression)
+                    _allreduce(job, buffer)
             with job.timeline.span("apply"):
                 backend.apply_gradients(buffer[:n])
             if layout.num_state:
@@ -56,6 +74,15 @@ def run_peers(job: Job) -> None:
             stats["updates"] += 1
         if _end_epoch(job, epoch, stats):
             return
+
+
+def _allreduce(job: Job, buffer: np.ndarray) -> None:
+    started = time.monotonic()
+    try:
+        job.comm.allreduce_mean(buffer, job.config.algorithm.compression, job.watchdog.limit())
+    except WaitTimeout:
+        raise job.watchdog.error("a peer in the allreduce", time.monotonic() - started) from None
+    job.watchdog.observe(time.monotonic() - started)
 
 
 def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
@@ -70,9 +97,11 @@ def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
             steps = peer_stats["updates"] if peer == 0 else 0
             history.record_update(peer, peer_stats["loss_sum"], peer_stats["batches"], peer_stats["samples"], steps)
             history.close_worker_epoch(peer)
+            history.skipped_batches += peer_stats["skipped"]
         with job.timeline.span("validate"):
             metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
         row = history.record_epoch(epoch + 1, metrics)
         stop = job.on_epoch_end(row)
+        job.checkpoint(epoch + 1, job.backend.model.optimizer)
         history.stopped_early = stop and epoch + 1 < job.config.epochs
     return bool(comm.bcast_object(stop)) if comm.size > 1 else stop

@@ -1,9 +1,12 @@
 """One rank's exchanges with its master: a worker's, or a sub-master's with the top."""
 from __future__ import annotations
 
+import time
+
 from ..algorithms import ClientRule
-from ..comm import Communicator, Tag
+from ..comm import Communicator, Tag, WaitTimeout
 from ..flat import FlatLayout, Header, Message
+from .watchdog import Watchdog
 
 
 class Uplink:
@@ -11,8 +14,9 @@ class Uplink:
     master's answer, and hands it to the rule. The update's header carries
     the counters the master records (samples, loss, batches, epoch)."""
 
-    def __init__(self, comm: Communicator, parent: int, rule: ClientRule, layout: FlatLayout) -> None:
+    def __init__(self, comm: Communicator, parent: int, rule: ClientRule, layout: FlatLayout, watchdog: Watchdog) -> None:
         self.comm = comm
+        self.watchdog = watchdog
         self.parent = parent
         self.rule = rule
         self.update = Message(layout)
@@ -25,6 +29,9 @@ class Uplink:
         header[Header.BATCHES] += batches
         header[Header.SAMPLES] += samples
 
+    def add_skipped(self, count: float) -> None:
+        self.update.header[Header.SKIPPED] += count
+
     def exchange(self, epoch: int, epoch_end: bool, batches: int) -> bool:
         """One round trip; returns True when the master says stop."""
         update, reply = self.update, self.reply
@@ -32,8 +39,14 @@ class Uplink:
         update.set(Header.EPOCH, epoch)
         update.set(Header.BASE_STEP, self.base_step)
         receive = self.comm.irecv(reply.buffer, source=self.parent)
-        self.comm.send(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE)
-        status = self.comm.wait(receive)
+        started = time.monotonic()
+        limit = self.watchdog.limit()
+        try:
+            self.comm.wait(self.comm.isend(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE), limit)
+            status = self.comm.wait(receive, limit)
+        except WaitTimeout:
+            raise self.watchdog.error(f"master rank {self.parent}", time.monotonic() - started) from None
+        self.watchdog.observe(time.monotonic() - started)
         self.rule.absorb(reply)
         self.base_step = reply.get(Header.BASE_STEP)
         update.buffer[:] = 0.0

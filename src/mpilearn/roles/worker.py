@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import models
 from ..algorithms import worker_rule
+from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
-from ..data.batches import iterate_epoch
+from ..data.batches import Batch
+from ..errors import NonFiniteLossError
 from .job import Job
 from .uplink import Uplink
 
@@ -20,24 +24,42 @@ def run_worker(job: Job) -> None:
         lr = algorithm.elastic_lr or config.model.learning_rate or 0.01
         worker_optimizer = models.make_optimizer(algorithm.worker_optimizer, lr, algorithm.elastic_momentum)
     rule = worker_rule(algorithm, backend, worker_optimizer)
+    rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
     # The learning rate that lives on the worker (EASGD's optimizer, GEM's proxy).
     local_lr: Any = worker_optimizer if algorithm.name == "easgd" else rule if algorithm.name == "gem" else None
     control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
-    uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout)
+    uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
     per_epoch = job.batches_per_epoch(index)
 
-    for epoch in range(config.epochs):
+    for epoch in range(job.start_epoch, config.epochs):
+        models.reseed(backend.model, config.seed, index, epoch)
         pending = 0  # batches since the last exchange
         for step, batch in enumerate(job.epoch_batches(index, epoch)):
             control.update(epoch + step / per_epoch)
             with job.timeline.span("compute"):
-                loss = rule.train(batch, uplink.update)
+                loss = _train(rule, batch, uplink, comm.rank, epoch, step)
             pending += 1
-            uplink.add_stats(loss, 1, len(batch.x))
+            if loss is None:
+                uplink.add_skipped(1)
+            else:
+                uplink.add_stats(loss, 1, len(batch.x))
             if pending < algorithm.sync_every and not batch.last:
                 continue
+            if not np.isfinite(uplink.update.payload).all():
+                raise NonFiniteLossError(f"worker rank {comm.rank}: the update after epoch {epoch + 1}, batch {step + 1} "
+                                         f"(file {batch.origin}) holds NaN or infinite values")
             with job.timeline.span("exchange"):
                 stop = uplink.exchange(epoch, batch.last, pending)
             if stop:
                 return
             pending = 0
+
+
+def _train(rule: Any, batch: Batch, uplink: Uplink, rank: int, epoch: int, step: int) -> float | None:
+    try:
+        return rule.train(batch, uplink.update)
+    except NonFiniteLossError as error:
+        raise NonFiniteLossError(
+            f"worker rank {rank}: {error} at epoch {epoch + 1}, batch {step + 1} (batch starts in file {batch.origin}); "
+            "lower the learning rate, check the data, or pass --skip-bad-batches"
+        ) from None
