@@ -42,6 +42,14 @@ def fit(
     shard: str = "files",
     prefetch: int = 2,
     threads: int | None = None,
+    callbacks: Sequence[Any] | None = None,
+    validate_every: int = 0,
+    background_validation: bool = False,
+    progress: str = "auto",
+    quiet: bool = False,
+    monitor: bool = False,
+    timeline: str | os.PathLike = "",
+    log_level: str = "info",
 ) -> dict[str, Any]:
     """Train `model` on every rank of the MPI job; returns the history.
 
@@ -49,6 +57,15 @@ def fit(
     HDF5 paths, or a tuple of numpy arrays `(x, y)`. When this returns, the
     model on every rank holds the trained central weights, and rank 0 has
     written history.json and model.keras into `run_dir`.
+
+    `callbacks` are Keras callbacks run on rank 0 with the central model, as
+    in `Model.fit` (EarlyStopping, ModelCheckpoint, CSVLogger, TensorBoard,
+    ReduceLROnPlateau, TerminateOnNaN, your own); when one stops training,
+    every rank stops. `validate_every` validates every N master updates too;
+    `background_validation` validates in a thread so workers never wait;
+    `progress` is "auto" (a bar on a terminal, else log lines), "bar" or
+    "lines"; `monitor` samples CPU and memory of every rank into monitor.json;
+    `timeline` writes a Chrome-trace JSON of every rank's activity.
     """
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
         raise ConfigError("mpilearn.fit needs a compiled model: call model.compile(optimizer, loss, metrics) first")
@@ -70,7 +87,14 @@ def fit(
         seed=seed,
         run_dir=str(run_dir),
         threads=threads,
+        validate_every=validate_every,
+        background_validation=background_validation,
+        progress=progress,
+        quiet=quiet,
+        monitor=monitor,
+        timeline=str(timeline),
+        log_level=log_level,
     )
     from .training import train as run
 
-    return run(config, model=model, train_arrays=train_arrays, validation_arrays=val_arrays)
+    return run(config, model=model, train_arrays=train_arrays, validation_arrays=val_arrays, callbacks=callbacks)

@@ -11,6 +11,9 @@ KERAS_BACKEND = "KERAS_BACKEND"
 THREADS = "MPILEARN_THREADS"
 # Set by mpilearn's own launcher so that a relaunched process never relaunches.
 LAUNCHED = "MPILEARN_LAUNCHED"
+# Set by mpilearn's own launcher when its output is a terminal (value: the
+# terminal's width), since ranks under mpiexec never see a terminal themselves.
+TTY = "MPILEARN_TTY"
 
 # Variables the common thread pools read; all get the same cap.
 THREAD_POOL_VARIABLES = (

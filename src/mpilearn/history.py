@@ -32,6 +32,10 @@ class History:
     dropped_updates: int = 0
     # Batches skipped for a NaN or infinite loss (--skip-bad-batches).
     skipped_batches: int = 0
+    # worker rank -> per epoch: samples it trained, and when (s of training) its epoch ended
+    # at the master: per-worker throughput for `mpilearn report`.
+    worker_samples: dict[int, list[int]] = field(default_factory=dict)
+    worker_epoch_end_s: dict[int, list[float]] = field(default_factory=dict)
     _start: float = field(default_factory=time.perf_counter, repr=False)
     _current: dict[int, WorkerStats] = field(default_factory=dict, repr=False)
 
@@ -59,14 +63,33 @@ class History:
         stats = self._current.pop(worker, WorkerStats())
         mean = stats.loss_sum / stats.batches if stats.batches else float("nan")
         self.worker_loss.setdefault(worker, []).append(mean)
+        self.worker_samples.setdefault(worker, []).append(stats.samples)
+        self.worker_epoch_end_s.setdefault(worker, []).append(round(self.elapsed(), 3))
 
-    def record_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+    def running_loss(self) -> float | None:
+        """Mean batch loss of the current epoch so far, over all workers (fit's running 'loss')."""
+        batches = sum(s.batches for s in self._current.values())
+        return sum(s.loss_sum for s in self._current.values()) / batches if batches else None
+
+    def record_validation(self, metrics: dict[str, float], epoch: float, counts: dict[str, Any], train_loss: float | None) -> dict[str, Any]:
+        """A validation between epoch ends (--validate-every): a row of kind "updates" at fractional `epoch`."""
+        row: dict[str, Any] = {"epoch": epoch, "kind": "updates"}
+        row.update({f"val_{k}": float(v) for k, v in metrics.items()})
+        if train_loss is not None:
+            row["train_loss"] = float(train_loss)
+        row.update(counts)
+        self.epochs.append(row)
+        return row
+
+    def record_epoch(self, epoch: int, metrics: dict[str, float], counts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row of an epoch's validation; `counts` (updates, samples_seen, time_s) when the
+        validated weights are a snapshot taken earlier (background validation)."""
         row: dict[str, Any] = {"epoch": epoch}
         row.update({f"val_{k}": float(v) for k, v in metrics.items()})
         losses = [v[epoch - 1] for v in self.worker_loss.values() if len(v) >= epoch]
         if losses:
             row["train_loss"] = sum(losses) / len(losses)
-        row.update({"updates": self.updates, "samples_seen": self.samples_seen, "time_s": round(self.elapsed(), 3)})
+        row.update(counts or {"updates": self.updates, "samples_seen": self.samples_seen, "time_s": round(self.elapsed(), 3)})
         self.epochs.append(row)
         return row
 
@@ -84,6 +107,8 @@ class History:
         history = cls(config)
         history.epochs = list(saved["epochs"])
         history.worker_loss = {int(w): list(v["train_loss"]) for w, v in saved["workers"].items()}
+        history.worker_samples = {int(w): list(v.get("samples", [])) for w, v in saved["workers"].items()}
+        history.worker_epoch_end_s = {int(w): list(v.get("epoch_end_s", [])) for w, v in saved["workers"].items()}
         history.samples_seen = saved["samples_seen"]
         history.updates = saved["updates"]
         history.staleness = {int(k): v for k, v in saved.get("staleness", {}).items()}
@@ -104,7 +129,10 @@ class History:
             "staleness": {str(k): v for k, v in sorted(self.staleness.items())},
             "dropped_updates": self.dropped_updates,
             "skipped_batches": self.skipped_batches,
-            "workers": {str(w): {"train_loss": losses} for w, losses in sorted(self.worker_loss.items())},
+            "workers": {
+                str(w): {"train_loss": losses, "samples": self.worker_samples.get(w, []), "epoch_end_s": self.worker_epoch_end_s.get(w, [])}
+                for w, losses in sorted(self.worker_loss.items())
+            },
         }
 
 

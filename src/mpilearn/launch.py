@@ -40,6 +40,8 @@ def relaunch(processes: int, args: Sequence[str]) -> int:
     argv = mpiexec_argv(processes, [sys.executable, "-m", "mpilearn", *args])
     child_env = dict(os.environ)
     child_env[env.LAUNCHED] = "1"
+    if sys.stdout.isatty():  # ranks under mpiexec never see a terminal: tell rank 0 to draw a progress bar
+        child_env.setdefault(env.TTY, str(shutil.get_terminal_size().columns))
     process = subprocess.Popen(argv, env=child_env)
     # Ctrl-C reaches mpiexec through the process group; mpiexec ends the
     # ranks, and we only wait for it to report.

@@ -20,3 +20,10 @@ def setup_logging(rank: int, role: str, level: str = "info") -> logging.Logger:
 
 def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
+
+
+def result(message: str, *args: object) -> None:
+    """A line printed whatever the level: the final line of a run, shown
+    even with --quiet (which keeps only errors otherwise)."""
+    logger = get_logger()
+    logger.log(max(logging.INFO, logger.getEffectiveLevel()), message, *args)

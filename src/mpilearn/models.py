@@ -193,8 +193,11 @@ def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
     """Set the model's random-layer states (dropout and the like) from
     (seed, worker, epoch): every epoch is then reproducible on its own, which
     is what lets a resumed run replay exactly what it would have done."""
+    import keras
     import numpy as np
 
+    # Layers built without a seed draw from the backend's global generator.
+    keras.utils.set_random_seed(int(np.random.default_rng([seed, worker, epoch]).integers(0, 2**31)))
     for index, variable in enumerate(v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")):
         start = np.random.default_rng([seed, worker, epoch, index]).integers(0, 2**30)
         variable.assign(np.array([start, 0]).astype(variable.dtype))

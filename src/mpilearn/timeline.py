@@ -35,9 +35,16 @@ class Timeline:
         self.role = role
         self.enabled = enabled
         self.spans: list[tuple[str, float, float]] = []
+        # Spans of helper threads (background validation): (name, start, end, thread row).
+        self.thread_spans: list[tuple[str, float, float, int]] = []
 
     def span(self, name: str) -> ContextManager[None]:
         return _Span(self, name) if self.enabled else _NOTHING
+
+    def record(self, name: str, start: float, end: float, thread: int = 1) -> None:
+        """A span timed by a helper thread; drawn on its own row (tid) of this rank."""
+        if self.enabled:
+            self.thread_spans.append((name, start, end, thread))
 
     def events(self) -> list[dict[str, Any]]:
         """Complete ('X') events in microseconds, plus the row's name."""
@@ -47,6 +54,11 @@ class Timeline:
         for name, start, end in self.spans:
             events.append(
                 {"name": name, "cat": self.role, "ph": "X", "pid": self.rank, "tid": 0,
+                 "ts": round(start * 1e6, 1), "dur": round((end - start) * 1e6, 1)}
+            )
+        for name, start, end, thread in self.thread_spans:
+            events.append(
+                {"name": name, "cat": self.role, "ph": "X", "pid": self.rank, "tid": thread,
                  "ts": round(start * 1e6, 1), "dur": round((end - start) * 1e6, 1)}
             )
         return events

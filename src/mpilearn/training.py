@@ -26,7 +26,9 @@ from .data.sources import ArraySource, Hdf5Source, Signature, Source
 from .env import default_threads
 from .errors import DataError, MpilearnError
 from .history import History, progress_line
-from .log import get_logger, setup_logging
+from .log import get_logger, result, setup_logging
+from .monitor import Monitor, write_gathered
+from .supervisor import Supervisor
 from .roles.job import Job
 from .roles.master import run_master
 from .roles.peer import run_peers
@@ -35,6 +37,9 @@ from .roles.validation import evaluate
 from .roles.watchdog import Watchdog
 from .timeline import Timeline, trace_document
 from .rundir import HISTORY, MODEL, atomic_write_json, default_run_dir, prepare_run_dir, save_model_atomic
+
+# The resolved configuration of a run, written into its directory before training.
+CONFIG = "config.json"
 
 # A hook called on the validating rank after each epoch; True stops training.
 EpochHook = Callable[[dict[str, Any]], bool]
@@ -127,8 +132,12 @@ def train(
     validation_arrays: ArrayPair | None = None,
     on_epoch_end: EpochHook | None = None,
     comm: Communicator | None = None,
+    callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Train on every rank of `comm` (default: all ranks); returns the history on every rank.
+
+    `callbacks` are Keras callbacks, called on rank 0 with the central model
+    as `Model.fit` calls them (see callbacks.py).
 
     `model` is the user's compiled model (mpilearn.fit) or None to build it
     from `config.model` (command line).
@@ -140,7 +149,7 @@ def train(
         error.collective = True  # every rank computes the same layout and the same error
         raise
     role = topology.role(comm.rank)
-    log = setup_logging(comm.rank, role.value, config.log_level)
+    log = setup_logging(comm.rank, role.value, "error" if config.quiet else config.log_level)
     if comm.rank == 0:
         log.info("%s", topology.describe())
 
@@ -163,7 +172,7 @@ def train(
     config = config.replace(run_dir=agreed.run_dir)
     _announce_ranks(comm, role)
     try:
-        return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end)
+        return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end, callbacks)
     except BaseException as error:
         if comm.size == 1 or getattr(error, "collective", False):
             raise
@@ -223,6 +232,7 @@ def _run(
     model: Any,
     train_arrays: ArrayPair | None,
     on_epoch_end: EpochHook | None,
+    callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     if model is None:
         model = kept.get("model") or _build_cli_model(config, agreed.signature)[0]
@@ -243,12 +253,18 @@ def _run(
     comm.bcast_array(weights, root=0)  # every rank starts from rank 0's (initial or resumed) weights
     backend.set_weights(weights)
 
-    hook = _epoch_hook(config, history, on_epoch_end) if comm.rank == 0 else (lambda row: False)
+    # Rank 0: progress display, Keras callbacks, --validate-every, background validation.
+    supervisor = Supervisor(config, history, backend.model, callbacks or ()) if comm.rank == 0 else None
+    hook = _epoch_hook(config, history, on_epoch_end, supervisor) if comm.rank == 0 else (lambda row: False)
     timeline = Timeline(comm.rank, role.value, bool(config.timeline))
     job = Job(
         config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline,
         Watchdog(config.timeout), Path(config.run_dir), start_epoch,
     )
+    if supervisor is not None:
+        atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
+        supervisor.attach(job, role)
+    monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
     history.start_clock()
     if role in (Role.SOLO, Role.PEER):
@@ -258,9 +274,13 @@ def _run(
     else:
         run_worker(job)
     history.finish()
+    if supervisor is not None:
+        supervisor.finish()  # outstanding background validations, callbacks' on_train_end
 
     if comm.rank == 0:
         _finish(job)
+    if monitor is not None:
+        write_gathered(comm, monitor, Path(config.run_dir))
     if config.timeline:
         _write_timeline(job)
     backend.get_weights(weights)
@@ -269,13 +289,17 @@ def _run(
     return comm.bcast_object(history.to_dict() if comm.rank == 0 else None)
 
 
-def _epoch_hook(config: RunConfig, history: History, user_hook: EpochHook | None) -> EpochHook:
+def _epoch_hook(config: RunConfig, history: History, user_hook: EpochHook | None, supervisor: Supervisor | None = None) -> EpochHook:
     log = get_logger()
 
     def hook(row: dict[str, Any]) -> bool:
-        elapsed = history.elapsed()
-        log.info("%s", progress_line(row, config.epochs, history.samples_seen / elapsed if elapsed else 0.0))
-        return bool(user_hook(row)) if user_hook else False
+        if supervisor is not None:
+            stop = supervisor.epoch_end(row)  # progress line (or bar) and Keras callbacks
+        else:
+            elapsed = history.elapsed()
+            log.info("%s", progress_line(row, config.epochs, history.samples_seen / elapsed if elapsed else 0.0))
+            stop = False
+        return (bool(user_hook(row)) if user_hook else False) or stop
 
     return hook
 
@@ -293,17 +317,20 @@ def _finish(job: Job) -> None:
     """Final validation when updates came after the last one, then outputs."""
     history = job.history
     if not history.epochs or history.epochs[-1]["updates"] != history.updates:
-        row = history.record_epoch(len(history.epochs) + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
+        epochs_done = sum(1 for r in history.epochs if r.get("kind") != "updates")  # not --validate-every rows
+        row = history.record_epoch(epochs_done + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
         row["final"] = True
         get_logger().info("%s", progress_line(row, job.config.epochs, history.samples_seen / max(history.train_time_s, 1e-9)))
     assert job.run_dir is not None
     atomic_write_json(job.run_dir / HISTORY, history.to_dict())
     save_model_atomic(job.model, job.run_dir / MODEL)
-    get_logger().info(
-        "trained %d samples in %.1fs (%.0f samples/s); wrote %s and %s",
+    last = history.epochs[-1] if history.epochs else {}
+    result(
+        "trained %d samples in %.1fs (%.0f samples/s)%s; wrote %s and %s",
         history.samples_seen,
         history.train_time_s,
         history.samples_seen / max(history.train_time_s, 1e-9),
+        "".join(f", {k} {v:.4f}" for k, v in last.items() if k.startswith("val_")),
         job.run_dir / HISTORY,
         job.run_dir / MODEL,
     )

@@ -12,7 +12,6 @@ import os
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .common import flat_variables
@@ -97,32 +96,35 @@ class KerasModelBackend:
         if self.state:
             _assign(self.state, self._add(_values(self.state), delta))
 
-    def _loss_and_gradients(
-        self, trainable: list[Any], non_trainable: list[Any], metrics: list[Any], slots: list[Any], x: Any, y: Any
-    ) -> tuple[Any, Any, list[Any]]:
-        """Traced once per batch shape: batch loss, flat gradients, new layer state."""
+    def _loss_and_gradients(self, trainable: list[Any], non_trainable: list[Any], x: Any, y: Any) -> tuple[Any, list[Any], list[Any]]:
+        """Traced once per batch shape: batch loss, gradients, new layer state."""
 
         def loss(trainable: list[Any]) -> tuple[Any, list[Any]]:
             # Keras's own stateless forward pass and compute_loss, as model.fit
-            # uses them (add_loss and regularisation losses included).
+            # uses them (add_loss and regularisation losses included). No
+            # metric or optimizer variables are passed in: compute_loss writes
+            # no metric, and the loss is taken unscaled (as the torch backend
+            # differentiates it), so the optimizer's loss scale is never used.
+            # Not tracing them keeps one trace per batch shape, whether or not
+            # the optimizer and metrics have been built yet.
             _, (unscaled, _, new_non_trainable, _) = self.model.compute_loss_and_updates(
-                trainable, non_trainable, metrics, x, y, None, training=True, optimizer_variables=slots
+                trainable, non_trainable, [], x, y, None, training=True, optimizer_variables=[]
             )
-            # Unscaled, as the torch backend differentiates it.
             return unscaled, new_non_trainable
 
         (value, new_non_trainable), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
-        flat = jnp.concatenate([jnp.ravel(g).astype(jnp.float32) for g in grads]) if grads else jnp.zeros((0,))
-        return value, flat, new_non_trainable
+        # Per-variable gradients, summed into `out` on the host: a jnp.concatenate
+        # here makes XLA:CPU fuse it with the weight-gradient dots, ~100x slower.
+        return value, grads, new_non_trainable
 
     def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray) -> float:
-        model = self.model
-        slots = _values(model.optimizer.variables) if model.optimizer is not None else []
-        loss, grads, non_trainable = self._gradients(
-            _values(self.trainable), _values(self._non_trainable), _values(model.metrics_variables), slots, x, y
-        )
+        loss, grads, non_trainable = self._gradients(_values(self.trainable), _values(self._non_trainable), x, y)
         _assign(self._non_trainable, non_trainable)
-        out += np.asarray(grads)
+        offset = 0
+        for grad in grads:
+            grad = np.asarray(grad).reshape(-1)
+            out[offset : offset + grad.size] += grad
+            offset += grad.size
         return float(loss)
 
     def _step(self, optimizer: Any) -> Callable[..., Any]:

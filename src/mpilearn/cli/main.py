@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpilearn", description="Distributed training of Keras models over MPI.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_arguments(commands.add_parser("train", help="train a model on HDF5 files"))
+    from .optimize import add_optimize_arguments
+
+    add_optimize_arguments(commands.add_parser("optimize", help="distributed hyperparameter search with Optuna"))
 
     data = commands.add_parser("make-data", help="write synthetic calorimeter-shower HDF5 files")
     data.add_argument("outdir")
@@ -30,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--run-dir", default="", help="output directory (default: runs/<timestamp>)")
 
     commands.add_parser("models", help="list the built-in models")
+    from .info import add_info_arguments
+    from .report import add_report_arguments
+
+    add_report_arguments(commands.add_parser("report", help="plots and a summary of one or more run directories"))
+    add_info_arguments(commands.add_parser("info", help="versions of MPI, mpi4py, Keras and the backend, and the rank layout"))
     return parser
 
 
@@ -41,6 +49,10 @@ def _report(error: BaseException, rank: int | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "config", None):  # --config FILE: the file's options, overridden by the command line
+            from .config_file import reparse_with_file
+
+            args = reparse_with_file(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "models":
             from ..models import describe_builtins
 
@@ -51,10 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .make_data import make_data
 
             return make_data(args)
+        if args.command == "report":
+            from .report import report
+
+            return report(args)
+        if args.command == "info":
+            from .info import info
+
+            return info(args)
         if args.command == "demo":
             from .demo import demo
 
             return demo(args)
+        if args.command == "optimize":
+            from .optimize import optimize
+
+            return optimize(args, list(sys.argv[1:] if argv is None else argv))
         return _train(args, list(sys.argv[1:] if argv is None else argv))
     except MpilearnError as error:
         # Errors raised identically on every rank are reported once, by rank 0.
@@ -66,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     config = config_from_args(args)  # bad options fail here, before any process starts
+    if getattr(args, "print_config", False):
+        import json
+
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
     if args.processes and args.processes > 1 and not env.under_mpi_launcher():
         from ..launch import relaunch
 

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from ..config import ALGORITHMS, COMPRESSIONS, LOG_LEVELS, LR_SCALINGS, SHARD_MODES, AlgorithmConfig, CheckpointConfig, DataConfig, ModelConfig, RunConfig
 from ..data.filelist import read_file_list
 from ..errors import ConfigError
+from .train_extras import add_extra_train_arguments, extra_config
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     ckpt.add_argument("--skip-bad-batches", action="store_true", help="skip (and count) batches whose loss is NaN or infinite instead of stopping")
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait for a silent rank before stopping the job (default: adaptive)")
     parser.add_argument("--timeline", default="", metavar="FILE", help="write a Chrome-trace (Perfetto) JSON of every rank's activity")
+    add_extra_train_arguments(parser)  # --config, callbacks, --validate-every, progress, --monitor
 
 
 def _model_args(pairs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
@@ -132,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         threads=args.threads,
         log_level=args.log_level,
         timeline=args.timeline,
+        **extra_config(args),
         timeout=args.timeout,
         skip_bad_batches=args.skip_bad_batches,
         checkpoint=CheckpointConfig(

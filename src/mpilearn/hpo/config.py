@@ -31,8 +31,9 @@ class SearchConfig:
     space: str = ""
     # Finished trials (complete, pruned or failed) the study ends with.
     trials: int = 10
-    # Ranks per block; every rank but the coordinator belongs to exactly one block.
-    block_size: int = 1
+    # Ranks per block; every rank but the coordinator belongs to exactly one block
+    # (0: a single block of all of them, resolved when the job size is known).
+    block_size: int = 0
     # K-fold cross-validation over the training files (1 = train on --train, score on --val).
     n_fold: int = 1
     sampler: str = "tpe"
@@ -55,7 +56,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         _positive_int("--trials", self.trials)
-        _positive_int("--block-size", self.block_size)
+        _non_negative_int("--block-size", self.block_size)
         _positive_int("--n-fold", self.n_fold)
         _choice("--sampler", self.sampler, SAMPLERS)
         _choice("--pruner", self.pruner, PRUNERS)
@@ -76,7 +77,7 @@ class SearchConfig:
             _choice("--direction", self.direction, DIRECTIONS)
         if self.n_fold == 1 and not self.run.data.val_files:
             raise ConfigError("--val is required: each trial is scored on the validation files (or use --n-fold K)")
-        if self.n_fold > 1 and self.block_size % self.n_fold:
+        if self.n_fold > 1 and self.block_size and self.block_size % self.n_fold:
             raise ConfigError(
                 f"--n-fold {self.n_fold} splits each block into {self.n_fold} equal sub-blocks, "
                 f"but --block-size {self.block_size} is not a multiple of {self.n_fold}"

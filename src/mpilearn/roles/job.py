@@ -42,6 +42,11 @@ class Job:
     # First epoch to train (a resumed run starts after its checkpoint).
     start_epoch: int = 0
     _last_checkpoint: float = field(default_factory=time.monotonic)
+    # Rank 0, after each update (peers: each step; see supervisor.py): progress, --validate-every,
+    # background validation results. Returns True to stop; masters stop at once, peers at the epoch end.
+    on_update: Callable[..., bool] = field(default=lambda *counts: False)
+    # --background-validation on a master: takes epoch ends off the loop (supervisor.BackgroundValidation).
+    background: Any = None
 
     def checkpoint(self, completed_epochs: int, optimizer: Any) -> None:
         """On rank 0 after validating: write a checkpoint when one is due."""

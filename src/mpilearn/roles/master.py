@@ -97,6 +97,8 @@ class _Server:
                 self.step += 1
                 history.updates += 1  # master steps, not messages
             round_ = self._account(slots)
+            if self.job.on_update():  # rank 0: progress, --validate-every, callbacks; True stops
+                self.stopping = True
             if self.uplink is not None:
                 with self.job.timeline.span("exchange up"):
                     self._exchange_upstream(slots, round_)
@@ -193,6 +195,10 @@ class _Server:
 
     def _validate(self, epoch: int) -> None:
         job = self.job
+        if job.background is not None:  # metrics, callbacks and the stop decision come later, in job.on_update
+            job.background.submit(epoch + 1)
+            job.checkpoint(epoch + 1, job.backend.model.optimizer if isinstance(self.rule, OptimizerCenter) else None)
+            return
         with job.timeline.span("validate"):
             metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
         row = job.history.record_epoch(epoch + 1, metrics)

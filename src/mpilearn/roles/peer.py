@@ -72,6 +72,8 @@ def run_peers(job: Job) -> None:
             buffer[:] = 0.0
             pending = 0
             stats["updates"] += 1
+            if comm.rank == 0:  # progress and --validate-every; peers stop together at epoch ends only
+                job.on_update(stats["samples"] * comm.size, stats["loss_sum"] / max(1, stats["batches"]), stats["updates"])
         if _end_epoch(job, epoch, stats):
             return
 

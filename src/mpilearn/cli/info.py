@@ -1,0 +1,94 @@
+"""`mpilearn info`: versions of everything that matters, and the rank layout
+a given number of processes would get."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from typing import Any
+
+from .. import __version__, env
+from ..config import ALGORITHMS
+from ..errors import ConfigError
+
+# Rank lines printed before the layout is abbreviated.
+MAX_RANK_LINES = 16
+
+
+def add_info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--processes", type=int, default=None,
+                        help="show the layout for N processes (default: the ranks of this job, under a launcher)")
+    parser.add_argument("--algo", default="downpour", choices=ALGORITHMS, help="training algorithm of the layout")
+    parser.add_argument("--masters", type=int, default=1, help="masters of the layout (M >= 2: a tree)")
+    parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend to report")
+
+
+def _package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def layout_lines(processes: int, algo: str, masters: int) -> list[str]:
+    """The topology's description and one line per rank (abbreviated past MAX_RANK_LINES)."""
+    from ..comm.topology import Role, Topology
+
+    topology = Topology(processes, masters, peers_only=algo == "allreduce")
+    lines = [topology.describe()]
+    shown = list(range(processes)) if processes <= MAX_RANK_LINES else list(range(MAX_RANK_LINES - 2)) + [processes - 1]
+    for rank in shown:
+        role = topology.role(rank)
+        text = f"  rank {rank:<5d} {role.value}"
+        if role is Role.WORKER or role is Role.SUBMASTER:
+            text += f" -> rank {topology.parent(rank)}"
+        if role in (Role.MASTER, Role.SUBMASTER):
+            text += f" serves {len(topology.children(rank))}"
+        if rank == processes - 1 and processes > MAX_RANK_LINES:
+            lines.append(f"  ... ({processes - MAX_RANK_LINES + 1} more ranks)")
+        lines.append(text)
+    return lines
+
+
+def info(args: argparse.Namespace) -> int:
+    env.select_keras_backend(args.backend)
+    from ..comm import world
+    from ..comm.versions import mpi_versions
+
+    if args.processes is not None and args.processes < 1:
+        raise ConfigError(f"-n must be a positive integer, got {args.processes}")
+    mpi = mpi_versions()
+    comm = world()
+    if comm.rank != 0:
+        return 0
+    from ..backends.versions import backend_version
+
+    backend, backend_v = backend_version()
+    import keras
+
+    rows: list[tuple[str, Any]] = [
+        ("mpilearn", __version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("MPI library", mpi["mpi_library"]),
+        ("MPI standard", mpi["mpi_standard"]),
+        ("mpi4py", mpi["mpi4py"]),
+        ("keras", keras.__version__),
+        ("backend", f"{backend} {backend_v}"),
+        ("numpy", _package_version("numpy")),
+        ("h5py", _package_version("h5py")),
+        ("host", f"{platform.node()}: {env.default_threads(1)} cores usable"),
+    ]
+    for name, value in rows:
+        print(f"{name:13s} {value}")
+    processes = args.processes or comm.size
+    print()
+    print(f"layout of {processes} process{'es' if processes > 1 else ''} (--algo {args.algo}, --masters {args.masters}):")
+    for line in layout_lines(processes, args.algo, args.masters):
+        print(f"  {line}")
+    per_node = comm.local_size if args.processes is None else processes
+    print(f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} ranks on it; --threads overrides)")
+    if args.processes is None and comm.size == 1:
+        print("  (give -n N for the layout of N processes)")
+    return 0

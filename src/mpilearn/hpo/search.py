@@ -1,0 +1,147 @@
+"""`run_search`: what every rank of `mpilearn optimize` runs.
+
+Rank 0 checks the inputs and opens the study, then coordinates; the other
+ranks split into blocks and folds and serve trials. Input errors end every
+rank with one message (exit status 2); an unexpected error on any rank aborts
+the whole job, as in training.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..comm import Communicator, world
+from ..data.sharding import shard
+from ..data.sources import Hdf5Source
+from ..errors import MpilearnError
+from ..log import get_logger, setup_logging
+from ..rundir import default_run_dir, prepare_run_dir
+from .block import BlockContext, serve
+from .config import SearchConfig
+from .folds import kfold
+from .layout import COORDINATOR, Layout
+
+# Waiting between trials and for reports needs no sub-millisecond latency.
+CONTROL_POLL_MAX_S = 0.01
+
+
+def run_search(search: SearchConfig) -> int:
+    comm = world(search.run.poll_max_s)
+    role = "coordinator" if comm.rank == COORDINATOR else "block"
+    setup_logging(comm.rank, role, search.run.log_level)
+    try:
+        layout = Layout(comm.size, search.block_size or max(1, comm.size - 1), search.n_fold)
+        topology = layout.check_algorithm(search.run.algorithm)
+    except MpilearnError as error:
+        error.collective = True  # type: ignore[attr-defined]  # every rank finds the same
+        raise
+    block_index, fold_index = layout.block_of(comm.rank), layout.fold_of(comm.rank)
+    # Private communicators: control (everyone), this block, this fold (the training's).
+    control = comm.split(0)
+    block = comm.split(-1 if block_index is None else block_index)
+    fold = block.split(fold_index or 0)
+    control.poll_max_s = block.poll_max_s = max(search.run.poll_max_s, CONTROL_POLL_MAX_S)
+
+    kept: dict[str, Any] = {}
+    run_dir = Path(_collective(control, lambda: _prepare(search, layout, topology.num_workers, kept)))
+    if comm.rank != COORDINATOR:
+        from .. import training  # noqa: F401  # Keras and the backend, once the inputs are known to be good
+    control.barrier()  # every block is ready: a trial's time is its own, not the start-up's
+    if comm.rank == COORDINATOR:
+        return _coordinate(search, layout, control, run_dir, kept, layout.describe(topology))
+    assert block_index is not None and fold_index is not None
+    ctx = BlockContext(control, block, fold, layout, block_index, fold_index, search.metric, search.run.skip_bad_batches)
+    try:
+        serve(ctx)
+    except MpilearnError as error:
+        if not getattr(error, "collective", False):
+            _abort(comm, f"block {block_index}", error)
+        raise
+    except BaseException as error:
+        _abort(comm, f"block {block_index}", error)
+    return 0
+
+
+def _prepare(search: SearchConfig, layout: Layout, workers: int, kept: dict[str, Any]) -> str:
+    """Rank 0's checks before any trial: run directory, data, space, study."""
+    from .space import check_space, load_space
+    from .study import open_study, storage_url
+
+    run_dir = prepare_run_dir(search.run.run_dir or default_run_dir())
+    data = search.run.data
+    source = Hdf5Source(data.train_files, data.features_name, data.labels_name)
+    folds: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    if search.n_fold == 1:
+        Hdf5Source(data.val_files, data.features_name, data.labels_name)
+        shard(source.counts, workers, 0, data.shard)
+    else:
+        folds = kfold(data.train_files, search.n_fold)
+        counts = dict(zip(data.train_files, source.counts))
+        for train_files, _ in folds:
+            shard([counts[f] for f in train_files], workers, 0, data.shard)
+        if data.val_files:
+            get_logger().info("--n-fold %d: each fold validates on its held-out training files; --val is not used", search.n_fold)
+    space = load_space(search.space, search.run.model.spec)
+    check_space(space, search.run)
+    epochs_tuned = space.distributions is None or "epochs" in space.distributions
+    url = storage_url(search, run_dir)
+    kept.update(space=space, folds=folds, url=url, study=open_study(search, url, epochs_tuned))
+    return str(run_dir)
+
+
+def _coordinate(
+    search: SearchConfig, layout: Layout, control: Communicator, run_dir: Path, kept: dict[str, Any], described: str
+) -> int:
+    from .coordinator import Coordinator, format_table
+
+    log = get_logger()
+    log.info("%s", described)
+    coordinator = Coordinator(search, layout, control, kept["study"], kept["space"], run_dir, kept["folds"], kept["url"])
+    try:
+        coordinator.run()
+        summary = coordinator.write_best()
+    except MpilearnError as error:
+        if error is not coordinator.fatal:
+            _abort(control, "coordinator", error)
+        error.collective = True  # type: ignore[attr-defined]  # every block raises it too
+        raise
+    except BaseException as error:
+        _abort(control, "coordinator", error)
+    print(format_table(summary), flush=True)
+    best = summary["best"]
+    if best is None:
+        raise MpilearnError(f"no trial completed ({summary['counts']['finished']} finished); see {run_dir / 'best.json'}")
+    settings = " ".join(f"{k}={v}" for k, v in best["settings"].items())
+    print(f"best: trial {best['number']}, {summary['metric']} {best['value']:.6g}: {settings}", flush=True)
+    print(f"wrote {run_dir / 'best.json'} (study: {summary['storage']})", flush=True)
+    return 0
+
+
+def _collective(comm: Communicator, work: Callable[[], Any]) -> Any:
+    """Run `work` on rank 0 and give every rank its result, or its error."""
+    outcome: Any = None
+    if comm.rank == 0:
+        try:
+            outcome = ("ok", work())
+        except MpilearnError as exc:
+            outcome = ("error", exc)
+        except Exception as exc:  # unexpected: still end every rank, with the cause
+            traceback.print_exc()
+            outcome = ("error", MpilearnError(f"{type(exc).__name__}: {exc}"))
+    outcome = comm.bcast_object(outcome)
+    if outcome[0] == "error":
+        error = outcome[1]
+        error.collective = True
+        raise error
+    return outcome[1]
+
+
+def _abort(comm: Communicator, role: str, error: BaseException) -> None:
+    """Fail fast: say where and why, then end every rank of the job."""
+    if not isinstance(error, MpilearnError):
+        traceback.print_exc()
+    status = error.exit_status if isinstance(error, MpilearnError) else 1
+    print(f"mpilearn: error on rank {comm.rank} ({role}): {error}", file=sys.stderr, flush=True)
+    comm.abort(status)

@@ -1,0 +1,214 @@
+"""Never hang, never lose work: failures on one rank end every rank quickly,
+with the cause; checkpoints resume exactly."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import make_data, run_cli, run_mpi
+
+# A failed job must be gone within this many seconds of the failure.
+STOP_LIMIT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data(tmp_path_factory.mktemp("fail"), files=4, events=256)
+
+
+class Job:
+    """A self-launched training run whose output we can watch while it runs."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        env = dict(os.environ)
+        env.pop("MPILEARN_LAUNCHED", None)
+        self.log = log
+        self.handle = open(log, "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=self.handle,
+                                        stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text())
+            if found:
+                return found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        pytest.fail(f"never saw {pattern!r}:\n{self.text()}")
+
+    def finish(self, timeout: float) -> tuple[int, float]:
+        start = time.monotonic()
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"job did not stop within {timeout}s:\n{self.text()}")
+        return status, time.monotonic() - start
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def pid_of(self, rank: int) -> int:
+        ranks = self.wait_for(r"ranks: (.*)").group(1)
+        return int(re.search(rf"\b{rank} \S+ pid (\d+)@", ranks).group(1))
+
+
+def _train_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
+            "--run-dir", str(run_dir), "--threads", "1", *extra]
+
+
+def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path) -> None:
+    job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8"), tmp_path / "log")
+    worker = job.pid_of(2)
+    job.wait_for(r"epoch 1/50")
+    os.kill(worker, signal.SIGKILL)
+    status, seconds = job.finish(60)
+    assert status != 0
+    assert seconds < STOP_LIMIT_S, job.text()
+    assert str(worker) in job.text()  # the launcher names the dead process; the ranks line maps it to rank 2
+
+
+def test_stuck_worker_is_detected_by_the_master(data: Path, tmp_path: Path) -> None:
+    job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8", "--timeout", "3"),
+              tmp_path / "log")
+    worker = job.pid_of(1)
+    job.wait_for(r"epoch 1/50")
+    os.kill(worker, signal.SIGSTOP)  # alive but silent: no launcher notices this
+    stopped = time.monotonic()
+    status, _ = job.finish(60)
+    seconds = time.monotonic() - stopped
+    assert status != 0
+    assert seconds < 3 + STOP_LIMIT_S, job.text()
+    assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s \(--timeout 3\)", job.text())
+    assert job.text().count("mpilearn: error") == 1
+
+
+MASTER_RAISES = '''
+import sys
+import numpy as np, keras, mpilearn
+
+def exploding_metric(y_true, y_pred):
+    raise RuntimeError("validation exploded")
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256, 4)).astype("float32"); y = (x[:, 0] > 0).astype("int64")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=[exploding_metric])
+mpilearn.fit(model, (x, y), validation=(x, y), epochs=20, run_dir=sys.argv[1])
+'''
+
+
+def test_exception_in_the_master_ends_every_rank_once(tmp_path: Path) -> None:
+    script = tmp_path / "master_raises.py"
+    script.write_text(MASTER_RAISES)
+    result = run_mpi(3, [sys.executable, str(script), str(tmp_path / "run")], timeout=60)
+    assert result.returncode != 0
+    assert "mpilearn: error on rank 0 (master): validation exploded" in result.output
+    assert result.output.count("mpilearn: error") == 1
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def _poison(data: Path, tmp_path: Path) -> Path:
+    """A copy of the data whose third training file holds one NaN sample."""
+    poisoned = tmp_path / "poisoned"
+    poisoned.mkdir()
+    files = [Path(p) for p in (data / "train.txt").read_text().split()]
+    for index, source in enumerate(files):
+        target = poisoned / source.name
+        target.write_bytes(source.read_bytes())
+        if index == 2:
+            with h5py.File(target, "r+") as handle:
+                handle["features"][5] = np.nan
+    (poisoned / "train.txt").write_text("\n".join(str(poisoned / f.name) for f in files) + "\n")
+    (poisoned / "val.txt").write_text((data / "val.txt").read_text())
+    return poisoned
+
+
+def test_nan_loss_names_rank_batch_and_file(data: Path, tmp_path: Path) -> None:
+    poisoned = _poison(data, tmp_path)
+    result = run_cli(_train_args(poisoned, tmp_path / "run", "-n", "3", "--epochs", "1"), timeout=120)
+    assert result.returncode != 0
+    assert re.search(r"worker rank \d: loss is nan at epoch 1, batch \d+ \(batch starts in file .*train_00[0-9]\.h5\)",
+                     result.output), result.output
+    assert result.output.count("mpilearn: error") == 1
+
+
+def test_skip_bad_batches_counts_them(data: Path, tmp_path: Path) -> None:
+    poisoned = _poison(data, tmp_path)
+    result = run_cli(_train_args(poisoned, tmp_path / "run", "-n", "3", "--epochs", "1", "--skip-bad-batches"), timeout=120)
+    assert result.returncode == 0, result.output
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["skipped_batches"] == 1
+    assert np.isfinite(history["epochs"][-1]["val_loss"])
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return keras.saving.load_model(path).get_weights()
+
+
+@pytest.mark.parametrize("algo, processes", [("sync", 3), ("allreduce", 2)])
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(data, tmp_path, algo, processes) -> None:
+    common = ["-n", str(processes), "--algo", algo, "--epochs", "3", "--batch", "8", "--optimizer", "sgd", "--lr", "0.05",
+              "--model-arg", "dropout=0.2"]
+    full = run_cli(_train_args(data, tmp_path / "full", *common), timeout=240)
+    assert full.returncode == 0, full.output
+
+    job = Job(_train_args(data, tmp_path / "part", *common, "--checkpoint-every", "1"), tmp_path / "log")
+    job.wait_for(r"checkpoint .*ckpt-00001")
+    job.kill()  # mid-epoch 2
+    assert not (tmp_path / "part" / "model.keras").exists()
+    resumed = run_cli(["train", "--resume", str(tmp_path / "part"), "-n", str(processes), "--threads", "1"], timeout=240)
+    assert resumed.returncode == 0, resumed.output
+    assert "resuming" in resumed.output
+    for a, b in zip(_weights(tmp_path / "full" / "model.keras"), _weights(tmp_path / "part" / "model.keras")):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    history = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
+
+
+def test_ctrl_c_ends_all_ranks_and_leaves_a_resumable_checkpoint(data: Path, tmp_path: Path) -> None:
+    job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8", "--checkpoint-every", "1"),
+              tmp_path / "log")
+    job.wait_for(r"checkpoint .*ckpt-00001")
+    os.killpg(job.process.pid, signal.SIGINT)
+    status, seconds = job.finish(60)
+    assert status != 0 and seconds < STOP_LIMIT_S, job.text()
+    resumed = run_cli(["train", "--resume", str(tmp_path / "run"), "-n", "3", "--threads", "1", "--epochs", "2"], timeout=120)
+    assert resumed.returncode == 0, resumed.output
+
+
+def test_resume_errors(data: Path, tmp_path: Path) -> None:
+    missing = run_cli(["train", "--resume", str(tmp_path / "nothing"), "-n", "2"], timeout=60)
+    assert missing.returncode == 2 and "no checkpoint in" in missing.stderr
+    run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--checkpoint-every", "1"), timeout=120)
+    state_file = next((tmp_path / "run" / "checkpoints").glob("ckpt-*")) / "state.json"
+    state = json.loads(state_file.read_text())
+    state["config"]["model"]["model_args"] = [["units", 7]]  # same spec, other shapes
+    state_file.write_text(json.dumps(state))
+    other = run_cli(["train", "--resume", str(tmp_path / "run"), "-n", "2", "--epochs", "2"], timeout=120)
+    assert other.returncode == 2, other.output
+    assert "was written by a different model" in other.stderr
+    assert other.output.count("mpilearn: error") == 1
