@@ -45,10 +45,9 @@ step = 8
 # A builder that refuses one width, and search spaces that pick each trial's
 # values by its number, so which trial fails or is pruned is deterministic.
 MODEL_PY = '''
-import keras
-
-
 def build(input_shape, num_classes, width=32):
+    import keras  # here, not at the top: the coordinator loads this file for its search spaces only
+
     if width == 13:
         raise ValueError("width 13 is refused on purpose")
     inputs = keras.Input(tuple(input_shape))
@@ -284,9 +283,10 @@ def test_failed_and_pruned_trials_do_not_stop_the_search(data: Path, tmp_path: P
 
 def test_kfold_search_records_mean_and_spread(data: Path, space_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
-    result = run_cli(_search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "5",
-                                  "--block-size", "4", "--n-fold", "2", "--trials", "2", "--epochs", "1"),
+    result = run_cli(_search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "3",
+                                  "--block-size", "2", "--n-fold", "2", "--trials", "2", "--epochs", "1"),
                      timeout=150)
+    assert "1 block of 2 (ranks 1-2), each split into 2 folds of 1" in result.stdout, result.output
     assert result.returncode == 0, result.output
     trials = _study(run_dir).trials
     assert len(trials) == 2 and all(t.state is TrialState.COMPLETE for t in trials)

@@ -138,4 +138,5 @@ class History:
 
 def progress_line(row: dict[str, Any], epochs: int, samples_per_s: float) -> str:
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") or k == "train_loss")
-    return f"epoch {row['epoch']}/{epochs}  {metrics}  updates {row['updates']}  {row['time_s']:.1f}s  {samples_per_s:.0f} samples/s"
+    where = "final validation" if row.get("final") else f"epoch {row['epoch']}/{epochs}"
+    return f"{where}  {metrics}  updates {row['updates']}  {row['time_s']:.1f}s  {samples_per_s:.0f} samples/s"

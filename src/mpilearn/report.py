@@ -27,7 +27,7 @@ SUMMARY = "summary.txt"
 DPI = 100
 # Span names drawn in a fixed order and colour; others follow.
 SPAN_ORDER = ("compute", "exchange", "wait", "apply", "reply", "allreduce", "validate", "validate (background)",
-              "exchange up", "checkpoint")
+              "callbacks", "exchange up", "checkpoint")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Run:
 
     @property
     def epoch_rows(self) -> list[dict[str, Any]]:
+        """Validations after epochs, and the final one (kind "updates" rows are --validate-every)."""
         return [r for r in self.history.get("epochs", []) if r.get("kind", "epoch") == "epoch"]
 
     @property
@@ -144,8 +145,9 @@ def summary_text(runs: Sequence[Run]) -> str:
         if history:
             config = history.get("config", {})
             algo = config.get("algorithm", {})
+            trained = sum(1 for r in run.epoch_rows if not r.get("final"))
             lines.append(f"algorithm {algo.get('name')}  sync-every {algo.get('sync_every')}  workers {len(history.get('workers', {}))}  "
-                         f"epochs {len(run.epoch_rows)}/{config.get('epochs')}  batch {config.get('data', {}).get('batch_size')}")
+                         f"epochs {trained}/{config.get('epochs')}  batch {config.get('data', {}).get('batch_size')}")
             rate = history.get("samples_per_s")
             lines.append(f"trained {history.get('samples_seen')} samples in {history.get('train_time_s', 0):.1f}s"
                          + (f" ({rate:.0f} samples/s)" if rate else "") + f", {history.get('updates')} master updates"
@@ -158,7 +160,7 @@ def summary_text(runs: Sequence[Run]) -> str:
                 for key in sorted({k for r in rows for k in r if k.startswith("val_")}):
                     values = [(r[key], r["epoch"]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
                     if values:
-                        best = (min if "loss" in key else max)(values)
+                        best = (min if "loss" in key else max)(values, key=lambda v: v[0])  # first epoch that reached it
                         lines.append(f"best {key} {best[0]:.4f} at epoch {best[1]}")
             staleness = {int(k): v for k, v in history.get("staleness", {}).items()}
             if staleness:
@@ -321,12 +323,13 @@ def plot_timeline(run: Run, path: Path, window_s: float = 1.0) -> Path | None:
     top.set_title(f"time per activity and rank: {run.label}", fontsize=10)
     handles, labels = top.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    top.legend(unique.values(), unique.keys(), fontsize=7, ncol=min(6, len(unique)), loc="lower right")
+    top.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     top.grid(alpha=0.3, axis="x")
     # Gantt view of a window in the middle of training.
     events = [e for e in run.timeline if e.get("ph") == "X"]
     start = min(e["ts"] for e in events)
     end = max(e["ts"] + e["dur"] for e in events)
+    window_s = min(window_s, (end - start) / 1e6)
     middle = start + (end - start) / 2
     lo, hi = middle - window_s * 5e5, middle + window_s * 5e5
     for event in events:
@@ -338,7 +341,7 @@ def plot_timeline(run: Run, path: Path, window_s: float = 1.0) -> Path | None:
                     color=colour[event["name"]])
     bottom.set_yticks(range(len(ranks)), [names.get(r, f"rank {r}") for r in ranks])
     bottom.invert_yaxis()
-    bottom.set_xlabel(f"milliseconds ({window_s:.1f}s window in the middle of the run)")
+    bottom.set_xlabel(f"milliseconds ({window_s:.2f}s window in the middle of the run; thin bars: helper threads)")
     bottom.set_xlim(0, (hi - lo) / 1e3)
     bottom.grid(alpha=0.3, axis="x")
     fig.tight_layout()
@@ -353,10 +356,12 @@ def plot_monitor(run: Run, path: Path) -> Path | None:
     gpus = [g for r in records for g in r.get("gpu", [])]
     panels = 3 if gpus else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    origin = min((r.get("start_time", 0.0) for r in records), default=0.0)
     for record in records:
         label = f"rank {record['rank']} {record['role']}"
-        axes[0][0].plot(record["t"], record["cpu_percent"], label=label)
-        axes[0][1].plot(record["t"], record["rss_mb"], label=label)
+        times = [record.get("start_time", 0.0) - origin + t for t in record["t"]]
+        axes[0][0].plot(times, record["cpu_percent"], "-o", ms=2, label=label)
+        axes[0][1].plot(times, record["rss_mb"], "-o", ms=2, label=label)
     axes[0][0].set_title("CPU (% of one core)")
     axes[0][1].set_title("resident memory (MB)")
     if gpus:

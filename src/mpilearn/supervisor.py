@@ -126,8 +126,10 @@ class Supervisor:
         stop = False
         if self.progress is not None:
             self.progress.update(samples_now, loss)
-        if self.callbacks is not None and self.callbacks.update(loss):
-            stop = self._stop("by a callback at a batch end", early=True)
+        if self.callbacks is not None and self.callbacks.batch_hooks:
+            with self.job.timeline.span("callbacks"):
+                if self.callbacks.update(loss):
+                    stop = self._stop("by a callback at a batch end", early=True)
         every = self.config.validate_every
         if every and updates_now - self._last_validated >= every and self.job.validation is not None:
             self._last_validated = updates_now

@@ -210,6 +210,7 @@ def _resume(
         values = comm.bcast_object(values)
     if values is not None and (comm.rank == 0 or topology.peers_only):
         checkpoint.restore_optimizer(backend.model.optimizer, backend.model.trainable_variables, values, Path(state["path"]))
+        backend.reload_optimizer()
     return History.resumed(config.to_dict(), state["history"]), int(state["epoch"])
 
 
@@ -323,6 +324,7 @@ def _finish(job: Job) -> None:
         get_logger().info("%s", progress_line(row, job.config.epochs, history.samples_seen / max(history.train_time_s, 1e-9)))
     assert job.run_dir is not None
     atomic_write_json(job.run_dir / HISTORY, history.to_dict())
+    job.backend.sync_optimizer()
     save_model_atomic(job.model, job.run_dir / MODEL)
     last = history.epochs[-1] if history.epochs else {}
     result(

@@ -35,4 +35,12 @@ class ModelBackend(Protocol):
         Layer state (moving statistics) is updated as in `model.fit`."""
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
-        """One step of `optimizer` (default: the model's compiled one) with flat `grads`."""
+        """One step of `optimizer` (default: the model's compiled one) with flat `grads`.
+        A backend may apply the model's own optimizer through a faster
+        equivalent path; sync_optimizer then brings its Keras variables up to date."""
+
+    def sync_optimizer(self) -> None:
+        """Write any fast-path optimizer state into the Keras optimizer's variables."""
+
+    def reload_optimizer(self) -> None:
+        """Take the Keras optimizer's variables as the fast path's state (after a restore)."""

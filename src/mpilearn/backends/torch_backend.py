@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..flat import FlatLayout
+from . import torch_optim
 
 
 def set_threads(threads: int) -> None:
@@ -40,6 +41,9 @@ class KerasModelBackend:
             tuple(tuple(v.shape) for v in self.trainable), tuple(tuple(v.shape) for v in self.state)
         )
         self._sizes = self.layout.trainable_sizes + self.layout.state_sizes
+        # The model's own optimizer runs through torch's fused kernels when it can.
+        self.fast_optimizer = True
+        self._fused: torch_optim.FusedApply | None = None
 
     def _tensors(self) -> list[torch.Tensor]:
         return [v.value for v in self.trainable + self.state]
@@ -94,4 +98,19 @@ class KerasModelBackend:
         for variable, size in zip(self.trainable, self.layout.trainable_sizes):
             tensors.append(source[offset : offset + size].view(tuple(variable.shape)))
             offset += size
-        (optimizer or self.model.optimizer).apply(tensors, self.trainable)
+        if optimizer is None and self._fused is None and self.fast_optimizer and torch_optim.supports(self.model.optimizer):
+            self._fused = torch_optim.FusedApply(self.model.optimizer, self.trainable)
+        if optimizer is None and self._fused is not None:
+            self._fused.step(tensors)
+        else:
+            (optimizer or self.model.optimizer).apply(tensors, self.trainable)
+
+    def sync_optimizer(self) -> None:
+        """Bring the Keras optimizer's variables up to date (before saving)."""
+        if self._fused is not None:
+            self._fused.save_to_keras()
+
+    def reload_optimizer(self) -> None:
+        """Take the Keras optimizer's variables as the state (after restoring them)."""
+        if self._fused is not None:
+            self._fused.load_from_keras()

@@ -139,7 +139,16 @@ def parse_with_file(build: Callable[[argparse.ArgumentParser], None], argv: Sequ
     parser = argparse.ArgumentParser(prog=prog)
     build(parser)
     parser.set_defaults(**file_defaults(parser, path))
-    return parser.parse_args(list(argv))
+    parsed = parser.parse_args(list(argv))
+    if getattr(parsed, "positional", None):
+        # MODEL TRAIN_LIST VAL_LIST on the command line beat the file's model, train and val.
+        bare = argparse.ArgumentParser(prog=prog)
+        build(bare)
+        given = bare.parse_args(list(argv))
+        for dest in ("model", "train", "val"):
+            if getattr(given, dest, None) is None:
+                setattr(parsed, dest, None)
+    return parsed
 
 
 def reparse_with_file(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespace:

@@ -66,6 +66,7 @@ class Job:
                 "fingerprint": checkpoint.fingerprint(self.backend.layout),
                 "history": self.history.snapshot(),
             }
+            self.backend.sync_optimizer()
             values = checkpoint.optimizer_values(optimizer) if optimizer is not None else []
             path = checkpoint.save(self.run_dir, completed_epochs, weights, values, state, settings.keep)
         self._last_checkpoint = time.monotonic()
