@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,mpich,backends]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,mpich,backends,tensorboard]'
 	touch $(STAMP)
 
 demo: install

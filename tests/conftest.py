@@ -32,9 +32,10 @@ class Completed:
         return self.stdout + self.stderr
 
 
-def run_cli(args: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None) -> Completed:
+def run_cli(args: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None,
+            exact_output: bool = False) -> Completed:
     """Run `python -m mpilearn ARGS` (see run_command)."""
-    return run_command([sys.executable, "-m", "mpilearn", *args], timeout, cwd, env)
+    return run_command([sys.executable, "-m", "mpilearn", *args], timeout, cwd, env, exact_output)
 
 
 def run_mpi(processes: int, argv: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None) -> Completed:
@@ -43,9 +44,11 @@ def run_mpi(processes: int, argv: list[str], timeout: float = 180, cwd: str | os
     return run_command([mpiexec, "-n", str(processes), *argv], timeout, cwd)
 
 
-def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None) -> Completed:
+def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None,
+                exact_output: bool = False) -> Completed:
     """Run a command; kill its whole process group on timeout, so a hanging
-    rank fails the test instead of the CI run."""
+    rank fails the test instead of the CI run. `exact_output` keeps carriage
+    returns, which text mode would turn into newlines."""
     full_env = dict(os.environ)
     full_env.pop("MPILEARN_LAUNCHED", None)
     full_env.update(env or {})
@@ -54,7 +57,7 @@ def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | 
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        text=not exact_output,
         cwd=cwd,
         env=full_env,
         start_new_session=True,
@@ -65,6 +68,8 @@ def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | 
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
         pytest.fail(f"{' '.join(argv)} did not end within {timeout}s\n{stdout}\n{stderr}")
+    if exact_output:
+        stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
     return Completed(process.returncode, stdout, stderr, time.monotonic() - start)
 
 

@@ -136,3 +136,11 @@ def test_cli_reports_a_bad_config_file_with_status_2(tmp_path: Path) -> None:
     result = run_cli(["train", "--config", str(tmp_path / "bad.yaml")], timeout=60)
     assert result.returncode == 2
     assert "unknown option 'sync_evry'" in result.stderr and "bad.yaml" in result.stderr
+
+
+def test_the_example_config_file_is_valid(tmp_path: Path) -> None:
+    train, val = _lists(tmp_path)
+    example = Path(__file__).resolve().parents[1] / "examples" / "run.toml"
+    config = _parse(["--train", str(train), "--val", str(val)], example)
+    assert config.model.spec == "calo-cnn" and config.algorithm.name == "easgd" and config.algorithm.sync_every == 4
+    assert config.model.model_kwargs == {"filters": 16, "dropout": 0.2} and config.callbacks.early_stopping == "val_loss"

@@ -5,6 +5,7 @@ Every search runs the tiny mlp (or the builder below) on 4 training files of
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -53,12 +54,14 @@ def build(input_shape, num_classes, width=32):
     inputs = keras.Input(tuple(input_shape))
     x = keras.layers.Flatten()(inputs)
     x = keras.layers.Dense(width, activation="relu")(x)
+    if width == 7:  # a model whose loss is NaN from the first batch
+        x = keras.layers.Lambda(lambda t: t * float("nan"))(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
 
 
 def mixed(trial):
-    """Trial 1 builds an invalid model; trial 2 has a learning rate that learns nothing."""
-    width = 13 if trial.number == 1 else 32
+    """Trial 1 builds an invalid model; trial 2 has a learning rate that learns nothing; trial 3's loss is NaN."""
+    width = {1: 13, 3: 7}.get(trial.number, 32)
     lr = 1e-7 if trial.number == 2 else 3e-3
     return {"width": width, "lr": lr}
 '''
@@ -216,6 +219,22 @@ def test_search_config_checks() -> None:
         SearchConfig(run=_base(), resume=True)
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "nsga2"])
+def test_every_sampler_proposes_points_of_a_file_space(sampler: str) -> None:
+    from mpilearn.hpo.study import make_pruner, make_sampler
+
+    search = SearchConfig(run=_base(), sampler=sampler, sampler_startup_trials=2, population=2, pruner="hyperband")
+    study = optuna.create_study(sampler=make_sampler(search, seed=0), pruner=make_pruner(search, epochs_tuned=False))
+    space = SearchSpace("s.toml", distributions=parse_space(
+        {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}, "units": {"type": "int", "low": 8, "high": 64}},
+        "s.toml"))
+    for _ in range(4):
+        trial, settings = space.sample(study)
+        assert 1e-4 <= settings["lr"] <= 1e-2 and 8 <= settings["units"] <= 64
+        study.tell(trial, (settings["lr"] - 1e-3) ** 2 + settings["units"] / 1e4)
+    assert len(study.trials) == 4 and study.best_value is not None
+
+
 # ---- real searches ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -252,8 +271,6 @@ def test_two_blocks_of_three_record_every_trial(data: Path, space_file: Path, tm
     assert all(set(t.params) == {"lr", "units"} for t in trials)
     for t in trials:
         assert (run_dir / "trials" / f"{t.number:04d}" / "history.json").is_file()
-    import json
-
     best = json.loads((run_dir / "best.json").read_text())
     assert best["direction"] == "maximize" and best["counts"]["complete"] == 4
     assert best["best"]["number"] == _study(run_dir).best_trial.number
@@ -265,14 +282,16 @@ def test_failed_and_pruned_trials_do_not_stop_the_search(data: Path, tmp_path: P
     model.write_text(MODEL_PY)
     run_dir = tmp_path / "search"
     args = _search_args(data, run_dir, "--model", f"{model}:build", "--space", f"{model}:mixed", "-n", "2",
-                        "--trials", "4", "--epochs", "2", "--pruner", "median", "--pruner-startup-trials", "1")
+                        "--trials", "5", "--epochs", "2", "--pruner", "median", "--pruner-startup-trials", "1")
     result = run_cli(args, timeout=120)
     assert result.returncode == 0, result.output
     trials = _study(run_dir).trials
     states = [t.state for t in trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE], \
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE], \
         [(t.number, t.state, t.intermediate_values, t.user_attrs) for t in trials]
     assert "width 13 is refused on purpose" in trials[1].user_attrs["error"]
+    assert "is nan after epoch 1" in trials[3].user_attrs["error"]
+    assert not trials[3].intermediate_values  # stopped at its first validation, never reported
     # Pruned after its first epoch: its val_loss was above the completed trial's.
     assert list(trials[2].intermediate_values) == [1]
     assert trials[2].intermediate_values[1] > trials[0].intermediate_values[1]
@@ -284,7 +303,8 @@ def test_failed_and_pruned_trials_do_not_stop_the_search(data: Path, tmp_path: P
 def test_kfold_search_records_mean_and_spread(data: Path, space_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
     result = run_cli(_search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "3",
-                                  "--block-size", "2", "--n-fold", "2", "--trials", "2", "--epochs", "1"),
+                                  "--block-size", "2", "--n-fold", "2", "--trials", "2", "--epochs", "2",
+                                  "--pruner", "median", "--pruner-startup-trials", "5"),
                      timeout=150)
     assert "1 block of 2 (ranks 1-2), each split into 2 folds of 1" in result.stdout, result.output
     assert result.returncode == 0, result.output
@@ -295,8 +315,10 @@ def test_kfold_search_records_mean_and_spread(data: Path, space_file: Path, tmp_
         assert len(folds) == 2
         assert t.value == pytest.approx(sum(folds) / 2)
         assert t.user_attrs["fold_std"] == pytest.approx(abs(folds[0] - folds[1]) / 2)
-        for k in range(2):
-            assert (run_dir / "trials" / f"{t.number:04d}" / f"fold-{k}" / "history.json").is_file()
+        histories = [json.loads((run_dir / "trials" / f"{t.number:04d}" / f"fold-{k}" / "history.json").read_text())
+                     for k in range(2)]
+        for epoch in (1, 2):  # each epoch reported for pruning is the mean over the folds
+            assert t.intermediate_values[epoch] == pytest.approx(sum(h["epochs"][epoch - 1]["val_loss"] for h in histories) / 2)
 
 
 def _finished(db: Path) -> int:
@@ -307,6 +329,33 @@ def _finished(db: Path) -> int:
             return connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
     except sqlite3.Error:
         return 0  # tables not created yet, or busy
+
+
+def _kill_job(process: subprocess.Popen, marker: str) -> None:
+    """SIGKILL the launcher's process group and every rank of the job (MPICH
+    starts the ranks in sessions of their own), and wait until all are gone,
+    so that no rank of the killed search still writes to the study."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        ranks = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, marker)]
+        if not ranks:
+            return
+        assert time.monotonic() < deadline, f"ranks {ranks} outlived the killed search"
+        for pid in ranks:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+def _cmdline_has(proc: Path, marker: str) -> bool:
+    try:
+        return int(proc.name) != os.getpid() and marker.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_killed_search_resumes_without_loss_or_duplicate(data: Path, space_file: Path, tmp_path: Path) -> None:
@@ -324,8 +373,7 @@ def test_killed_search_resumes_without_loss_or_duplicate(data: Path, space_file:
             assert time.monotonic() < deadline, "no trial finished within 120s"
             time.sleep(0.05)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        _kill_job(process, str(run_dir))
     before = {t.number: t for t in _study(run_dir).trials}
     kept = {n: t.value for n, t in before.items() if t.state is TrialState.COMPLETE}
     interrupted = {n: t.params for n, t in before.items() if t.state is TrialState.RUNNING}

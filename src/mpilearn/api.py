@@ -9,21 +9,36 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import numpy as np
-
 from .config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig
 from .data.filelist import resolve_files
+from .data.options import DEFAULT_COPY_COMMAND, SHUFFLE_CHUNK, SHUFFLE_WINDOW
 from .errors import ConfigError
 
 
 
-def _split(data: Any, what: str) -> tuple[tuple[str, ...], tuple[np.ndarray, np.ndarray] | None]:
-    """A data argument -> (HDF5 files, None) or ((), (x, y))."""
+def _is_pydataset(data: Any) -> bool:
+    from .data.python_sources import is_pydataset as check  # h5py and keras load only when fit is called
+
+    return check(data)
+
+
+def _split(data: Any, what: str) -> tuple[tuple[str, ...], Any]:
+    """A data argument -> (HDF5 files, None) or ((), the Python data: arrays
+    (x, y[, sample_weight]), a keras.utils.PyDataset or a batch function)."""
     if data is None:
         return (), None
-    if isinstance(data, tuple) and len(data) == 2 and all(hasattr(a, "shape") for a in data):
-        return (), (np.asarray(data[0]), np.asarray(data[1]))
+    if isinstance(data, tuple) and len(data) in (2, 3) and not any(isinstance(a, (str, os.PathLike)) for a in data):
+        return (), data
+    if callable(data) or _is_pydataset(data):
+        return (), data
     return resolve_files(data, what), None
+
+
+def _shard(shard: str, train: Any) -> str:
+    """Arrays are one part, shared by sample; a batch function shards itself."""
+    if train is None or _is_pydataset(train):
+        return shard
+    return "files" if callable(train) else "samples"
 
 
 def fit(
@@ -41,6 +56,14 @@ def fit(
     labels_name: str = "labels",
     shard: str = "files",
     prefetch: int = 2,
+    sample_weights_name: str = "",
+    even_policy: str = "cycle",
+    shuffle_chunk: int = SHUFFLE_CHUNK,
+    shuffle_window: int = SHUFFLE_WINDOW,
+    preload: bool = False,
+    memory_limit: str = "",
+    cache_dir: str | os.PathLike = "",
+    copy_command: str = DEFAULT_COPY_COMMAND,
     threads: int | None = None,
     callbacks: Sequence[Any] | None = None,
     validate_every: int = 0,
@@ -54,7 +77,13 @@ def fit(
     """Train `model` on every rank of the MPI job; returns the history.
 
     `train` and `validation` take a file-list path, an HDF5 path, a list of
-    HDF5 paths, or a tuple of numpy arrays `(x, y)`. When this returns, the
+    HDF5 paths, numpy arrays `(x, y)` or `(x, y, sample_weight)` (x and y may
+    be lists or dicts of arrays for several inputs or outputs), a
+    `keras.utils.PyDataset`, or a function returning one worker's batches for
+    one epoch (called with `worker_index`, `num_workers`, `epoch`, `seed` as
+    far as it takes them). Batches are re-cut to `batch_size`. The data
+    options (`preload`, `cache_dir`, `even_policy`, ...) are those of
+    `mpilearn train` (see the README). When this returns, the
     model on every rank holds the trained central weights, and rank 0 has
     written history.json and model.keras into `run_dir`.
 
@@ -77,9 +106,17 @@ def fit(
             val_files=val_files,
             features_name=features_name,
             labels_name=labels_name,
+            sample_weights_name=sample_weights_name,
             batch_size=batch_size,
-            shard=shard if train_arrays is None else "samples",
+            shard=_shard(shard, train_arrays),  # type: ignore[arg-type]
             prefetch=prefetch,
+            shuffle_chunk=shuffle_chunk,
+            shuffle_window=shuffle_window,
+            even_policy=even_policy,  # type: ignore[arg-type]
+            preload=preload,
+            memory_limit=memory_limit,
+            cache_dir=str(cache_dir),
+            copy_command=copy_command,
         ),
         model=ModelConfig(spec=f"<{type(model).__name__} {getattr(model, 'name', '')}>"),
         algorithm=AlgorithmConfig(name=algorithm, sync_every=sync_every),  # type: ignore[arg-type]

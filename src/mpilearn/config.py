@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from .data.options import DEFAULT_COPY_COMMAND, EVEN_POLICIES, SHUFFLE_CHUNK, SHUFFLE_WINDOW, parse_copy_command, parse_size, split_names
 from .errors import ConfigError
 
 ALGORITHMS = ("downpour", "sync", "easgd", "gem", "allreduce")
@@ -43,23 +44,60 @@ class DataConfig:
     # Training and validation HDF5 files, in file-list order.
     train_files: tuple[str, ...] = ()
     val_files: tuple[str, ...] = ()
-    # HDF5 dataset names of the model inputs and targets.
+    # HDF5 names of the model inputs and targets: a dataset, a group (its datasets sorted by
+    # key: several inputs or targets) or comma-separated datasets.
     features_name: str = "features"
     labels_name: str = "labels"
+    # HDF5 dataset of per-sample loss weights ("" = unweighted).
+    sample_weights_name: str = ""
     # Samples per gradient computation on one worker.
     batch_size: int = 32
     # "files": each file read by one worker; "samples": every worker reads its slice of every file.
     shard: Literal["files", "samples"] = "files"
     # Batches read ahead by a background thread on each worker (0 = read inline).
     prefetch: int = 2
+    # A batch function path/to/file.py:function instead of HDF5 files (see data/python_sources.py).
+    train_function: str = ""
+    val_function: str = ""
+    # Chunk-wise shuffle: contiguous samples read at once, and chunks whose samples are shuffled together.
+    shuffle_chunk: int = SHUFFLE_CHUNK
+    shuffle_window: int = SHUFFLE_WINDOW
+    # Lockstep algorithms: "cycle" smaller shards up to the largest one's batches, or "drop" the batches
+    # of larger shards beyond the smallest one's.
+    even_policy: Literal["cycle", "drop"] = "cycle"
+    # Read each worker's shard into memory once; at most memory_limit ("8G"; "" = what the machine has).
+    preload: bool = False
+    memory_limit: str = ""
+    # Node-local directory that files are copied to ahead of use, with copy_command ({src}, {dst}; no shell).
+    cache_dir: str = ""
+    copy_command: str = DEFAULT_COPY_COMMAND
 
     def __post_init__(self) -> None:
         _positive_int("--batch", self.batch_size)
         _non_negative_int("--prefetch", self.prefetch)
         _choice("--shard", self.shard, SHARD_MODES)
-        for option, name in (("--features-name", self.features_name), ("--labels-name", self.labels_name)):
-            if not name:
+        _positive_int("--shuffle-chunk", self.shuffle_chunk)
+        _positive_int("--shuffle-window", self.shuffle_window)
+        _choice("--even-policy", self.even_policy, EVEN_POLICIES)
+        for option, name in (("--features-name", self.features_name), ("--labels-name", self.labels_name),
+                             ("--sample-weights-name", self.sample_weights_name)):
+            if not name and option != "--sample-weights-name":
                 raise ConfigError(f"{option} must not be empty")
+            if name and not all(split_names(name)):
+                raise ConfigError(f"{option} {name!r} has an empty name in its comma-separated list")
+        if self.memory_limit:
+            if not self.preload:
+                raise ConfigError(f"--memory-limit {self.memory_limit} applies to --preload only")
+            parse_size(self.memory_limit)
+        if self.cache_dir:
+            if self.preload:
+                raise ConfigError("--preload reads every file once into memory, --cache-dir copies files to read them "
+                                  "every epoch: use one or the other")
+            parse_copy_command(self.copy_command)
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return parse_size(self.memory_limit) if self.memory_limit else None
 
 
 @dataclass(frozen=True)

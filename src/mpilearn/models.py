@@ -5,6 +5,7 @@ the Keras backend before the command line has chosen it.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -62,7 +63,9 @@ def load_builder(path: str, function: str) -> Callable[..., Any]:
     file = Path(path)
     if not file.is_file():
         raise ModelError(f"model file {path} does not exist")
-    module_name = f"mpilearn_user_model_{abs(hash(str(file.resolve())))}"
+    # A stable name: a saved model that pickles the user's classes (a torch
+    # module inside model.keras) can be loaded again after load_builder.
+    module_name = f"mpilearn_user_model_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
         raise ModelError(f"model file {path} cannot be imported as Python")
@@ -138,8 +141,41 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, model
             "path/to/file.py:function, a .keras file or a Keras JSON file"
         )
     if not isinstance(model, keras.Model):
-        raise ModelError(f"model {spec!r} is a {type(model).__name__}, not a keras.Model")
+        from . import backends
+
+        wrapped = backends.wrap_foreign_model(model, tuple(input_shape))
+        if wrapped is None:
+            raise ModelError(f"model {spec!r} is a {type(model).__name__}, not a keras.Model or torch.nn.Module")
+        model = wrapped
     return model
+
+
+# Loss names a PyTorch user knows, for models whose outputs are logits.
+TORCH_LOSSES = {
+    "cross_entropy": "crossentropy",
+    "crossentropy": "crossentropy",
+    "mse_loss": "mean_squared_error",
+    "l1_loss": "mean_absolute_error",
+    "bce_with_logits": "binary_crossentropy",
+    "binary_cross_entropy_with_logits": "binary_crossentropy",
+}
+
+
+def loss_for(name: str, logits: bool, label_shape: tuple[int, ...], label_dtype: str) -> Any:
+    """The Keras loss for `name`; with logits (torch modules), cross-entropies
+    take logits like torch.nn.CrossEntropyLoss does."""
+    import keras
+
+    if not logits:
+        return name
+    name = TORCH_LOSSES.get(name, name)
+    if name in ("crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"):
+        if name == "sparse_categorical_crossentropy" or "int" in label_dtype:
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return keras.losses.CategoricalCrossentropy(from_logits=True)
+    if name == "binary_crossentropy":
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return name
 
 
 def default_loss(label_shape: tuple[int, ...], label_dtype: str) -> str:
@@ -152,7 +188,7 @@ def default_loss(label_shape: tuple[int, ...], label_dtype: str) -> str:
 
 
 def default_metrics(loss: str) -> tuple[str, ...]:
-    return ("accuracy",) if "crossentropy" in loss else ()
+    return ("accuracy",) if "crossentropy" in TORCH_LOSSES.get(loss, loss) else ()
 
 
 def make_optimizer(name: str, learning_rate: float | None, momentum: float = 0.0) -> Any:
@@ -173,7 +209,7 @@ def make_optimizer(name: str, learning_rate: float | None, momentum: float = 0.0
         raise ConfigError(f"unknown optimizer {name!r} (--optimizer); Keras knows: {', '.join(known)}") from exc
 
 
-def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss: str, metrics: tuple[str, ...]) -> None:
+def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss: Any, metrics: tuple[str, ...]) -> None:
     import keras
 
     try:

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .env import TTY
 from .history import progress_line
@@ -100,22 +100,24 @@ class Progress:
     def _epoch_text(self, samples: int) -> str:
         return f"epoch {min(self.epochs, samples // self.samples_per_epoch + 1)}/{self.epochs}"
 
-    def update(self, samples: int, loss: float | None) -> None:
-        """Samples trained so far (all workers) and the epoch's running mean loss."""
+    def update(self, samples: int, running_loss: Callable[[], float | None]) -> None:
+        """Samples trained so far (all workers) and how to get the epoch's running mean loss."""
         now = time.perf_counter()
         if self.bar is not None:
             if now - self._last_text >= BAR_REFRESH_S:
                 self._last_text = now
+                loss = running_loss()
                 parts = [f"loss {loss:.4f}" if loss is not None else "", self.best.text()]
                 self.bar.set_description_str(self._epoch_text(samples), refresh=False)
                 self.bar.set_postfix_str("  ".join(p for p in parts if p), refresh=False)
             self.bar.update(samples - self.bar.n)
         elif self.mode == "lines" and now - self._last_line >= LINE_INTERVAL_S:
             self._last_line = now
+            loss = running_loss()
             rate = (samples - self._start_samples) / max(now - self._start, 1e-9)
             within = samples % self.samples_per_epoch
             eta = (self.total - samples) / rate if rate > 0 else float("nan")
-            text = f"{self._epoch_text(samples)}  {100 * within / self.samples_per_epoch:.0f}%  {rate:.0f} samples/s"
+            text = f"{self._epoch_text(samples)}  {100 * within // self.samples_per_epoch}%  {rate:.0f} samples/s"
             if loss is not None:
                 text += f"  loss {loss:.4f}"
             if self.best.text():

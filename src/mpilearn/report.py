@@ -325,13 +325,13 @@ def plot_timeline(run: Run, path: Path, window_s: float = 1.0) -> Path | None:
     unique = dict(zip(labels, handles))
     top.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     top.grid(alpha=0.3, axis="x")
-    # Gantt view of a window in the middle of training.
+    # Gantt view of the busiest window (most span starts): where the exchanges happen.
     events = [e for e in run.timeline if e.get("ph") == "X"]
     start = min(e["ts"] for e in events)
     end = max(e["ts"] + e["dur"] for e in events)
     window_s = min(window_s, (end - start) / 1e6)
-    middle = start + (end - start) / 2
-    lo, hi = middle - window_s * 5e5, middle + window_s * 5e5
+    lo = _busiest(sorted(e["ts"] for e in events), window_s * 1e6)
+    hi = lo + window_s * 1e6
     for event in events:
         if event["ts"] + event["dur"] < lo or event["ts"] > hi:
             continue
@@ -341,11 +341,22 @@ def plot_timeline(run: Run, path: Path, window_s: float = 1.0) -> Path | None:
                     color=colour[event["name"]])
     bottom.set_yticks(range(len(ranks)), [names.get(r, f"rank {r}") for r in ranks])
     bottom.invert_yaxis()
-    bottom.set_xlabel(f"milliseconds ({window_s:.2f}s window in the middle of the run; thin bars: helper threads)")
+    bottom.set_xlabel(f"milliseconds from {(lo - start) / 1e6:.1f}s: the busiest {window_s:.2f}s of the run (thin bars: helper threads)")
     bottom.set_xlim(0, (hi - lo) / 1e3)
     bottom.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _busiest(starts: list[float], width: float) -> float:
+    """Start of the `width`-long window holding the most span starts."""
+    best, best_count, first = starts[0], 0, 0
+    for last, t in enumerate(starts):
+        while t - starts[first] > width:
+            first += 1
+        if last - first + 1 > best_count:
+            best, best_count = starts[first], last - first + 1
+    return best
 
 
 def plot_monitor(run: Run, path: Path) -> Path | None:

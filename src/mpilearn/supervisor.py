@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .comm import world
 from .comm.topology import Role
 from .config import RunConfig
 from .errors import ConfigError
@@ -82,7 +83,10 @@ class Supervisor:
         every, shortcuts = self._callback_args
         self.callbacks = CallbackRunner(self.model, every, config.epochs, _steps_per_epoch(job), start_epoch, shortcuts)
         best_key = config.callbacks.early_stopping or config.callbacks.target_metric or None
-        self.progress = Progress(resolve_mode(config.progress, config.quiet), config.epochs, job.samples_per_epoch, self.log,
+        mode = resolve_mode(config.progress, config.quiet)
+        if mode == "bar" and config.progress == "auto" and job.comm.size != world().size:
+            mode = "lines"  # one block of a larger job (hyperparameter search): several blocks, one terminal
+        self.progress = Progress(mode, config.epochs, job.samples_per_epoch, self.log,
                                  best_key if best_key and best_key.startswith("val_") else None, start_epoch)
         for row in self.history.epochs:  # a resumed run's best so far
             self.progress.best.see(row)
@@ -121,18 +125,19 @@ class Supervisor:
         history = self.history
         samples_now = history.samples_seen + (samples or 0)
         updates_now = history.updates + (updates or 0)
-        if loss is None:
-            loss = history.running_loss()
+        # The running loss costs a sum over workers: computed only for whoever shows or uses it.
+        running = (lambda: loss) if loss is not None else history.running_loss
         stop = False
         if self.progress is not None:
-            self.progress.update(samples_now, loss)
+            self.progress.update(samples_now, running)
         if self.callbacks is not None and self.callbacks.batch_hooks:
             with self.job.timeline.span("callbacks"):
-                if self.callbacks.update(loss):
+                if self.callbacks.update(running()):
                     stop = self._stop("by a callback at a batch end", early=True)
         every = self.config.validate_every
         if every and updates_now - self._last_validated >= every and self.job.validation is not None:
             self._last_validated = updates_now
+            loss = running()
             counts = {"updates": updates_now, "samples_seen": samples_now, "time_s": round(history.elapsed(), 3)}
             epoch = round(samples_now / max(1, self.job.samples_per_epoch), 3)
             if self.background is not None:

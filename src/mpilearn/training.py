@@ -22,7 +22,8 @@ from .comm import Communicator, world
 from .comm.topology import Role, Topology
 from .config import RunConfig
 from .data.sharding import shard
-from .data.sources import ArraySource, Hdf5Source, Signature, Source
+from .data import pipeline
+from .data.sources import Signature, Source
 from .env import default_threads
 from .errors import DataError, MpilearnError
 from .history import History, progress_line
@@ -77,29 +78,29 @@ def _collective(comm: Communicator, work: Callable[[], Any]) -> Any:
     return outcome[1]
 
 
-def _open_train(config: RunConfig, arrays: ArrayPair | None) -> Source:
-    if arrays is not None:
-        return ArraySource(*arrays, what="training data")
-    return Hdf5Source(config.data.train_files, config.data.features_name, config.data.labels_name)
+def _open_train(config: RunConfig, arrays: Any, workers: int) -> Source:
+    """Rank 0: HDF5 files, arrays, a PyDataset or a batch function (see data/pipeline.py)."""
+    return pipeline.open_train(config.data, arrays, workers, config.seed)
 
 
-def _open_validation(config: RunConfig, arrays: ArrayPair | None) -> ArrayPair | None:
-    if arrays is not None:
-        return ArraySource(*arrays, what="validation data").load_all()
-    if not config.data.val_files:
-        return None
-    source = Hdf5Source(config.data.val_files, config.data.features_name, config.data.labels_name)
-    return source.load_all()
+def _open_validation(config: RunConfig, arrays: Any) -> tuple[Any, ...] | None:
+    return pipeline.open_validation(config.data, arrays, config.seed)
 
 
 def _check_model_fits_data(model: Any, signature: Signature, where: str) -> None:
+    """Each model input against the data's input of the same position."""
     inputs = getattr(model, "inputs", None) or []
-    if len(inputs) == 1:
-        expected = tuple(inputs[0].shape[1:])
-        if len(expected) != len(signature.sample_shape) or any(
-            e is not None and e != s for e, s in zip(expected, signature.sample_shape)
-        ):
-            raise DataError(f"{where}: samples have shape {signature.sample_shape} but the model expects {expected}")
+    if not inputs:
+        return
+    if len(inputs) != len(signature.sample_shapes):
+        raise DataError(f"{where}: the data have {len(signature.sample_shapes)} input(s) ({signature.describe_inputs()}) "
+                        f"but the model takes {len(inputs)}")
+    names = signature.input_names or ("samples",) * len(inputs)
+    for tensor, shape, name in zip(inputs, signature.sample_shapes, names):
+        expected = tuple(tensor.shape[1:])
+        if len(expected) != len(shape) or any(e is not None and e != s for e, s in zip(expected, shape)):
+            what = "samples have" if len(inputs) == 1 else f"input {name!r} has"
+            raise DataError(f"{where}: {what} shape {shape} but the model expects {expected}")
 
 
 def _check_loss_fits_labels(loss: str | None, signature: Signature, where: str) -> None:
@@ -117,11 +118,16 @@ def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str,
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    num_classes = signature.label_shape[0] if signature.label_shape else 1
-    model = models.build_model(config.model.spec, signature.sample_shape, num_classes, config.model.model_kwargs)
+    # Several inputs or targets (HDF5 groups, comma-separated names): lists of shapes and class counts.
+    classes = [shape[0] if shape else 1 for shape in signature.label_shapes]
+    num_classes = classes[0] if len(classes) == 1 else classes
+    input_shape = signature.sample_shape if len(signature.sample_shapes) == 1 else list(signature.sample_shapes)
+    model = models.build_model(config.model.spec, input_shape, num_classes, config.model.model_kwargs)
     loss = config.model.loss or models.default_loss(signature.label_shape, signature.label_dtype)
     metrics = config.model.metrics if config.model.metrics is not None else models.default_metrics(loss)
-    models.compile_model(model, config.model.optimizer, config.model.learning_rate, loss, metrics)
+    logits = getattr(model, "_mpilearn_torch_module", False)
+    loss_object = models.loss_for(loss, logits, signature.label_shape, signature.label_dtype)
+    models.compile_model(model, config.model.optimizer, config.model.learning_rate, loss_object, metrics)
     return model, loss, metrics
 
 
@@ -157,8 +163,9 @@ def train(
 
     def plan() -> Plan:
         run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
-        source = _open_train(config, train_arrays)
-        shard(source.counts, topology.num_workers, 0, config.data.shard)  # enough data for the workers?
+        source = _open_train(config, train_arrays, topology.num_workers)
+        shard(source.counts, topology.num_workers, 0, pipeline.shard_mode(config.data, source))  # enough data for the workers?
+        pipeline.check_preload(config.data, source, topology.num_workers)
         kept["validation"] = _open_validation(config, validation_arrays)
         where = config.data.train_files[0] if config.data.train_files else "training data"
         loss = metrics = None
@@ -240,9 +247,8 @@ def _run(
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
     backend = backends.for_model(model)
-    source = _open_train(config, train_arrays) if train_arrays is not None else Hdf5Source.trusted(
-        config.data.train_files, config.data.features_name, config.data.labels_name, agreed.counts, agreed.signature
-    )
+    source = pipeline.trusted_train(config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature)
+    data_token = pipeline.job_token(comm, config.data)  # collective: names this job's node-local file copies
 
     history = History(config.to_dict())
     start_epoch = 0
@@ -262,6 +268,11 @@ def _run(
         config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline,
         Watchdog(config.timeout), Path(config.run_dir), start_epoch,
     )
+    if role in (Role.SOLO, Role.PEER, Role.WORKER):  # --preload and --cache-dir start before the clock
+        job.reader = pipeline.WorkerData(
+            source, config.data, config.seed, topology.num_workers, topology.worker_index(comm.rank), config.epochs,
+            job.steps_per_epoch, data_token, comm.local_size,
+        )
     if supervisor is not None:
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
         supervisor.attach(job, role)
@@ -287,6 +298,8 @@ def _run(
     backend.get_weights(weights)
     comm.bcast_array(weights, root=0)  # every rank returns the central weights
     backend.set_weights(weights)
+    if job.reader is not None:
+        job.reader.close()  # every rank has stopped reading: node-local copies can go
     return comm.bcast_object(history.to_dict() if comm.rank == 0 else None)
 
 

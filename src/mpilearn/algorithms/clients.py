@@ -39,13 +39,15 @@ class LossGuard:
 
     def accumulate(self, backend: ModelBackend, batch: Batch, out: np.ndarray) -> float | None:
         """Add the batch's gradients to `out`; None when the batch was skipped."""
+        # Only weighted batches pass sample_weight, so backends without the keyword still train unweighted data.
+        weights = {} if batch.sample_weight is None else {"sample_weight": batch.sample_weight}
         if self.scratch is None:
-            loss = backend.accumulate_gradients(batch.x, batch.y, out)
+            loss = backend.accumulate_gradients(batch.x, batch.y, out, **weights)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"loss is {loss}")
             return loss
         self.scratch[:] = 0.0
-        loss = backend.accumulate_gradients(batch.x, batch.y, self.scratch)
+        loss = backend.accumulate_gradients(batch.x, batch.y, self.scratch, **weights)
         if math.isfinite(loss) and np.isfinite(self.scratch).all():
             out += self.scratch
             return loss

@@ -39,4 +39,15 @@ def set_threads(threads: int) -> None:
     _module(active_name()).set_threads(threads)
 
 
-__all__ = ["ModelBackend", "active_name", "for_model", "set_threads"]
+def wrap_foreign_model(obj: Any, input_shape: tuple[int, ...]) -> Any:
+    """A model of the backend's own framework (a torch.nn.Module) wrapped as
+    a Keras model, or None when `obj` is not one."""
+    module = _module(active_name())
+    if hasattr(module, "is_module") and module.is_module(obj):
+        return module.wrap_module(obj, input_shape)
+    if type(obj).__module__.split(".")[0] == "torch":
+        raise BackendError("a torch.nn.Module needs the torch backend (--backend torch)")
+    return None
+
+
+__all__ = ["ModelBackend", "active_name", "for_model", "set_threads", "wrap_foreign_model"]

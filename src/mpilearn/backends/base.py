@@ -29,10 +29,13 @@ class ModelBackend(Protocol):
     def add_state(self, delta: np.ndarray) -> None:
         """Add `delta` (shape `(layout.num_state,)`) to the layer state variables."""
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray) -> float:
+    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
         """One forward/backward pass in training mode: add the loss gradients
         to `out` (shape `(layout.num_trainable,)`) and return the batch loss.
-        Layer state (moving statistics) is updated as in `model.fit`."""
+        x and y are arrays, or lists/dicts of arrays for several inputs or
+        outputs; `sample_weight` (one number a sample) weights the loss as in
+        `model.fit(sample_weight=...)`. Layer state (moving statistics) is
+        updated as in `model.fit`."""
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         """One step of `optimizer` (default: the model's compiled one) with flat `grads`.

@@ -72,13 +72,13 @@ class KerasModelBackend:
             variable.value.add_(source[offset : offset + size].view(tuple(variable.shape)))
             offset += size
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray) -> float:
+    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
         model = self.model
-        x, y = _to_tensor(x), _to_tensor(y)
+        x, y, sample_weight = _to_tensor(x), _to_tensor(y), _to_tensor(sample_weight)
         for variable in self.trainable:
             variable.value.grad = None
         y_pred = model(x, training=True)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         loss.backward()
         with torch.no_grad():
             target = torch.from_numpy(out)
@@ -114,3 +114,45 @@ class KerasModelBackend:
         """Take the Keras optimizer's variables as the state (after restoring them)."""
         if self._fused is not None:
             self._fused.load_from_keras()
+
+
+def wrap_module(module: Any, input_shape: tuple[int, ...]) -> Any:
+    """A plain torch.nn.Module as a Keras model, so every algorithm, the
+    master's optimizer, validation and saving treat it like any Keras model.
+    Floating-point buffers (BatchNorm running statistics) become non-trainable
+    Keras variables sharing the buffers' memory, so they travel like Keras
+    layer state."""
+    import keras
+
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():  # one dummy pass tells Keras the output shape
+        probe = module(torch.zeros((2, *input_shape)))
+    module.train(was_training)
+    inputs = keras.Input(tuple(input_shape), name="inputs")
+    outputs = TrackedTorchModule(module, output_shape=(None, *probe.shape[1:]))(inputs)
+    model = keras.Model(inputs, outputs, name=type(module).__name__)
+    model._mpilearn_torch_module = True  # outputs are logits, as torch losses expect
+    return model
+
+
+def is_module(obj: Any) -> bool:
+    return isinstance(obj, torch.nn.Module)
+
+
+def _tracked_module_class() -> type:
+    import keras
+    from keras.layers import TorchModuleWrapper
+
+    @keras.saving.register_keras_serializable(package="mpilearn")
+    class TrackedTorchModule(TorchModuleWrapper):
+        def _track_module_parameters(self) -> None:
+            super()._track_module_parameters()
+            for buffer in self.module.buffers():
+                if buffer.is_floating_point():
+                    self._track_variable(keras.Variable(initializer=buffer, trainable=False))
+
+    return TrackedTorchModule
+
+
+TrackedTorchModule = _tracked_module_class()

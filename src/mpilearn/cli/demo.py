@@ -22,6 +22,11 @@ def demo(args: argparse.Namespace) -> int:
             return status
         argv = ["train", "--model", "calo-cnn", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
                 "--epochs", str(args.epochs), "-n", str(args.processes)]
-        if args.run_dir:
-            argv += ["--run-dir", args.run_dir]
-        return main(argv)
+        from ..rundir import default_run_dir
+
+        run_dir = args.run_dir or default_run_dir()
+        argv += ["--run-dir", run_dir, "--timeline", str(Path(run_dir) / "timeline.json"), "--monitor"]
+        status = main(argv)
+        if status == 0:
+            print(f"plots of this run: mpilearn report {run_dir}")
+        return status

@@ -6,9 +6,9 @@ import ast
 import dataclasses
 from typing import Any, Sequence
 
-from ..config import ALGORITHMS, COMPRESSIONS, LOG_LEVELS, LR_SCALINGS, SHARD_MODES, AlgorithmConfig, CheckpointConfig, DataConfig, ModelConfig, RunConfig
-from ..data.filelist import read_file_list
+from ..config import ALGORITHMS, COMPRESSIONS, LOG_LEVELS, LR_SCALINGS, AlgorithmConfig, CheckpointConfig, ModelConfig, RunConfig
 from ..errors import ConfigError
+from .train_data import add_data_arguments, data_config
 from .train_extras import add_extra_train_arguments, extra_config
 
 
@@ -18,8 +18,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="built-in name (see `mpilearn models`), file.py:function, .keras or Keras JSON file")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="keyword argument for the model builder (repeatable)")
-    parser.add_argument("--train", help="training file list (one HDF5 path a line)")
-    parser.add_argument("--val", help="validation file list")
+    parser.add_argument("--train", help="training file list (one HDF5 path a line), or path/to/file.py:function returning batches")
+    parser.add_argument("--val", help="validation file list, or path/to/file.py:function")
     parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers)")
     parser.add_argument("--algo", default="downpour", choices=ALGORITHMS, help="training algorithm")
     parser.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 5)")
@@ -43,10 +43,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     algo.add_argument("--masters", type=int, default=1, help="M >= 2: a top master and M-1 sub-masters (downpour, easgd)")
     algo.add_argument("--lr-scaling", default="none", choices=LR_SCALINGS, help="scale the learning rate by the number of workers")
     algo.add_argument("--warmup-epochs", type=float, default=0.0, help="gradual learning-rate warmup (Goyal et al. 2017)")
-    parser.add_argument("--features-name", default="features", help="HDF5 dataset of the inputs")
-    parser.add_argument("--labels-name", default="labels", help="HDF5 dataset of the targets")
-    parser.add_argument("--shard", default="files", choices=SHARD_MODES, help="split whole files or every file's samples among workers")
-    parser.add_argument("--prefetch", type=int, default=2, help="batches read ahead in a background thread")
+    add_data_arguments(parser)  # data sets, shuffling, --preload, --cache-dir
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default="", help="output directory (default: runs/<timestamp>)")
     parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend (default: $KERAS_BACKEND or torch)")
@@ -93,15 +90,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"-n must be a positive integer, got {args.processes}")
     metrics = tuple(m for m in args.metrics.split(",") if m) if args.metrics is not None else None
     return RunConfig(
-        data=DataConfig(
-            train_files=read_file_list(train),
-            val_files=read_file_list(val) if val else (),
-            features_name=args.features_name,
-            labels_name=args.labels_name,
-            batch_size=args.batch,
-            shard=args.shard,
-            prefetch=args.prefetch,
-        ),
+        data=data_config(args, train, val),
         model=ModelConfig(
             spec=model,
             model_args=_model_args(args.model_arg),

@@ -11,7 +11,7 @@ def mpi_versions() -> dict[str, str]:
 
     major, minor = MPI.Get_version()
     return {
-        "mpi_library": " ".join(MPI.Get_library_version().split()),
+        "mpi_library": next((line.strip() for line in MPI.Get_library_version().splitlines() if line.strip()), "unknown"),
         "mpi_standard": f"{major}.{minor}",
         "mpi4py": mpi4py.__version__,
     }

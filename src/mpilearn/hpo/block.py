@@ -3,10 +3,12 @@
 Every rank of a block runs `serve`. The block leader (its rank 0) receives
 each Assignment from the coordinator and broadcasts it to the block; each
 fold (sub-block) then runs an ordinary distributed training on its own
-communicator with `training.train`. After each validation the fold leaders'
-`on_epoch_end` hooks meet at the block leader, which reports the mean to the
-coordinator and passes its prune decision back; returning True from the hook
-stops every rank of the fold, so all folds of a trial stop together.
+communicator with `training.train`. After each validation every fold
+leader's `on_epoch_end` hook sends the objective to the block leader, which
+reports each epoch that all folds have reached (their mean) to the
+coordinator and gets its prune decision back. Folds never wait for each
+other; a stop (pruned, or another fold failing) reaches a fold at its next
+epoch end, and returning True from the hook stops every rank of that fold.
 
 A trial fails, and the search goes on, when training ends with an error that
 every rank of its fold raised alike (a bad model, a bad value), or when a loss
@@ -26,7 +28,7 @@ from ..comm import Communicator
 from ..errors import MpilearnError
 from ..log import LOGGER_NAME
 from .layout import COORDINATOR, Layout
-from .protocol import Assignment, FoldEpoch, FoldResult, HpoTag, Outcome, Progress, Stop
+from .protocol import Assignment, FoldAck, FoldEpoch, FoldResult, FoldStop, HpoTag, Outcome, Progress, Stop
 
 # Results that must be finite for a trial to count (besides the objective).
 _GUARDED = ("val_loss", "train_loss")
@@ -97,7 +99,7 @@ def run_trial(ctx: BlockContext, assignment: Assignment) -> Outcome | None:
     fold_leader = ctx.fold.rank == 0
     watch: _Watch | None = None
     if fold_leader:
-        watch = _BlockWatch(ctx, assignment) if ctx.block.rank == 0 else _FoldWatch(ctx)
+        watch = _BlockWatch(ctx, assignment.number) if ctx.block.rank == 0 else _FoldWatch(ctx, assignment.number)
     history: dict[str, Any] | None = None
     problem = ""
     try:
@@ -112,7 +114,7 @@ def run_trial(ctx: BlockContext, assignment: Assignment) -> Outcome | None:
         return None
     result = watch.result(history, problem)
     if isinstance(watch, _FoldWatch):
-        ctx.block.send_object(result, ctx.layout.fold_leader(0), HpoTag.FOLD_REPORT)
+        watch.finish(result)
         return None
     assert isinstance(watch, _BlockWatch)
     return watch.outcome(result, time.perf_counter() - started)
@@ -143,8 +145,9 @@ def read_row(row: dict[str, Any], metric: str) -> tuple[float | None, str, bool]
 class _Watch:
     """What one fold leader sees of its training."""
 
-    def __init__(self, ctx: BlockContext) -> None:
+    def __init__(self, ctx: BlockContext, number: int) -> None:
         self.ctx = ctx
+        self.number = number
         self.epochs = 0
 
     def on_epoch_end(self, row: dict[str, Any]) -> bool:
@@ -165,87 +168,133 @@ class _Watch:
 
 
 class _FoldWatch(_Watch):
-    """A fold leader that is not the block leader: report each epoch, obey."""
+    """A fold leader that is not the block leader. It reports each epoch and
+    trains on without waiting: folds differ in size, and a master that waited
+    for the slowest fold would leave its workers idle (and trip their
+    watchdog). A stop from the block leader is picked up at the next epoch end."""
+
+    def __init__(self, ctx: BlockContext, number: int) -> None:
+        super().__init__(ctx, number)
+        self.stop = False
+        self.leader = ctx.layout.fold_leader(0)
 
     def on_epoch_end(self, row: dict[str, Any]) -> bool:
         self.epochs += 1
         value, problem, fatal = read_row(row, self.ctx.metric)
+        self.ctx.block.send_object(FoldEpoch(self.ctx.fold_index, int(row["epoch"]), value, problem, fatal),
+                                   self.leader, HpoTag.FOLD_REPORT)
+        self.stop = self.stop or bool(problem)  # failing: the block leader fails the trial
+        while (received := self.ctx.block.poll_object(source=self.leader, tag=HpoTag.FOLD_DECISION)) is not None:
+            self._take(received[0])
+        return self.stop
+
+    def _take(self, message: Any) -> bool:
+        """True when `message` is the block leader's last word on this trial."""
+        if isinstance(message, FoldStop) and message.number == self.number:
+            self.stop = True
+        return isinstance(message, FoldAck)
+
+    def finish(self, result: FoldResult) -> None:
+        """Send the fold's end and wait for the acknowledgement: every stop
+        sent before it has then been received, none is left for the next trial."""
         block = self.ctx.block
-        block.send_object(FoldEpoch(self.ctx.fold_index, int(row["epoch"]), value, problem, fatal),
-                          self.ctx.layout.fold_leader(0), HpoTag.FOLD_REPORT)
-        stop, _, _ = block.recv_object(source=self.ctx.layout.fold_leader(0), tag=HpoTag.FOLD_DECISION)
-        return bool(stop)
+        block.send_object(result, self.leader, HpoTag.FOLD_REPORT)
+        while not self._take(block.recv_object(source=self.leader, tag=HpoTag.FOLD_DECISION)[0]):
+            pass
 
 
 class _BlockWatch(_Watch):
-    """The block leader: gathers every fold's epoch, asks the coordinator
-    whether to prune, answers the folds, and builds the trial's Outcome."""
+    """The block leader (fold 0's rank 0): collects every fold's epochs, asks
+    the coordinator about each epoch all folds have reached (mean over the
+    folds), stops every fold of a pruned or failing trial, and builds the
+    trial's Outcome once every fold has ended."""
 
-    def __init__(self, ctx: BlockContext, assignment: Assignment) -> None:
-        super().__init__(ctx)
-        self.number = assignment.number
-        self.running = set(range(1, ctx.layout.n_fold))  # other folds still training
+    def __init__(self, ctx: BlockContext, number: int) -> None:
+        super().__init__(ctx, number)
+        self.folds = ctx.layout.n_fold
+        self.running = set(range(1, self.folds))  # other folds still training
         self.ended: dict[int, FoldResult] = {}
+        self.values: dict[int, dict[int, float]] = {}  # epoch -> fold -> objective
+        self.next_epoch = 1  # the next epoch to report to the coordinator
         self.problems: list[tuple[str, bool]] = []
+        self.stopped = False  # every fold was told to stop (pruned or failing)
         self.pruned = False
+        self.own_done = False
 
-    def _receive(self) -> tuple[Any, int]:
-        message, source, _ = self.ctx.block.recv_object(tag=HpoTag.FOLD_REPORT)
-        return message, source
+    def on_epoch_end(self, row: dict[str, Any]) -> bool:
+        self.epochs += 1
+        value, problem, fatal = read_row(row, self.ctx.metric)
+        self._record(0, int(row["epoch"]), value, problem, fatal)
+        self._drain(wait=False)
+        self._decide()
+        return self.stopped
 
-    def _note_end(self, result: FoldResult) -> None:
+    def _record(self, fold: int, epoch: int, value: float | None, problem: str, fatal: bool) -> None:
+        if problem or value is None:
+            self.problems.append((problem or "no objective value", fatal))
+            self._stop_all()
+        else:
+            self.values.setdefault(epoch, {})[fold] = value
+
+    def _drain(self, wait: bool) -> None:
+        """Take the folds' messages: all that arrived, or (wait) exactly one."""
+        block = self.ctx.block
+        while True:
+            received = block.recv_object(tag=HpoTag.FOLD_REPORT) if wait else block.poll_object(tag=HpoTag.FOLD_REPORT)
+            if received is None:
+                return
+            message, source, _ = received
+            if isinstance(message, FoldEpoch):
+                self._record(message.fold, message.epoch, message.value, message.problem, message.fatal)
+            else:
+                self._end(message)
+                block.send_object(FoldAck(self.number), source, HpoTag.FOLD_DECISION)
+            if wait:
+                return
+
+    def _end(self, result: FoldResult) -> None:
         self.running.discard(result.fold)
         self.ended[result.fold] = result
         if result.problem:
             self.problems.append((result.problem, result.fatal))
+            self._stop_all()
 
-    def on_epoch_end(self, row: dict[str, Any]) -> bool:
-        self.epochs += 1
-        epoch = int(row["epoch"])
-        value, problem, fatal = read_row(row, self.ctx.metric)
-        values = [value]
-        if problem:
-            self.problems.append((problem, fatal))
-        waiting: list[int] = []
-        pending = set(self.running)
-        while pending:  # one message from every other fold still training
-            message, source = self._receive()
-            pending.discard(message.fold)
-            if isinstance(message, FoldEpoch):
-                waiting.append(source)
-                values.append(message.value)
-                if message.problem:
-                    self.problems.append((message.problem, message.fatal))
-            else:
-                self._note_end(message)
-        stop = bool(self.problems)
-        if not stop:
-            mean = statistics.fmean(v for v in values if v is not None)
+    def _decide(self) -> None:
+        """Report, in order, every epoch that all folds have reached."""
+        while not self.stopped and len(self.values.get(self.next_epoch, {})) == self.folds:
+            mean = statistics.fmean(self.values[self.next_epoch].values())
             control = self.ctx.control
-            control.send_object(Progress(self.number, epoch, mean), COORDINATOR, HpoTag.REPORT)
+            control.send_object(Progress(self.number, self.next_epoch, mean), COORDINATOR, HpoTag.REPORT)
             prune, _, _ = control.recv_object(source=COORDINATOR, tag=HpoTag.DECISION)
-            stop = self.pruned = bool(prune)
-        for source in waiting:
-            self.ctx.block.send_object(stop, source, HpoTag.FOLD_DECISION)
-        return stop
+            self.next_epoch += 1
+            if prune and (self.running or not self.own_done):  # pruning a trial that has ended saves nothing
+                self.pruned = True
+                self._stop_all()
+
+    def _stop_all(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True  # fold 0 stops through its hook's return value
+        for fold in sorted(self.running):
+            self.ctx.block.send_object(FoldStop(self.number), self.ctx.layout.fold_leader(fold), HpoTag.FOLD_DECISION)
 
     def outcome(self, own: FoldResult, seconds: float) -> Outcome:
-        self._note_end(own)
-        while self.running:  # folds that outlived this one: tell them to stop, collect their ends
-            message, source = self._receive()
-            if isinstance(message, FoldEpoch):
-                self.ctx.block.send_object(True, source, HpoTag.FOLD_DECISION)
-            else:
-                self._note_end(message)
+        self.own_done = True
+        self._end(own)
+        self._drain(wait=False)
+        self._decide()
+        while self.running:  # folds still training: follow them to their end
+            self._drain(wait=True)
+            self._decide()
         results = [self.ended[f] for f in sorted(self.ended)]
         values = tuple(r.value for r in results)
-        common = dict(number=self.number, fold_values=values, epochs=self.epochs, seconds=seconds)
+        common: dict[str, Any] = dict(number=self.number, fold_values=values, epochs=self.epochs, seconds=seconds)
         if self.problems:
             fatal = any(f for _, f in self.problems)
             error = next(p for p, f in self.problems if f == fatal)
-            return Outcome(state="fail", error=error, fatal=fatal, **common)  # type: ignore[arg-type]
+            return Outcome(state="fail", error=error, fatal=fatal, **common)
         if self.pruned:
-            return Outcome(state="pruned", **common)  # type: ignore[arg-type]
+            return Outcome(state="pruned", **common)
         if any(v is None for v in values):
-            return Outcome(state="fail", error="a fold ended without a result", **common)  # type: ignore[arg-type]
-        return Outcome(state="complete", value=statistics.fmean(values), **common)  # type: ignore[arg-type]
+            return Outcome(state="fail", error="a fold ended without a result", **common)
+        return Outcome(state="complete", value=statistics.fmean(v for v in values if v is not None), **common)

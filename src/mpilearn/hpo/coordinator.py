@@ -120,7 +120,6 @@ class Coordinator:
             self.fatal = error
             return False
         trial.set_user_attr("settings", _jsonable(settings))
-        trial.set_user_attr("block", block)
         try:
             configs = trial_configs(self.search.run, settings, trial.number, self.run_dir, self.folds)
         except ConfigError as error:
@@ -129,6 +128,7 @@ class Coordinator:
             self.log.warning("trial %d FAIL before training: %s (%s)", trial.number, error, _describe(settings))
             return False
         trial.set_user_attr("run_dir", f"{TRIALS_DIR}/{trial.number:04d}")  # relative to the search's directory
+        trial.set_user_attr("block", block)
         self.running[block] = _Running(trial, time.perf_counter())
         self.log.info("trial %d -> block %d: %s", trial.number, block, _describe(settings))
         self.control.send_object(Assignment(trial.number, settings, configs), self.layout.leader(block), HpoTag.ASSIGN)

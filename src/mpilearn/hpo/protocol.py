@@ -5,7 +5,7 @@
     coordinator --Assignment/Stop (ASSIGN)--> block leader --bcast--> block
     block leader --Progress (REPORT)--> coordinator --bool prune (DECISION)--> block leader
     block leader --Outcome (REPORT)--> coordinator
-    fold leader --FoldEpoch/FoldResult (FOLD_REPORT)--> block leader --bool stop (FOLD_DECISION)--> fold leader
+    fold leader --FoldEpoch/FoldResult (FOLD_REPORT)--> block leader --FoldStop/FoldAck (FOLD_DECISION)--> fold leader
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class FoldEpoch:
-    """A fold leader's result after one epoch; it waits for a bool: stop?"""
+    """A fold leader's result after one epoch (it trains on without waiting)."""
 
     fold: int
     epoch: int
@@ -87,3 +87,17 @@ class FoldResult:
     fatal: bool = False
     epochs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FoldStop:
+    """Block leader -> fold leader: stop training this trial (pruned or failing)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class FoldAck:
+    """Block leader -> fold leader: your FoldResult arrived; nothing more comes for this trial."""
+
+    number: int

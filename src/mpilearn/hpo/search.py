@@ -46,8 +46,10 @@ def run_search(search: SearchConfig) -> int:
 
     kept: dict[str, Any] = {}
     run_dir = Path(_collective(control, lambda: _prepare(search, layout, topology.num_workers, kept)))
-    if comm.rank != COORDINATOR:
-        from .. import training  # noqa: F401  # Keras and the backend, once the inputs are known to be good
+    if comm.rank != COORDINATOR:  # load Keras and its backend now that the inputs are known to be good
+        import keras  # noqa: F401
+
+        from .. import training  # noqa: F401
     control.barrier()  # every block is ready: a trial's time is its own, not the start-up's
     if comm.rank == COORDINATOR:
         return _coordinate(search, layout, control, run_dir, kept, layout.describe(topology))

@@ -15,7 +15,8 @@ from ..backends import ModelBackend
 from ..comm import Communicator
 from ..comm.topology import Topology
 from ..config import RunConfig
-from ..data.batches import Batch, iterate_epoch, steps_per_epoch
+from ..data.batches import Batch, iterate_epoch
+from ..data.pipeline import epoch_steps, shard_mode
 from ..data.sharding import Piece, shard
 from ..data.sources import Source
 from ..history import History
@@ -47,6 +48,8 @@ class Job:
     on_update: Callable[..., bool] = field(default=lambda *counts: False)
     # --background-validation on a master: takes epoch ends off the loop (supervisor.BackgroundValidation).
     background: Any = None
+    # This rank's shard as a stream of batches (data.pipeline.WorkerData) on ranks that train.
+    reader: Any = None
 
     def checkpoint(self, completed_epochs: int, optimizer: Any) -> None:
         """On rank 0 after validating: write a checkpoint when one is due."""
@@ -77,15 +80,14 @@ class Job:
         return self.backend.model
 
     def pieces(self, worker_index: int) -> list[Piece]:
-        return shard(self.train.counts, self.topology.num_workers, worker_index, self.config.data.shard)
+        return shard(self.train.counts, self.topology.num_workers, worker_index, shard_mode(self.config.data, self.train))
 
     @cached_property
     def steps_per_epoch(self) -> int | None:
         """Equal steps for every worker when the algorithm runs in lockstep."""
         if not self.config.algorithm.lockstep:
             return None
-        data = self.config.data
-        return steps_per_epoch(self.train.counts, self.topology.num_workers, data.shard, data.batch_size)
+        return epoch_steps(self.config.data, self.train, self.topology.num_workers)
 
     def batches_per_epoch(self, worker_index: int) -> int:
         if self.steps_per_epoch is not None:
@@ -103,8 +105,10 @@ class Job:
         )
 
     def epoch_batches(self, worker_index: int, epoch: int) -> Iterator[Batch]:
+        if self.reader is not None:
+            return self.reader.epoch(epoch)
         data = self.config.data
         return iterate_epoch(
             self.train, self.pieces(worker_index), data.batch_size, self.config.seed, worker_index, epoch,
-            data.prefetch, self.steps_per_epoch,
+            data.prefetch, self.steps_per_epoch, data.shuffle_chunk, data.shuffle_window,
         )

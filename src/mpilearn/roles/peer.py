@@ -54,7 +54,7 @@ def run_peers(job: Job) -> None:
             else:
                 stats["loss_sum"] += loss
                 stats["batches"] += 1
-                stats["samples"] += len(batch.x)
+                stats["samples"] += batch.size
             if pending < algorithm.sync_every and not batch.last:
                 continue
             mean_gradient(buffer[:n], pending)

@@ -42,7 +42,7 @@ def run_worker(job: Job) -> None:
             if loss is None:
                 uplink.add_skipped(1)
             else:
-                uplink.add_stats(loss, 1, len(batch.x))
+                uplink.add_stats(loss, 1, batch.size)
             if pending < algorithm.sync_every and not batch.last:
                 continue
             if not np.isfinite(uplink.update.payload).all():

@@ -1,0 +1,56 @@
+"""`overhead`: 1 master + 1 worker against plain single-process `model.fit`.
+
+One mpiexec job of 2 ranks per model. Each repeat runs, in rotating order,
+plain `model.fit` on rank 0 (rank 1 sleeps in a non-spinning barrier) and
+`mpilearn.fit` with each algorithm that has a master, on the same in-memory
+samples, model, batch, backend (torch) and 1 thread per rank. The ratio of
+each repeat is mpilearn's samples/s over fit's in that repeat; samples/s are
+counted after the first epoch (start-up and warm-up excluded, the same way
+for both). Target: >= 1.0.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import common, training_runs
+
+ALGOS = ("downpour", "sync", "easgd", "gem")
+MODELS = ("calo-cnn", "mlp")
+TARGET = ">= 1.0"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model specs")
+    parser.add_argument("--algos", default=",".join(ALGOS), help="comma-separated algorithms with a master")
+    training_runs.add_common_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    models = [m for m in args.models.split(",") if m]
+    algos = [a for a in args.algos.split(",") if a]
+    if args.quick:
+        algos = algos[:2]
+    log = common.RESULTS / "logs" / "overhead.log"
+    rows: list[dict[str, Any]] = []
+    details: dict[str, Any] = {}
+    for model in models:
+        data = common.shower_arrays(max(2000, training_runs.samples_needed(args, model, 2)))
+        cases = [{"name": "fit", "kind": "fit", "threads": args.threads}]
+        cases += [{"name": algo, "kind": "mpilearn", "algo": algo, "threads": args.threads} for algo in algos]
+        result = training_runs.launch(args, training_runs.spec(args, model, cases, data), 2, log)
+        details[model] = result
+        name = training_runs.label(model)
+        fit = training_runs.values(result, "fit")
+        for algo in algos:
+            rows.append(common.row(f"{algo} 1+1 / fit", common.ratios(training_runs.values(result, algo), fit), "ratio",
+                                   TARGET, group=name, load=training_runs.loads(result)))
+        rows.append(common.row("fit samples/s", fit, "samples/s", group=name))
+        for algo in algos:
+            rows.append(common.row(f"{algo} 1+1 samples/s", training_runs.values(result, algo), "samples/s", group=name))
+    return {
+        "rows": rows,
+        "details": details,
+        "settings": {"models": models, "algos": algos, "threads_per_rank": args.threads, "processes": 2,
+                     "measure": "samples/s after the first epoch, paired per repeat"},
+    }

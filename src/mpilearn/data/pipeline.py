@@ -1,0 +1,152 @@
+"""From the data options to sources and to one worker's stream of batches.
+
+Rank 0 opens the training source (inspecting every file or batch function
+once) and the validation samples; the other ranks rebuild the same source
+from rank 0's counts and signature without touching the data. Each worker
+then reads its shard through `WorkerData`: from the files, from node-local
+copies (--cache-dir) or from memory (--preload), one read-ahead thread
+spanning consecutive epochs.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Iterator, Sequence
+
+from ..config import DataConfig
+from ..errors import DataError
+from .batches import Batch, BatchStream, shard_batches, steps_per_epoch, worker_epoch
+from .cache import CachedSource, FileCache
+from .preload import PreloadedSource, check_fits, format_size, shard_bytes
+from .python_sources import GeneratorSource, PyDatasetSource, is_pydataset, load_function
+from .sharding import Piece, shard
+from .sources import ArraySource, Hdf5Source, Signature, Source, load_packed
+
+
+def _from_python(given: Any, what: str, workers: int, seed: int, inspect_batches: bool = True) -> Source:
+    """A Python data argument: (x, y[, sample_weight]) arrays, a PyDataset, or a batch function."""
+    if is_pydataset(given):
+        return PyDatasetSource(given, what)
+    if callable(given):
+        return GeneratorSource(given, workers, seed, what, inspect_batches)
+    if isinstance(given, (tuple, list)) and len(given) in (2, 3):
+        return ArraySource(given[0], given[1], what, given[2] if len(given) == 3 else None)
+    raise DataError(f"{what}: expected (x, y), (x, y, sample_weight), a keras.utils.PyDataset or a function "
+                    f"returning batches, got {type(given).__name__}")
+
+
+def open_train(data: DataConfig, given: Any, workers: int, seed: int) -> Source:
+    """Rank 0: the training source, every file (or the batch function) inspected once."""
+    if given is not None:
+        return _from_python(given, "training data", workers, seed)
+    if data.train_function:
+        return GeneratorSource(load_function(data.train_function, "--train"), workers, seed)
+    return Hdf5Source(data.train_files, data.features_name, data.labels_name, data.sample_weights_name)
+
+
+def trusted_train(data: DataConfig, given: Any, workers: int, seed: int, counts: Sequence[int], signature: Signature) -> Source:
+    """Every other rank: the same source, built from rank 0's findings without reading the data."""
+    if given is not None and is_pydataset(given):
+        return PyDatasetSource.trusted(given, counts, signature)
+    if given is not None and callable(given):
+        return GeneratorSource.trusted(given, workers, seed, counts, signature)
+    if given is not None:
+        return _from_python(given, "training data", workers, seed)
+    if data.train_function:
+        return GeneratorSource.trusted(load_function(data.train_function, "--train"), workers, seed, counts, signature)
+    return Hdf5Source.trusted(data.train_files, data.features_name, data.labels_name, counts, signature,
+                              data.sample_weights_name)
+
+
+def open_validation(data: DataConfig, given: Any, seed: int) -> tuple[Any, ...] | None:
+    """Rank 0: every validation sample in memory as (x, y) or (x, y, sample_weight)."""
+    source: Any
+    if given is not None:
+        source = _from_python(given, "validation data", 1, seed, inspect_batches=False)
+    elif data.val_function:
+        source = GeneratorSource(load_function(data.val_function, "--val"), 1, seed, "validation data", inspect_batches=False)
+    elif data.val_files:
+        source = Hdf5Source(data.val_files, data.features_name, data.labels_name, data.sample_weights_name)
+    else:
+        return None
+    return load_packed(source)
+
+
+def shard_mode(data: DataConfig, source: Source) -> str:
+    """A batch function shards its data itself: part w is worker w's."""
+    return "files" if isinstance(source, GeneratorSource) else data.shard
+
+
+def check_preload(data: DataConfig, source: Source, workers: int) -> None:
+    """Rank 0, before training: the largest shard against --memory-limit, one clear error for all ranks."""
+    if not data.preload:
+        return
+    if isinstance(source, GeneratorSource):
+        raise DataError("--preload applies to HDF5 files and PyDatasets, not to a batch function")
+    limit = data.memory_limit_bytes
+    if limit is None:
+        return  # each worker checks its own machine's memory when it loads
+    mode = shard_mode(data, source)
+    largest = max(shard_bytes(source.signature, shard(source.counts, workers, w, mode)) for w in range(workers))
+    if largest > limit:
+        raise DataError(f"--preload: the largest worker shard needs {format_size(largest)} but --memory-limit is "
+                        f"{format_size(limit)}; raise the limit, use more workers, or leave out --preload")
+
+
+def job_token(comm: Any, data: DataConfig) -> str:
+    """A name shared by every rank of this job (collective: call on every rank);
+    it keeps the node-local copies of concurrent jobs apart."""
+    if not data.cache_dir:
+        return ""
+    token = secrets.token_hex(6) if comm.rank == 0 else None
+    return str(comm.bcast_object(token) if comm.size > 1 else token)
+
+
+def epoch_steps(data: DataConfig, source: Source, workers: int) -> int:
+    """Equal steps per epoch for lockstep algorithms, by --even-policy."""
+    return steps_per_epoch(source.counts, workers, shard_mode(data, source), data.batch_size, data.even_policy)
+
+
+def worker_batches(data: DataConfig, source: Source, workers: int, index: int) -> int:
+    """Batches of one worker's shard in one pass (no even policy)."""
+    return shard_batches(source.counts, workers, shard_mode(data, source), data.batch_size)[index]
+
+
+class WorkerData:
+    """One worker's shard as consecutive epochs of batches.
+
+    Built before training starts, so that --preload (memory checked, then
+    read) and --cache-dir (directory created, first file requested) fail or
+    finish before the clock runs. `close` stops the reader and deletes the
+    node-local copies: call it once every rank has stopped reading.
+    """
+
+    def __init__(
+        self, source: Source, data: DataConfig, seed: int, workers: int, index: int, epochs: int,
+        steps: int | None = None, token: str = "", ranks_on_node: int = 1,
+    ) -> None:
+        self.data, self.seed, self.index, self.steps = data, seed, index, steps
+        self.pieces: list[Piece] = shard(source.counts, workers, index, shard_mode(data, source))
+        if data.cache_dir and isinstance(source, Hdf5Source):
+            source = CachedSource(source, FileCache(source.files, data.cache_dir, token or secrets.token_hex(6), data.copy_command))
+        if data.preload:
+            if isinstance(source, GeneratorSource):
+                raise DataError("--preload applies to HDF5 files and PyDatasets, not to a batch function")
+            check_fits(shard_bytes(source.signature, self.pieces), data.memory_limit_bytes, ranks_on_node,
+                       f"the shard of worker {index}")
+            source = PreloadedSource(source, self.pieces)
+        self.source = source
+        self._stream = BatchStream(self._epoch, epochs, data.prefetch)
+
+    def _epoch(self, epoch: int) -> Iterator[Batch]:
+        data = self.data
+        return worker_epoch(self.source, self.pieces, data.batch_size, self.seed, self.index, epoch, self.steps,
+                            data.shuffle_chunk, data.shuffle_window)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        return self._stream.epoch(epoch)
+
+    def close(self) -> None:
+        self._stream.close()
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
