@@ -135,6 +135,8 @@ def _bench_model(args: argparse.Namespace, name: str, files: list[str]) -> dict[
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every model in both modes; the result is JSON-ready."""
+    if getattr(args, "quick", False):  # `python -m benchmarks ... --quick`: a smoke run, not a measurement
+        args.shape, args.events_per_file, args.repeats, args.epochs = "12,12,12", 100, 1, "1"
     os.environ.setdefault("KERAS_BACKEND", "torch")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     from mpilearn import backends

@@ -111,6 +111,8 @@ class ModelConfig:
     # Any optimizer name Keras knows, and its learning rate (None: Keras's default).
     optimizer: str = "adam"
     learning_rate: float | None = None
+    # Python file whose classes and functions are custom objects for .keras / JSON models.
+    custom_objects: str | None = None
     # Loss and metrics; None means chosen from the labels (see models.default_loss).
     loss: str | None = None
     metrics: tuple[str, ...] | None = None
@@ -256,6 +258,8 @@ class RunConfig:
     log_level: str = "info"
     # Chrome-trace JSON of every rank's activity ("" = none).
     timeline: str = ""
+    # GPU machines: the master takes a GPU too (by default it stays on the CPU).
+    master_gpu: bool = False
     # A NaN or infinite loss skips its batch (counted) instead of stopping the run.
     skip_bad_batches: bool = False
     # Seconds a rank waits for a peer before declaring it stuck (None: adaptive, see roles/watchdog.py).

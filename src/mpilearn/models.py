@@ -65,22 +65,34 @@ def load_builder(path: str, function: str) -> Callable[..., Any]:
         raise ModelError(f"model file {path} does not exist")
     # A stable name: a saved model that pickles the user's classes (a torch
     # module inside model.keras) can be loaded again after load_builder.
+    module = _import_file(file)
+    builder = getattr(module, function, None)
+    if not callable(builder):
+        raise ModelError(f"model file {path} has no function {function!r}")
+    return builder
+
+
+def _import_file(file: Path) -> Any:
+    """Import a user's Python file under a stable module name."""
+    # A stable name: a saved model that pickles the user's classes (a torch
+    # module inside model.keras) can be loaded again after importing the file the same way.
     module_name = f"mpilearn_user_model_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
-        raise ModelError(f"model file {path} cannot be imported as Python")
+        raise ModelError(f"model file {file} cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise ModelError(f"model file {path}: syntax error at line {exc.lineno}: {exc.msg}") from None
+        del sys.modules[module_name]
+        raise ModelError(f"model file {file}: syntax error at line {exc.lineno}: {exc.msg}") from None
     except Exception as exc:
-        raise ModelError(f"model file {path} failed to import: {type(exc).__name__}: {exc}") from None
-    builder = getattr(module, function, None)
-    if not callable(builder):
-        raise ModelError(f"model file {path} has no function {function!r}")
-    return builder
+        del sys.modules[module_name]
+        raise ModelError(f"model file {file} failed to import: {type(exc).__name__}: {exc}") from None
+    return module
 
 
 def _call_builder(builder: Callable[..., Any], what: str, kwargs: dict[str, Any]) -> Any:
@@ -106,12 +118,45 @@ def _call_builder(builder: Callable[..., Any], what: str, kwargs: dict[str, Any]
         raise ModelError(f"{what} raised {type(exc).__name__}: {exc}") from None
 
 
-def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, model_args: dict[str, Any] | None = None) -> Any:
+APPLICATIONS_PREFIX = "keras.applications."
+
+
+def load_custom_objects(path: str | None) -> dict[str, Any]:
+    """Every class and function a Python file defines, for loading .keras and
+    JSON models that use custom layers, losses or metrics."""
+    if not path:
+        return {}
+    file = Path(path)
+    if not file.is_file():
+        raise ModelError(f"--custom-objects {path} does not exist")
+    module = _import_file(file)
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", None) == module.__name__
+    }
+
+
+def build_model(
+    spec: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    model_args: dict[str, Any] | None = None,
+    custom_objects: dict[str, Any] | None = None,
+) -> Any:
     """Turn a model SPEC into an (uncompiled) Keras model."""
     import keras
 
     kwargs = {"input_shape": tuple(input_shape), "num_classes": num_classes, **(model_args or {})}
-    if spec in BUILTIN_MODELS:
+    if spec.startswith(APPLICATIONS_PREFIX):
+        name = spec[len(APPLICATIONS_PREFIX) :]
+        application = getattr(keras.applications, name, None)
+        if not callable(application):
+            raise ModelError(f"unknown model {spec!r}: keras.applications has no {name!r}")
+        arguments = {"weights": None, "input_shape": tuple(input_shape), "classes": num_classes, **(model_args or {})}
+        model = _call_builder(application, spec, arguments)
+    elif spec in BUILTIN_MODELS:
         model = _call_builder(BUILTIN_MODELS[spec], f"built-in model {spec!r}", kwargs)
     elif ":" in spec and spec.rsplit(":", 1)[0].endswith(".py"):
         path, function = spec.rsplit(":", 1)
@@ -120,7 +165,7 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, model
         if not Path(spec).is_file():
             raise ModelError(f"model file {spec} does not exist")
         try:
-            model = keras.saving.load_model(spec, compile=False)
+            model = keras.saving.load_model(spec, compile=False, custom_objects=custom_objects)
         except Exception as exc:
             raise ModelError(f"model file {spec} cannot be loaded: {type(exc).__name__}: {exc}") from None
     elif spec.endswith(".json"):
@@ -132,7 +177,7 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, model
         except json.JSONDecodeError as exc:
             raise ModelError(f"model file {spec} is not valid JSON: {exc}") from None
         try:
-            model = keras.models.model_from_json(text)
+            model = keras.models.model_from_json(text, custom_objects=custom_objects)
         except Exception as exc:
             raise ModelError(f"model file {spec} is not a Keras architecture: {type(exc).__name__}: {exc}") from None
     else:
@@ -222,7 +267,10 @@ def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss:
         except (ValueError, TypeError):
             if metric not in ("accuracy", "acc"):
                 raise ConfigError(f"unknown metric {metric!r} (--metrics)") from None
-    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=loss, metrics=list(metrics))
+    outputs = len(getattr(model, "outputs", None) or ())
+    # Several outputs (an HDF5 group of targets): Keras wants the metrics once per output.
+    per_output = [list(metrics) for _ in range(outputs)] if outputs > 1 and metrics else list(metrics)
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=loss, metrics=per_output)
 
 
 def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:

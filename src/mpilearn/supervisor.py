@@ -141,7 +141,10 @@ class Supervisor:
             counts = {"updates": updates_now, "samples_seen": samples_now, "time_s": round(history.elapsed(), 3)}
             epoch = round(samples_now / max(1, self.job.samples_per_epoch), 3)
             if self.background is not None:
-                self.background.submit(epoch, "updates", counts, loss)
+                # Skipped while the thread is still busy: a slower validation than N updates
+                # would otherwise queue up snapshots without end. Epoch validations always run.
+                if not self.background.busy():
+                    self.background.submit(epoch, "updates", counts, loss)
             else:
                 with self.job.timeline.span("validate"):
                     metrics = evaluate(self.job.model, self.job.validation, self.config.data.batch_size)
@@ -198,6 +201,10 @@ class BackgroundValidation:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpilearn-validation")
         self.pending: collections.deque[tuple[Future, Result]] = collections.deque()
         self.lock = threading.Lock()  # one evaluation at a time on the twin model
+
+    def busy(self) -> bool:
+        """A validation is still queued or running."""
+        return any(not future.done() for future, _ in self.pending)
 
     def submit(self, epoch: float, kind: str = "epoch", counts: dict[str, Any] | None = None, loss: float | None = None) -> None:
         """Snapshot the central weights now (master thread) and validate them later."""

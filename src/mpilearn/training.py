@@ -122,7 +122,8 @@ def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str,
     classes = [shape[0] if shape else 1 for shape in signature.label_shapes]
     num_classes = classes[0] if len(classes) == 1 else classes
     input_shape = signature.sample_shape if len(signature.sample_shapes) == 1 else list(signature.sample_shapes)
-    model = models.build_model(config.model.spec, input_shape, num_classes, config.model.model_kwargs)
+    custom_objects = models.load_custom_objects(config.model.custom_objects)
+    model = models.build_model(config.model.spec, input_shape, num_classes, config.model.model_kwargs, custom_objects)
     loss = config.model.loss or models.default_loss(signature.label_shape, signature.label_dtype)
     metrics = config.model.metrics if config.model.metrics is not None else models.default_metrics(loss)
     logits = getattr(model, "_mpilearn_torch_module", False)

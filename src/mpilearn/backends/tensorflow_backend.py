@@ -15,8 +15,9 @@ import tensorflow as tf
 
 from .common import flat_variables
 
-# XLA compilation of the gradient step: slower to start, not faster per step
-# on CPU for these models (measured with `mpilearn train`, see README).
+# XLA compilation of the gradient step. Off: measured on CPU with one thread,
+# batch 32 (`mpilearn train -n 1`), it was slower for both built-in models
+# (calo-cnn 45-57 vs 60-83 samples/s, mlp 690-744 vs 965).
 JIT_COMPILE = False
 
 

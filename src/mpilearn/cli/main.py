@@ -104,10 +104,24 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
     comm = world(config.poll_max_s)
     env.cap_thread_pools(config.threads or env.default_threads(comm.local_size))
+    _place_on_gpu(comm, config)
     from ..training import train
 
     train(config)  # a failure on one rank aborts every rank (training.abort_job)
     return 0
+
+
+def _place_on_gpu(comm, config) -> None:  # type: ignore[no-untyped-def]
+    """Each rank of a node picks its GPU by local rank, before any backend loads."""
+    from ..placement import count_gpus, gpu_for_rank, pin_gpu
+
+    gpus = count_gpus()
+    if not gpus:
+        return
+    has_master = config.algorithm.has_master and comm.size > 1
+    index = gpu_for_rank(comm.local_rank, comm.local_size, gpus, has_master and comm.rank == 0, config.master_gpu,
+                         has_master and 0 in comm.node_ranks)
+    pin_gpu(index)
 
 
 def _without_processes(argv: list[str]) -> list[str]:

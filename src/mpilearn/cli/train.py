@@ -18,6 +18,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="built-in name (see `mpilearn models`), file.py:function, .keras or Keras JSON file")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="keyword argument for the model builder (repeatable)")
+    parser.add_argument("--custom-objects", default=None, metavar="FILE.py", help="custom layers/losses/metrics for .keras and JSON models")
     parser.add_argument("--train", help="training file list (one HDF5 path a line), or path/to/file.py:function returning batches")
     parser.add_argument("--val", help="validation file list, or path/to/file.py:function")
     parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers)")
@@ -49,6 +50,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend (default: $KERAS_BACKEND or torch)")
     parser.add_argument("--threads", type=int, default=None, help="compute threads per rank (default: cores per node / ranks per node)")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--master-gpu", action="store_true", help="GPU machines: give the master a GPU too (default: CPU)")
     ckpt = parser.add_argument_group("checkpoints and failures")
     ckpt.add_argument("--checkpoint-every", type=int, default=0, metavar="E", help="write a checkpoint every E epochs")
     ckpt.add_argument("--checkpoint-every-seconds", type=float, default=0.0, metavar="S", help="write a checkpoint at the first epoch end S seconds after the last")
@@ -94,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         model=ModelConfig(
             spec=model,
             model_args=_model_args(args.model_arg),
+            custom_objects=args.custom_objects,
             optimizer=args.optimizer,
             learning_rate=args.lr,
             loss=args.loss,
@@ -126,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         **extra_config(args),
         timeout=args.timeout,
         skip_bad_batches=args.skip_bad_batches,
+        master_gpu=args.master_gpu,
         checkpoint=CheckpointConfig(
             every_epochs=args.checkpoint_every,
             every_seconds=args.checkpoint_every_seconds,

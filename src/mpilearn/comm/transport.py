@@ -69,6 +69,8 @@ class Communicator:
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_rank: int = node.Get_rank()
         self.local_size: int = node.Get_size()
+        # World ranks sharing this node (GPU placement needs to know whether the master is here).
+        self.node_ranks: tuple[int, ...] = tuple(node.allgather(self.rank))
         node.Free()
 
     # ---- buffers (hot path) ----------------------------------------------

@@ -1,0 +1,75 @@
+"""`master`: updates per second one master sustains, per optimizer and model size.
+
+One process, 1 thread (the master's share of a node). For models of about
+1e5, 1e6 and 1e7 parameters (4 square Dense layers) it times the master's
+step, `backend.apply_gradients(flat_gradient)`, with each optimizer:
+Adam and SGD through the fused torch path, Adam, SGD and RMSprop through
+Keras's own optimizer (`backend.fast_optimizer = False`). Next to each: the
+memory-bandwidth bound, bytes the update must touch (Adam: read gradient,
+parameter, m, v and write parameter, m, v: 28 bytes a parameter; SGD 12;
+RMSprop 20) over the numpy copy bandwidth (read + write) measured in the
+same process between the repeats. Also the master's reply copy (weights into
+the outgoing buffer), which the scaling model adds to the service time.
+Target: fused Adam at 1e7 within 2x of the bound.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from . import common
+
+VARIANTS = {
+    "adam fused": {"optimizer": "adam", "fast": True, "touched": "adam"},
+    "adam keras": {"optimizer": "adam", "fast": False, "touched": "adam"},
+    "sgd fused": {"optimizer": "sgd", "fast": True, "touched": "sgd"},
+    "sgd keras": {"optimizer": "sgd", "fast": False, "touched": "sgd"},
+    "rmsprop keras": {"optimizer": "rmsprop", "fast": False, "touched": "rmsprop"},
+}
+TOUCHED_BYTES = {"adam": 28, "sgd": 12, "rmsprop": 20}
+SIZES = (100_000, 1_000_000, 10_000_000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES), help="parameter counts")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=900)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    repeats = 2 if args.quick else args.repeats
+    if args.quick:
+        sizes = [s for s in sizes if s <= 1_000_000] or sizes[:1]
+    spec = {"sizes": sizes, "variants": {k: {"optimizer": v["optimizer"], "fast": v["fast"]} for k, v in VARIANTS.items()},
+            "repeats": repeats, "threads": args.threads, "min_steps": 3, "max_steps": 200,
+            "min_time_s": 0.1 if args.quick else 0.4}
+    result = common.run_ranks("master", spec, 0, args.threads, args.timeout, log=common.RESULTS / "logs" / "master.log")
+    bandwidth = result["bandwidth"]
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        params = result["params"][str(size)]
+        group = f"{params / 1e6:.2g}M parameters" if params >= 1e6 else f"{params / 1e3:.0f}k parameters"
+        for name, variant in VARIANTS.items():
+            times = result["apply_s"][f"{size}/{name}"]
+            bound = [TOUCHED_BYTES[variant["touched"]] * params / bw for bw in bandwidth]
+            target = "<= 2.0" if name == "adam fused" and size == max(sizes) and size >= 10_000_000 else None
+            rows.append(common.row(f"{name}: time / bandwidth bound", common.ratios(times, bound), "ratio", target, group=group,
+                                   load=[result.get("load_end", [None])[0]]))
+            rows.append(common.row(f"{name}: updates/s", [1 / t for t in times], "updates/s", group=group,
+                                   step_ms=common.stats([t * 1e3 for t in times])["median"],
+                                   bound_ms=common.stats([b * 1e3 for b in bound])["median"]))
+        fused, keras = result["apply_s"][f"{size}/adam fused"], result["apply_s"][f"{size}/adam keras"]
+        rows.append(common.row("adam keras / adam fused (step time)", common.ratios(keras, fused), "ratio", group=group))
+        rows.append(common.row("reply copy ms", [t * 1e3 for t in result["reply_s"][str(size)]], "ms", group=group))
+    rows.append(common.row("numpy copy bandwidth", [b / 1e9 for b in bandwidth], "GB/s", group="machine"))
+    return {
+        "rows": rows,
+        "details": result,
+        "settings": {"sizes": sizes, "threads": args.threads, "repeats": repeats,
+                     "touched_bytes_per_parameter": TOUCHED_BYTES, "layers": 4},
+        "bandwidth_bytes_per_s": float(np.median(bandwidth)),
+    }

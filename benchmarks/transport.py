@@ -1,0 +1,59 @@
+"""`transport`: mpilearn's Communicator against raw mpi4py, 2 ranks.
+
+Ping-pong: `Communicator.send/recv` (isend/irecv + the non-spinning wait)
+against blocking `Comm.Send/Recv`; allreduce: `Communicator.allreduce_mean`
+(Iallreduce + polled wait + scaling by 1/size) against `Comm.Allreduce`
+(in place, sum) and against Allreduce followed by the same scaling (equal
+work). Buffers of 1e5, 1e6 and 1e7 float32; blocks of about 0.2 s of each
+variant alternate, the ratio of each pair is reported. Bytes/s: 2 x buffer
+per round trip (ping-pong), buffer per call (allreduce). Target >= 0.95.
+
+Also the CPU a rank burns while it waits 3 s for a message: our polled wait
+against MPICH's blocking Recv, and how late each notices the message.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import common
+
+SIZES = (100_000, 1_000_000, 10_000_000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES), help="buffer sizes in float32")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating blocks of each variant")
+    parser.add_argument("--block", type=float, default=0.2, help="seconds per block")
+    parser.add_argument("--wait", type=float, default=3.0, help="seconds the waiting rank waits")
+    parser.add_argument("--bind", action="store_true", help="bind each rank to a core (mpiexec -bind-to core)")
+    parser.add_argument("--timeout", type=float, default=600)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    spec = {"sizes": sizes, "rounds": 2 if args.quick else args.rounds, "block_s": 0.05 if args.quick else args.block,
+            "wait_s": 0.5 if args.quick else args.wait}
+    result = common.run_ranks("transport", spec, 2, 1, args.timeout, bind=args.bind, log=common.RESULTS / "logs" / "transport.log")
+    rows: list[dict[str, Any]] = []
+    load = [result.get("load_end", [None])[0]]
+    for kind, label in (("pingpong", "send/recv ping-pong"), ("allreduce", "allreduce")):
+        for size in sizes:
+            entry = result[kind][str(size)]
+            rates = entry["bytes_per_s"]
+            group = f"{size:.0e} floats ({entry['bytes'] / 1e6:g} MB)"
+            rows.append(common.row(f"{label}: ours / raw", common.ratios(rates["ours"], rates["raw"]), "ratio", ">= 0.95",
+                                   group=group, load=load))
+            if "raw_mean" in rates:
+                rows.append(common.row(f"{label}: ours / (raw + scaling)", common.ratios(rates["ours"], rates["raw_mean"]),
+                                       "ratio", group=group))
+            rows.append(common.row(f"{label}: ours GB/s", [r / 1e9 for r in rates["ours"]], "GB/s", group=group))
+            rows.append(common.row(f"{label}: raw GB/s", [r / 1e9 for r in rates["raw"]], "GB/s", group=group))
+    for name, label in (("ours", "polled wait (ours)"), ("raw", "blocking Recv (MPICH)")):
+        wait = result["wait"][name]
+        rows.append(common.row(f"{label}: CPU s per s waited", [wait["cpu_fraction"]], "fraction", group="waiting rank",
+                               wall_s=wait["wall_s"], cpu_s=wait["cpu_s"]))
+        rows.append(common.row(f"{label}: wake-up latency", [wait["wake_latency_s"] * 1e3], "ms", group="waiting rank"))
+    return {"rows": rows, "details": result,
+            "settings": {"sizes": sizes, "ranks": 2, "rounds": spec["rounds"], "block_s": spec["block_s"], "wait_s": spec["wait_s"],
+                         "poll_max_s": result.get("poll_max_s")}}
