@@ -66,10 +66,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(common.row("adam keras / adam fused (step time)", common.ratios(keras, fused), "ratio", group=group))
         rows.append(common.row("reply copy ms", [t * 1e3 for t in result["reply_s"][str(size)]], "ms", group=group))
     rows.append(common.row("numpy copy bandwidth", [b / 1e9 for b in bandwidth], "GB/s", group="machine"))
+    loop = _loop_overheads(args, repeats)
+    rows += loop.pop("rows")
     return {
         "rows": rows,
         "details": result,
+        "loop": loop,
         "settings": {"sizes": sizes, "threads": args.threads, "repeats": repeats,
                      "touched_bytes_per_parameter": TOUCHED_BYTES, "layers": 4},
         "bandwidth_bytes_per_s": float(np.median(bandwidth)),
     }
+
+
+def _loop_overheads(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
+    """Fixed costs of one exchange, apart from the model's size: 1 master + 1
+    worker (and 2 allreduce peers) training a tiny model (8 inputs, 16
+    units), with mpilearn's timeline. Master busy time per update is the
+    loop's time outside its `wait` spans; the worker's fixed cost is its
+    cycle minus its compute and the master's busy time (both latencies
+    included). The scaling model (simulate) adds these to every exchange."""
+    cases = [{"name": "downpour", "kind": "mpilearn", "algo": "downpour", "spans": True, "threads": args.threads},
+             {"name": "allreduce", "kind": "mpilearn", "algo": "allreduce", "spans": True, "threads": args.threads}]
+    spec = {"model": "mlp", "model_args": {"units": 16, "layers_count": 1}, "label": "tiny", "data": {"random": [8, 3]},
+            "batch": 8, "batches": 40 if args.quick else 300, "epochs": 2, "repeats": repeats, "threads": args.threads,
+            "optimizer": "adam", "lr": None, "seed": 0, "cases": cases}
+    result = common.run_ranks("train", spec, 2, args.threads, args.timeout, log=common.RESULTS / "logs" / "master.log")
+    master_busy, worker_fixed, compute, ar_step, ar_fixed = [], [], [], [], []
+    for run in result["cases"]["downpour"]:
+        updates, total, spans = run["updates"], run["train_time_s"], run["spans"]
+        wait = spans["0"].get("wait", [0, 0.0])[1]
+        busy = (total - wait) / updates
+        work = spans["1"].get("compute", [0, 0.0])[1] / updates
+        master_busy.append(busy)
+        compute.append(work)
+        worker_fixed.append(total / updates - work - busy)
+    for run in result["cases"]["allreduce"]:
+        updates, total, spans = run["updates"], run["train_time_s"], run["spans"]
+        ar_step.append(spans["0"].get("allreduce", [0, 0.0])[1] / updates)
+        ar_fixed.append(total / updates - spans["0"].get("compute", [0, 0.0])[1] / updates)
+    group = "exchange fixed costs (tiny model)"
+    us = lambda values: [v * 1e6 for v in values]  # noqa: E731
+    rows = [
+        common.row("master busy per update", us(master_busy), "us", group=group),
+        common.row("worker cycle minus compute and master", us(worker_fixed), "us", group=group),
+        common.row("tiny-batch compute", us(compute), "us", group=group),
+        common.row("allreduce of a tiny buffer", us(ar_step), "us", group=group),
+        common.row("allreduce step minus compute", us(ar_fixed), "us", group=group),
+    ]
+    return {"rows": rows, "master_busy_s": common.stats(master_busy)["median"], "worker_fixed_s": common.stats(worker_fixed)["median"],
+            "allreduce_small_s": common.stats(ar_step)["median"], "allreduce_fixed_s": common.stats(ar_fixed)["median"],
+            "details": result}

@@ -23,7 +23,16 @@ TARGET = ">= 1.0"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model specs")
     parser.add_argument("--algos", default=",".join(ALGOS), help="comma-separated algorithms with a master")
+    parser.add_argument("--extra-case", action="append", default=[], metavar="NAME:ALGO[:VAR=VALUE,...]",
+                        help="one more mpilearn case with environment variables set around it, for A/B tests of a "
+                             "prototype put on PYTHONPATH (e.g. 'downpour overlap:downpour:MPILEARN_OVERLAP=1')")
     training_runs.add_common_arguments(parser)
+
+
+def _extra(text: str, threads: int) -> dict[str, Any]:
+    name, algo, *rest = text.split(":")
+    environ = dict(item.split("=", 1) for item in ",".join(rest).split(",") if item)
+    return {"name": name, "kind": "mpilearn", "algo": algo, "threads": threads, "environ": environ}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -38,15 +47,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data = common.shower_arrays(max(2000, training_runs.samples_needed(args, model, 2)))
         cases = [{"name": "fit", "kind": "fit", "threads": args.threads}]
         cases += [{"name": algo, "kind": "mpilearn", "algo": algo, "threads": args.threads} for algo in algos]
+        cases += [_extra(text, args.threads) for text in args.extra_case]
         result = training_runs.launch(args, training_runs.spec(args, model, cases, data), 2, log)
         details[model] = result
         name = training_runs.label(model)
         fit = training_runs.values(result, "fit")
-        for algo in algos:
+        for algo in algos + [c["name"] for c in cases if c.get("environ")]:
             rows.append(common.row(f"{algo} 1+1 / fit", common.ratios(training_runs.values(result, algo), fit), "ratio",
                                    TARGET, group=name, load=training_runs.loads(result)))
         rows.append(common.row("fit samples/s", fit, "samples/s", group=name))
-        for algo in algos:
+        for algo in algos + [c["name"] for c in cases if c.get("environ")]:
             rows.append(common.row(f"{algo} 1+1 samples/s", training_runs.values(result, algo), "samples/s", group=name))
     return {
         "rows": rows,

@@ -163,6 +163,8 @@ def _case_mpilearn(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y:
     timeline = ""
     if spec.get("timeline_dir") and repeat == 0:
         timeline = str(Path(spec["timeline_dir"]) / f"timeline-{spec['label']}-{case['name']}.json")
+    elif case.get("spans"):
+        timeline = str(Path(spec["tmp"]) / f"timeline-{case['name']}-{repeat}.json")
     run_dir = tempfile.mkdtemp(prefix="run-", dir=spec["tmp"])
     profile = _profiler(spec, case)
     history = _mpilearn_fit(spec, case, model, x, y, run_dir, timeline, comm)
@@ -179,7 +181,20 @@ def _case_mpilearn(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y:
         "processes": size,
         "workers": workers,
         "timeline": timeline or None,
+        "updates": history.get("updates"),
+        "spans": _span_totals(timeline) if timeline else None,
     }
+
+
+def _span_totals(path: str) -> dict[str, dict[str, list[float]]]:
+    """Per rank and span name: [count, total seconds] of an mpilearn timeline."""
+    totals: dict[str, dict[str, list[float]]] = {}
+    for event in json.loads(Path(path).read_text())["traceEvents"]:
+        if event.get("ph") == "X" and event.get("tid", 0) == 0:
+            entry = totals.setdefault(str(event["pid"]), {}).setdefault(event["name"], [0, 0.0])
+            entry[0] += 1
+            entry[1] += event["dur"] / 1e6
+    return totals
 
 
 _DDP_READY = False
@@ -270,10 +285,16 @@ def _warm_up(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> None:
 def train(spec: dict[str, Any]) -> dict[str, Any] | None:
     ranks = _Ranks()
     _set_threads(spec["threads"])
-    data = np.load(spec["data"], mmap_mode="r")
     needed = max(ranks.size, 1) * spec["batches"] * spec["batch"]
-    x = np.ascontiguousarray(data["x"][:needed])
-    y = np.ascontiguousarray(data["y"][:needed])
+    if isinstance(spec["data"], dict):  # {"random": [features, classes]}: a tiny problem for loop overheads
+        features, classes = spec["data"]["random"]
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((needed, features)).astype(np.float32)
+        y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, needed)]
+    else:
+        data = np.load(spec["data"], mmap_mode="r")
+        x = np.ascontiguousarray(data["x"][:needed])
+        y = np.ascontiguousarray(data["y"][:needed])
     if len(x) < needed:
         raise SystemExit(f"{spec['data']} holds {len(x)} samples, {needed} needed")
     cases = spec["cases"]
@@ -285,6 +306,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any] | None:
         shift = (repeat + spec.get("rotate_offset", 0)) % len(cases) if spec.get("rotate", True) else 0
         for case in cases[shift:] + cases[:shift]:  # rotating order: no case always runs first
             ranks.barrier()
+            saved = {k: os.environ.get(k) for k in case.get("environ", {})}
+            os.environ.update(case.get("environ", {}))  # e.g. a switch read by a prototype on PYTHONPATH
             before = _load()
             began = time.time()
             if case["kind"] == "fit":
@@ -295,6 +318,11 @@ def train(spec: dict[str, Any]) -> dict[str, Any] | None:
                 outcome = _case_ddp(spec, case, x, y, ranks)
             else:
                 raise SystemExit(f"unknown case kind {case['kind']!r}")
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
             ranks.barrier()
             if outcome is not None:
                 outcome.update(repeat=repeat, load_before=before, load_after=_load(), wall_s=round(time.time() - began, 2))
@@ -304,7 +332,9 @@ def train(spec: dict[str, Any]) -> dict[str, Any] | None:
                       f"load {before[0]}", flush=True)
     if ranks.rank != 0:
         return None
-    return {"size": ranks.size, "cases": results, "seconds": round(time.time() - started, 1)}
+    params = _build_model(spec, x.shape[1:], y.shape[1]).count_params()
+    return {"size": ranks.size, "cases": results, "seconds": round(time.time() - started, 1), "params": int(params),
+            "batch": spec["batch"]}
 
 
 # ===========================================================================

@@ -36,8 +36,8 @@ X = rng.normal(size=(8, 6)).astype("float32")
 Y = np.eye(3, dtype="float32")[rng.integers(0, 3, size=8)]
 
 
-def build(dropout=0.0, lr=1.0):
-    """Dense -> BatchNormalization -> relu -> Dense, compiled with SGD(lr)."""
+def build(dropout=0.0, optimizer=None):
+    """Dense -> BatchNormalization -> relu -> Dense, compiled with SGD(lr=1) by default."""
     inputs = keras.Input((6,))
     x = keras.layers.Dense(5)(inputs)
     x = keras.layers.BatchNormalization(momentum=0.5)(x)
@@ -46,7 +46,7 @@ def build(dropout=0.0, lr=1.0):
         x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(3, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="categorical_crossentropy")
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(learning_rate=1.0), loss="categorical_crossentropy")
     return model
 
 
@@ -113,6 +113,18 @@ for n in (8, 5):
     if n == 8:
         out["loss"] = loss
         out["grads"] = grads.tolist()
+# Sample weights weight the loss as in model.fit(sample_weight=...).
+SW = np.linspace(0.0, 2.0, 8).astype(np.float32)
+backend.set_weights(w0)
+grads = np.zeros(T, np.float32)
+loss = backend.accumulate_gradients(X, Y, grads, sample_weight=SW)
+backend.set_weights(w0)
+ref_loss = model.train_on_batch(X, Y, sample_weight=SW)
+backend.get_weights(ref)
+out["weighted_grad_vs_keras"] = diff(grads, w0[:T] - ref[:T])
+out["weighted_loss_vs_keras"] = abs(loss - float(np.asarray(ref_loss).reshape(-1)[0]))
+out["weighted_differs"] = diff(grads, np.asarray(out["grads"], np.float32))
+
 backend.set_weights(w0)
 twice = np.zeros(T, np.float32)
 backend.accumulate_gradients(X, Y, twice)
@@ -141,26 +153,54 @@ backend.apply_gradients(g, keras.optimizers.SGD(learning_rate=0.1))
 backend.get_weights(got)
 out["sgd_passed"] = diff(got[:T], w0[:T] - 0.1 * g)
 
-# A stateful optimizer over several steps against Keras's eager apply on a twin model.
-adam = keras.optimizers.Adam(learning_rate=0.01)
-backend.set_weights(w0)
-twin = build()
-twin_backend = backends.for_model(twin)
-twin_backend.set_weights(w0)
-twin_adam = keras.optimizers.Adam(learning_rate=0.01)
-for step in range(3):
-    gs = np.random.default_rng(10 + step).normal(size=T).astype(np.float32)
-    backend.apply_gradients(gs, adam)
+# The compiled stateful optimizer (the path a backend may speed up) against
+# Keras's eager apply on a twin model; then sync_optimizer and reload_optimizer.
+def as_tensors(flat_grads):
     pieces, offset = [], 0
     for shape, size in zip(layout.trainable_shapes, layout.trainable_sizes):
-        pieces.append(keras.ops.convert_to_tensor(gs[offset : offset + size].reshape(shape)))
+        pieces.append(keras.ops.convert_to_tensor(flat_grads[offset : offset + size].reshape(shape)))
         offset += size
-    twin_adam.apply(pieces, twin.trainable_variables)
-backend.get_weights(got)
-ref = np.empty(layout.size, np.float32)
+    return pieces
+
+
+def step_grads(step):
+    return np.random.default_rng(10 + step).normal(size=T).astype(np.float32)
+
+
+adam_model = build(optimizer=keras.optimizers.Adam(learning_rate=0.01))
+adam_backend = backends.for_model(adam_model)
+adam_backend.set_weights(w0)
+twin = build(optimizer=keras.optimizers.Adam(learning_rate=0.01))
+twin_backend = backends.for_model(twin)
+twin_backend.set_weights(w0)
+for step in range(3):
+    adam_backend.apply_gradients(step_grads(step))
+    twin.optimizer.apply(as_tensors(step_grads(step)), twin.trainable_variables)
+adam_backend.sync_optimizer()
+adam_backend.get_weights(got)
 twin_backend.get_weights(ref)
 out["adam_vs_keras"] = diff(got[:T], ref[:T])
 out["adam_moved"] = diff(got[:T], w0[:T])
+out["adam_iterations"] = int(keras.ops.convert_to_numpy(adam_model.optimizer.iterations))
+out["adam_slots_vs_keras"] = max(
+    diff(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    for a, b in zip(adam_model.optimizer.variables, twin.optimizer.variables)
+)
+# Restore another history into the Keras optimizer (as from a checkpoint), reload, step on.
+other = build(optimizer=keras.optimizers.Adam(learning_rate=0.01))
+other_backend = backends.for_model(other)
+other_backend.set_weights(w0)
+other.optimizer.apply(as_tensors(step_grads(7)), other.trainable_variables)
+other_backend.get_weights(ref)
+adam_backend.set_weights(ref)
+for mine, theirs in zip(adam_model.optimizer.variables, other.optimizer.variables):
+    mine.assign(keras.ops.convert_to_numpy(theirs))
+adam_backend.reload_optimizer()
+adam_backend.apply_gradients(step_grads(8))
+other.optimizer.apply(as_tensors(step_grads(8)), other.trainable_variables)
+adam_backend.get_weights(got)
+other_backend.get_weights(ref)
+out["adam_reloaded_vs_keras"] = diff(got[:T], ref[:T])
 
 # Dropout draws a new mask each step (seed state advances).
 dropped = build(dropout=0.5)
@@ -235,6 +275,20 @@ def test_apply_gradients_steps_the_optimizer(contract: Callable[[str], dict[str,
     assert r["sgd_compiled"] < 1e-6 and r["sgd_state_kept"] == 0.0
     assert r["sgd_passed"] < 1e-6
     assert r["adam_moved"] > 1e-3 and r["adam_vs_keras"] < 1e-6
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_optimizer_state_syncs_to_and_reloads_from_keras(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    r = contract(name)
+    assert r["adam_iterations"] == 3 and r["adam_slots_vs_keras"] < 1e-6
+    assert r["adam_reloaded_vs_keras"] < 1e-6
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_sample_weights_weight_the_loss(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+    r = contract(name)
+    assert r["weighted_differs"] > 1e-3
+    assert r["weighted_grad_vs_keras"] < 1e-5 and r["weighted_loss_vs_keras"] < 1e-5
 
 
 @pytest.mark.parametrize("name", BACKENDS)

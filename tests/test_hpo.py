@@ -335,7 +335,10 @@ def _kill_job(process: subprocess.Popen, marker: str) -> None:
     """SIGKILL the launcher's process group and every rank of the job (MPICH
     starts the ranks in sessions of their own), and wait until all are gone,
     so that no rank of the killed search still writes to the study."""
-    os.killpg(process.pid, signal.SIGKILL)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already ended
     process.wait(timeout=30)
     deadline = time.monotonic() + 30
     while True:

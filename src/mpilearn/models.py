@@ -285,3 +285,13 @@ def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
     for index, variable in enumerate(v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")):
         start = np.random.default_rng([seed, worker, epoch, index]).integers(0, 2**30)
         variable.assign(np.array([start, 0]).astype(variable.dtype))
+
+
+def has_own_train_step(model: Any) -> bool:
+    """True when the model's class (not Keras) defines train_step, like a GAN
+    with two optimizers: such a model trains through its own step, and
+    workers send the change of their weights instead of gradients."""
+    for cls in type(model).__mro__:
+        if "train_step" in vars(cls):
+            return not cls.__module__.startswith("keras.")
+    return False

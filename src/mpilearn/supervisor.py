@@ -55,15 +55,14 @@ class Supervisor:
         self.history = history
         self.model = model
         self.log = get_logger()
-        shortcuts = keras_callbacks.from_config(config.callbacks, config.run_dir)
-        self.user_callbacks = list(callbacks)
-        self._callback_args = (self.user_callbacks + shortcuts, shortcuts)
+        # The user's callbacks (mpilearn.fit), then the command-line shortcuts (whose metric is checked).
+        self.shortcuts = keras_callbacks.from_config(config.callbacks, config.run_dir)
+        self.all_callbacks = list(callbacks) + self.shortcuts
         self.callbacks: Any = None
         self.progress: Progress | None = None
         self.background: BackgroundValidation | None = None
         self.job: Any = None
         self._last_validated = 0
-        self._steps = 0
 
     # ---- set-up and tear-down ----------------------------------------------
     def attach(self, job: Any, role: Role) -> None:
@@ -80,8 +79,8 @@ class Supervisor:
             else:
                 self.log.info("--background-validation applies to runs with a master and validation data: validating inline")
         start_epoch = getattr(job, "start_epoch", 0)
-        every, shortcuts = self._callback_args
-        self.callbacks = CallbackRunner(self.model, every, config.epochs, _steps_per_epoch(job), start_epoch, shortcuts)
+        self.callbacks = CallbackRunner(self.model, self.all_callbacks, config.epochs, _steps_per_epoch(job), start_epoch,
+                                        self.shortcuts)
         best_key = config.callbacks.early_stopping or config.callbacks.target_metric or None
         mode = resolve_mode(config.progress, config.quiet)
         if mode == "bar" and config.progress == "auto" and job.comm.size != world().size:

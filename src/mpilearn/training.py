@@ -25,7 +25,7 @@ from .data.sharding import shard
 from .data import pipeline
 from .data.sources import Signature, Source
 from .env import default_threads
-from .errors import DataError, MpilearnError
+from .errors import ConfigError, DataError, MpilearnError
 from .history import History, progress_line
 from .log import get_logger, result, setup_logging
 from .monitor import Monitor, write_gathered
@@ -113,6 +113,16 @@ def _check_loss_fits_labels(loss: str | None, signature: Signature, where: str) 
         )
 
 
+def _check_algorithm_fits_model(config: RunConfig, model: Any) -> None:
+    from .algorithms import OWN_STEP_ALGORITHMS
+
+    if models.has_own_train_step(model) and config.algorithm.name not in OWN_STEP_ALGORITHMS:
+        raise ConfigError(
+            f"{type(model).__name__} trains through its own train_step, which works with --algo "
+            f"{' or '.join(OWN_STEP_ALGORITHMS)} (weight deltas), not {config.algorithm.name}"
+        )
+
+
 def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str, tuple[str, ...]]:
     """Build and compile the model of a command-line run from its spec."""
     import keras
@@ -128,7 +138,8 @@ def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str,
     metrics = config.model.metrics if config.model.metrics is not None else models.default_metrics(loss)
     logits = getattr(model, "_mpilearn_torch_module", False)
     loss_object = models.loss_for(loss, logits, signature.label_shape, signature.label_dtype)
-    models.compile_model(model, config.model.optimizer, config.model.learning_rate, loss_object, metrics)
+    if not getattr(model, "compiled", False):  # a builder may compile its model itself (a GAN's two optimizers)
+        models.compile_model(model, config.model.optimizer, config.model.learning_rate, loss_object, metrics)
     return model, loss, metrics
 
 
@@ -174,6 +185,7 @@ def train(
             kept["model"], loss, metrics = _build_cli_model(config, source.signature)
             _check_loss_fits_labels(loss, source.signature, where)
         _check_model_fits_data(kept.get("model", model), source.signature, where)
+        _check_algorithm_fits_model(config, kept.get("model", model))
         return Plan(run_dir, source.counts, source.signature, loss, metrics)
 
     agreed: Plan = _collective(comm, plan)
@@ -267,7 +279,7 @@ def _run(
     timeline = Timeline(comm.rank, role.value, bool(config.timeline))
     job = Job(
         config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline,
-        Watchdog(config.timeout), Path(config.run_dir), start_epoch,
+        Watchdog(config.timeout), Path(config.run_dir), start_epoch, models.has_own_train_step(model),
     )
     if role in (Role.SOLO, Role.PEER, Role.WORKER):  # --preload and --cache-dir start before the clock
         job.reader = pipeline.WorkerData(

@@ -19,20 +19,31 @@ from .clients import ClientRule, DeltaClient, ElasticClient, GemClient, Gradient
 from .rules import elastic_alpha
 
 
-def worker_rule(config: AlgorithmConfig, backend: ModelBackend, worker_optimizer: Any = None) -> ClientRule:
+# Algorithms that can train a model through its own train_step (weight deltas, not gradients).
+OWN_STEP_ALGORITHMS = ("downpour", "easgd")
+
+
+def worker_rule(
+    config: AlgorithmConfig, backend: ModelBackend, worker_optimizer: Any = None, own_train_step: bool = False
+) -> ClientRule:
     if config.name == "easgd":
-        return ElasticClient(backend, worker_optimizer)
+        return ElasticClient(backend, worker_optimizer, own_train_step)
+    if own_train_step:
+        return DeltaClient(backend)
     if config.name == "gem":
         return GemClient(backend, config.gem_lr, config.gem_momentum, config.gem_kappa)
     return GradientClient(backend)
 
 
-def center_rule(config: AlgorithmConfig, backend: ModelBackend, clients: int, top_of_tree: bool) -> CenterRule:
+def center_rule(
+    config: AlgorithmConfig, backend: ModelBackend, clients: int, top_of_tree: bool, own_train_step: bool = False
+) -> CenterRule:
     """The rule of a master serving `clients` ranks; the top of a two-level
-    tree takes deltas (Downpour) or elastic exchanges (EASGD) from its sub-masters."""
+    tree takes deltas (Downpour) or elastic exchanges (EASGD) from its
+    sub-masters, and so does a master whose model trains through its own step."""
     if config.name == "easgd":
         return ElasticCenter(backend, elastic_alpha(config.elastic_force, clients), clients)
-    if config.name == "gem" or top_of_tree:
+    if config.name == "gem" or top_of_tree or own_train_step:
         return DeltaCenter(backend)
     return OptimizerCenter(backend)
 

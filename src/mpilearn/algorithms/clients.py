@@ -88,12 +88,23 @@ class GradientClient(_Base):
     absorb = _Base._take_weights
 
 
-class DeltaClient(_Base):
-    """A sub-master toward the top master (Downpour tree): it sends how far its
-    local copy moved since the last exchange and takes the top's weights."""
+def own_step(backend: ModelBackend, batch: Batch) -> float:
+    """One step of the model's own train_step (its own optimizers), for models
+    such as GANs that define it; returns the loss it reports."""
+    logs = backend.model.train_on_batch(batch.x, batch.y, return_dict=True)
+    loss = float(logs.get("loss", sum(float(v) for v in logs.values())))
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"loss is {loss}")
+    return loss
 
-    def train(self, batch: Batch, update: Message) -> float:
-        raise NotImplementedError("a sub-master does not train on data")
+
+class DeltaClient(_Base):
+    """Sends how far the local copy moved since the last exchange and takes
+    the master's weights: a sub-master toward the top master (Downpour tree),
+    or a worker whose model trains through its own train_step."""
+
+    def train(self, batch: Batch, update: Message) -> float | None:
+        return own_step(self.backend, batch)
 
     def fill(self, update: Message, batches: int) -> None:
         np.subtract(self._current(), self.base, out=update.payload)
@@ -106,12 +117,15 @@ class ElasticClient(_Base):
     sends its weights and moves by the elastic difference the master returns.
     Also the upstream rule of an EASGD sub-master (its center is its weights)."""
 
-    def __init__(self, backend: ModelBackend, optimizer: Any = None) -> None:
+    def __init__(self, backend: ModelBackend, optimizer: Any = None, own_train_step: bool = False) -> None:
         super().__init__(backend)
         self.optimizer = optimizer
+        self.own_train_step = own_train_step
         self.grads = np.zeros(self.layout.num_trainable, dtype=np.float32)
 
     def train(self, batch: Batch, update: Message) -> float | None:
+        if self.own_train_step:
+            return own_step(self.backend, batch)
         self.grads[:] = 0.0
         loss = self.guard.accumulate(self.backend, batch, self.grads)
         if loss is not None:

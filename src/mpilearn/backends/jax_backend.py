@@ -96,7 +96,9 @@ class KerasModelBackend:
         if self.state:
             _assign(self.state, self._add(_values(self.state), delta))
 
-    def _loss_and_gradients(self, trainable: list[Any], non_trainable: list[Any], x: Any, y: Any) -> tuple[Any, list[Any], list[Any]]:
+    def _loss_and_gradients(
+        self, trainable: list[Any], non_trainable: list[Any], x: Any, y: Any, sample_weight: Any
+    ) -> tuple[Any, list[Any], list[Any]]:
         """Traced once per batch shape: batch loss, gradients, new layer state."""
 
         def loss(trainable: list[Any]) -> tuple[Any, list[Any]]:
@@ -108,7 +110,7 @@ class KerasModelBackend:
             # Not tracing them keeps one trace per batch shape, whether or not
             # the optimizer and metrics have been built yet.
             _, (unscaled, _, new_non_trainable, _) = self.model.compute_loss_and_updates(
-                trainable, non_trainable, [], x, y, None, training=True, optimizer_variables=[]
+                trainable, non_trainable, [], x, y, sample_weight, training=True, optimizer_variables=[]
             )
             return unscaled, new_non_trainable
 
@@ -117,8 +119,10 @@ class KerasModelBackend:
         # here makes XLA:CPU fuse it with the weight-gradient dots, ~100x slower.
         return value, grads, new_non_trainable
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray) -> float:
-        loss, grads, non_trainable = self._gradients(_values(self.trainable), _values(self._non_trainable), x, y)
+    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        loss, grads, non_trainable = self._gradients(
+            _values(self.trainable), _values(self._non_trainable), x, y, sample_weight
+        )
         _assign(self._non_trainable, non_trainable)
         offset = 0
         for grad in grads:
@@ -146,3 +150,9 @@ class KerasModelBackend:
         trainable, slots = self._step(optimizer)(_values(optimizer.variables), grads, _values(self.trainable))
         _assign(self.trainable, trainable)
         _assign(optimizer.variables, slots)
+
+    def sync_optimizer(self) -> None:
+        """Nothing to do: every step assigns the optimizer's new values to its Keras variables."""
+
+    def reload_optimizer(self) -> None:
+        """Nothing to do: every step starts from the Keras optimizer variables' current values."""

@@ -76,15 +76,15 @@ class KerasModelBackend:
         if self.state:
             self._add(tf.constant(delta))
 
-    def _loss_and_gradients(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    def _loss_and_gradients(self, x: Any, y: Any, sample_weight: Any) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             y_pred = self.model(x, training=True)
-            loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         grads = tape.gradient(loss, self.trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return loss, _concat(grads) if grads else tf.zeros((0,))
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray) -> float:
-        loss, grads = self._gradients(x, y)
+    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        loss, grads = self._gradients(x, y, sample_weight)
         out += grads.numpy()
         return float(loss)
 
@@ -104,3 +104,9 @@ class KerasModelBackend:
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         self._step(optimizer or self.model.optimizer)(tf.constant(grads))
+
+    def sync_optimizer(self) -> None:
+        """Nothing to do: the traced step updates the Keras optimizer's own variables."""
+
+    def reload_optimizer(self) -> None:
+        """Nothing to do: the traced step reads the Keras optimizer's own variables."""

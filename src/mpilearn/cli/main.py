@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(commands.add_parser("report", help="plots and a summary of one or more run directories"))
     add_info_arguments(commands.add_parser("info", help="versions of MPI, mpi4py, Keras and the backend, and the rank layout"))
+    bench = commands.add_parser("bench", help="run a benchmark: python -m benchmarks NAME (needs a source checkout)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="NAME [options]")
     return parser
 
 
@@ -47,6 +49,9 @@ def _report(error: BaseException, rank: int | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:  # everything after it belongs to `python -m benchmarks`
+        return _bench(arguments[1:])
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "config", None):  # --config FILE: the file's options, overridden by the command line
@@ -122,6 +127,21 @@ def _place_on_gpu(comm, config) -> None:  # type: ignore[no-untyped-def]
     index = gpu_for_rank(comm.local_rank, comm.local_size, gpus, has_master and comm.rank == 0, config.master_gpu,
                          has_master and 0 in comm.node_ranks)
     pin_gpu(index)
+
+
+def _bench(arguments: list[str]) -> int:
+    """`mpilearn bench NAME ...`: run `python -m benchmarks NAME ...` from the
+    source checkout. benchmarks/ lives beside src/, outside the package, so
+    an installed wheel does not have it."""
+    import subprocess
+    from pathlib import Path
+
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (root / "benchmarks" / "__main__.py").is_file():
+            return subprocess.call([sys.executable, "-m", "benchmarks", *arguments], cwd=root)
+    print("mpilearn bench: benchmarks/ is not here: it is part of the source checkout, not of the installed package; "
+          "clone the repository and run `mpilearn bench NAME` (or `python -m benchmarks NAME`) inside it", file=sys.stderr)
+    return 2
 
 
 def _without_processes(argv: list[str]) -> list[str]:

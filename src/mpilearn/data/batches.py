@@ -138,8 +138,8 @@ class Prefetcher:
     """Runs an iterator in a background thread, `depth` items ahead.
 
     Reading and shuffling the next batches then overlaps the current batch's
-    compute (HDF5 reads and numpy copies release the GIL). An exception in
-    the thread is raised again in the consumer, never lost.
+    compute (the backend computes outside the GIL). An exception in the
+    thread is raised again in the consumer, never lost.
     """
 
     def __init__(self, items: Iterator[Any], depth: int) -> None:

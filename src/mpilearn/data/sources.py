@@ -45,10 +45,6 @@ class Signature:
     # True when every sample carries a weight for the loss.
     weighted: bool = False
 
-    @classmethod
-    def single(cls, sample_shape: tuple[int, ...], label_shape: tuple[int, ...], label_dtype: str) -> "Signature":
-        return cls((tuple(sample_shape),), (tuple(label_shape),), (str(label_dtype),))
-
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """The first input's shape: the shape of a single-input model."""

@@ -42,6 +42,8 @@ class Job:
     run_dir: Path | None = None
     # First epoch to train (a resumed run starts after its checkpoint).
     start_epoch: int = 0
+    # The model defines its own train_step (a GAN): workers send weight deltas.
+    own_train_step: bool = False
     _last_checkpoint: float = field(default_factory=time.monotonic)
     # Rank 0, after each update (peers: each step; see supervisor.py): progress, --validate-every,
     # background validation results. Returns True to stop; masters stop at once, peers at the epoch end.

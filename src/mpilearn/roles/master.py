@@ -38,7 +38,7 @@ def run_master(job: Job) -> None:
     role = topology.role(comm.rank)
     clients = topology.children(comm.rank)
     top = role is Role.MASTER
-    rule = center_rule(algorithm, backend, len(clients), top_of_tree=top and bool(topology.submasters))
+    rule = center_rule(algorithm, backend, len(clients), top and bool(topology.submasters), job.own_train_step)
     synchronous = algorithm.name == "sync" or (algorithm.name == "easgd" and algorithm.synchronous)
     uplink = None if top else Uplink(comm, topology.parent(comm.rank), upstream_rule(algorithm, backend), backend.layout, job.watchdog)
     # Where the master's optimizer applies gradients (downpour, sync), its learning rate is scaled here.

@@ -23,7 +23,7 @@ def run_worker(job: Job) -> None:
     if algorithm.name == "easgd":
         lr = algorithm.elastic_lr or config.model.learning_rate or 0.01
         worker_optimizer = models.make_optimizer(algorithm.worker_optimizer, lr, algorithm.elastic_momentum)
-    rule = worker_rule(algorithm, backend, worker_optimizer)
+    rule = worker_rule(algorithm, backend, worker_optimizer, job.own_train_step)
     rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
     # The learning rate that lives on the worker (EASGD's optimizer, GEM's proxy).
     local_lr: Any = worker_optimizer if algorithm.name == "easgd" else rule if algorithm.name == "gem" else None
