@@ -327,7 +327,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any] | None:
             if outcome is not None:
                 outcome.update(repeat=repeat, load_before=before, load_after=_load(), wall_s=round(time.time() - began, 2))
                 results[case["name"]].append(outcome)
-                print(f"[bench] {spec.get('label', '')} {case['name']} x{ranks.size} repeat {repeat}: "
+                print(f"[bench] {spec.get('label', '')} {case['name']} (job of {ranks.size}) repeat {repeat}: "
                       f"{outcome['steady_samples_per_s'] or 0:.1f} samples/s steady, {outcome['samples_per_s']:.1f} overall, "
                       f"load {before[0]}", flush=True)
     if ranks.rank != 0:

@@ -78,7 +78,9 @@ class Params:
     latency: float = 5e-6  # per message
     master_fixed_s: float = 1e-4  # master loop cost per update apart from the model's size
     worker_fixed_s: float = 5e-4  # worker: per exchange apart from size and latency (polled waits, Python)
-    allreduce_fixed_s: float = 2e-4  # a peer's cost per allreduce step apart from size
+    allreduce_fixed_s: float = 2e-4  # a peer's cost per allreduce step apart from size and the allreduce
+    allreduce_bandwidth: float | None = None  # the ring's bandwidth (None: the link's); on one node MPI reduces in shared memory
+    allreduce_latency: float | None = None
     jitter: float = 0.05  # coefficient of variation of the compute time (log-normal)
     sync_every: int = 1
     upstream_every: int | None = None  # sub-master steps per exchange with the top (None: sync_every, as mpilearn does)
@@ -355,7 +357,8 @@ def ring_allreduce_s(nbytes: float, peers: int, bandwidth: float, latency: float
 def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
     """Lockstep: the slowest peer's compute, the allreduce, every peer's step."""
     engine = Engine(p.cores, seed)
-    cycle = p.compute_s * p.sync_every + ring_allreduce_s(p.bytes, peers, p.bandwidth, p.latency) + p.apply_s
+    ring = ring_allreduce_s(p.bytes, peers, p.allreduce_bandwidth or p.bandwidth, p.allreduce_latency or p.latency)
+    cycle = p.compute_s * p.sync_every + ring + p.apply_s
     if p.cores:
         cycle *= max(1.0, peers / p.cores)
     end = cycles * cycle
@@ -373,7 +376,7 @@ def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -
         state["computed"] += 1
         if state["computed"] == peers:
             state["computed"] = 0
-            engine.at(engine.now + ring_allreduce_s(p.bytes, peers, p.bandwidth, p.latency), reduced)
+            engine.at(engine.now + ring, reduced)
 
     def reduced() -> None:
         for _ in range(peers):
@@ -465,6 +468,10 @@ def measured_inputs() -> dict[str, Any]:
         out["bandwidth"], out["latency"] = 1 / per_byte, max(latency, 1e-6)
         allreduce = transport["details"]["allreduce"]
         out["allreduce_measured"] = {s: allreduce[s]["bytes"] / float(np.median(allreduce[s]["bytes_per_s"]["ours"])) for s in allreduce}
+        # The ring formula at p = 2 is bytes / bandwidth + 2 latency: fit both to the measured 2-rank allreduce.
+        sizes = sorted(allreduce, key=int)
+        ar_latency, ar_per_byte = _line_fit([allreduce[s]["bytes"] for s in sizes], [out["allreduce_measured"][s] for s in sizes])
+        out["allreduce_bandwidth"], out["allreduce_latency"] = 1 / ar_per_byte, max(ar_latency / 2, 1e-6)
         out["sources"]["transport"] = transport["date"]
     scaling = _load("scaling")
     if scaling:
@@ -492,8 +499,11 @@ def params_for(model_result: dict[str, Any], inputs: dict[str, Any], args: argpa
         compute_s=compute_s, params=n, batch=batch, apply_s=apply_s, copy_s=copy_s,
         local_apply_s=at("local_apply", 12 * n / 15e9),
         bandwidth=inputs.get("bandwidth") or 2.5e9, latency=inputs.get("latency") or 5e-6,
-        master_fixed_s=inputs.get("master_fixed_s") or 1e-4, worker_fixed_s=inputs.get("worker_fixed_s") or 5e-4,
+        master_fixed_s=inputs.get("master_fixed_s") or 1e-4,
+        # The tiny-model cycle includes both latencies, which the links add again.
+        worker_fixed_s=max(0.0, (inputs.get("worker_fixed_s") or 5e-4) - 2 * (inputs.get("latency") or 5e-6)),
         allreduce_fixed_s=inputs.get("allreduce_fixed_s") or 2e-4, jitter=args.jitter,
+        allreduce_bandwidth=inputs.get("allreduce_bandwidth"), allreduce_latency=inputs.get("allreduce_latency"),
     )
 
 
@@ -503,7 +513,9 @@ def params_for(model_result: dict[str, Any], inputs: dict[str, Any], args: argpa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--workers", default=",".join(str(w) for w in WORKER_COUNTS), help="worker counts to predict")
-    parser.add_argument("--masters", default="1,5,17", help="master counts (M >= 2: a top master and M-1 sub-masters; downpour, easgd)")
+    parser.add_argument("--masters", default="1,5", help="master counts (M >= 2: a top master and M-1 sub-masters; downpour)")
+    parser.add_argument("--upstream-every", default="0,8", help="sub-master steps per exchange with the top "
+                        "(0: --sync-every, what mpilearn does; others: a decoupled period, a proposal)")
     parser.add_argument("--link", default="measured", choices=("measured", *LINKS), help="link bandwidth and latency")
     parser.add_argument("--sync-every", type=int, default=1)
     parser.add_argument("--jitter", type=float, default=0.05, help="coefficient of variation of the compute time")
@@ -544,15 +556,15 @@ def _with_link(p: Params, args: argparse.Namespace) -> Params:
     return replace(p, **changes)
 
 
-def predictions(name: str, p: Params, algos: list[str], workers: list[int], masters: list[int], cycles: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def predictions(name: str, p: Params, algos: list[str], workers: list[int], masters: list[int], cycles: int,
+                upstream: tuple[int, ...] = (0,)) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     single = single_worker_rate(p)
     table, saturation = [], {}
+    layouts = [(1, 0)] + [(m, u) for m in masters if m > 1 for u in upstream]
     for algo in algos:
-        for m in masters if algo in ("downpour",) else [1]:
-            if algo == "allreduce" and m > 1:
-                continue
-            q = replace(p, masters=m)
-            label = algo if m == 1 else f"{algo}, {m - 1} sub-masters"
+        for m, every in layouts if algo == "downpour" else [(1, 0)]:
+            q = replace(p, masters=m, upstream_every=every or None)
+            label = algo if m == 1 else f"{algo}, {m - 1} sub-masters" + (f", top every {every} (proposed)" if every else "")
             first_saturated = None
             for w in workers:
                 if m > 1 and w < 2 * (m - 1):
@@ -614,6 +626,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cycles = args.cycles
     if args.quick:
         workers, masters, cycles = [w for w in workers if w <= 64] or workers[:2], masters[:2], min(cycles, 8)
+        args.upstream_every = args.upstream_every.split(",")[0]
     inputs = measured_inputs() if args.compute_ms is None or args.params is None else {"sources": {}}
     models: dict[str, Params] = {}
     if args.compute_ms is not None and args.params is not None:
@@ -627,7 +640,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     table: list[dict[str, Any]] = []
     saturation: dict[str, Any] = {}
     for name, p in models.items():
-        rows, sat = predictions(name, p, algos, workers, masters, cycles)
+        rows, sat = predictions(name, p, algos, workers, masters, cycles, tuple(int(u) for u in args.upstream_every.split(",") if u))
         table += rows
         saturation[name] = sat
     checks = [] if args.quick or "scaling" not in inputs else validate(inputs, args)
@@ -652,8 +665,10 @@ def _allreduce_check(inputs: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     out = []
     for size, seconds in inputs["allreduce_measured"].items():
-        predicted = ring_allreduce_s(4 * int(size), 2, inputs["bandwidth"], inputs["latency"])
-        out.append({"floats": int(size), "measured_s": seconds, "predicted_s": predicted, "error": predicted / seconds - 1})
+        predicted = ring_allreduce_s(4 * int(size), 2, inputs["bandwidth"], inputs["latency"])  # the ping-pong link
+        fitted = ring_allreduce_s(4 * int(size), 2, inputs["allreduce_bandwidth"], inputs["allreduce_latency"])
+        out.append({"floats": int(size), "measured_s": seconds, "predicted_s": predicted, "error": predicted / seconds - 1,
+                    "fitted_s": fitted})
     return out
 
 

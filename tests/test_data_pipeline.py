@@ -102,6 +102,21 @@ def test_large_files_are_read_chunk_by_chunk_and_reshuffled_every_epoch() -> Non
     assert orders[0] != orders[1] and orders[0] != sorted(orders[0])
 
 
+def test_the_next_file_is_opened_while_the_current_one_is_read() -> None:
+    class Hinted(_Ids):
+        def prefetch(self, part: int) -> None:
+            self.reads.append((part, -1, -1))  # (part, -1, -1): asked to open or copy `part` ahead
+
+    source = Hinted([30, 30, 30])
+    list(worker_epoch(source, shard(source.counts, 1, 0, "files"), 8, 5, 0, 0, None, 10, 1))
+    parts = [part for part, start, _ in source.reads if start >= 0]
+    order = list(dict.fromkeys(parts))  # files in the order read
+    for current, following in zip(order, order[1:]):
+        hint = source.reads.index((following, -1, -1))
+        last_read_of_current = max(i for i, (part, start, _) in enumerate(source.reads) if part == current and start >= 0)
+        assert hint < last_read_of_current  # requested before the current file is done
+
+
 def test_a_stream_abandoned_mid_epoch_restarts_with_the_same_order() -> None:
     data = DataConfig(batch_size=4, prefetch=2, shuffle_chunk=5, shuffle_window=2)
     reader = WorkerData(_Ids([40, 30]), data, 3, 1, 0, epochs=3)

@@ -83,3 +83,15 @@ def select_keras_backend(name: str | None) -> str:
     if name:
         os.environ[KERAS_BACKEND] = name
     return os.environ.setdefault(KERAS_BACKEND, DEFAULT_BACKEND)
+
+
+def skip_jax_import_unless_used(backend: str) -> None:
+    """Keras imports jax whenever it is installed (for its Orbax checkpoint
+    callback), about a second of CPU per rank, on every rank, even under the
+    torch or TensorFlow backend. The command line knows its backend before
+    Keras loads, so it marks jax as absent when it will not use it. The
+    Python API (mpilearn.fit) leaves the user's process alone."""
+    import sys
+
+    if backend != "jax" and "jax" not in sys.modules:
+        sys.modules["jax"] = None  # type: ignore[assignment]  # `import jax` now raises ImportError

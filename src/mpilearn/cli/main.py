@@ -104,7 +104,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         from ..launch import relaunch
 
         return relaunch(args.processes, _without_processes(argv))
-    env.select_keras_backend(config.backend)
+    env.skip_jax_import_unless_used(env.select_keras_backend(config.backend))
     from ..comm import world
 
     comm = world(config.poll_max_s)

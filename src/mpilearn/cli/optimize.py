@@ -89,7 +89,7 @@ def optimize(args: argparse.Namespace, argv: list[str]) -> int:
         from .main import _without_processes
 
         return relaunch(args.processes, _without_processes(argv))
-    env.select_keras_backend(search.run.backend)
+    env.skip_jax_import_unless_used(env.select_keras_backend(search.run.backend))
     from ..comm import world
 
     comm = world(search.run.poll_max_s)
