@@ -73,8 +73,10 @@ def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | 
     return Completed(process.returncode, stdout, stderr, time.monotonic() - start)
 
 
-def make_data(outdir: Path, files: int = 4, events: int = 64, shape: str = SMALL_SHAPE, seed: int = 0) -> Path:
-    result = run_cli(["make-data", str(outdir), "--files", str(files), "--val-files", "1",
+def make_data(
+    outdir: Path, files: int = 4, events: int = 64, shape: str = SMALL_SHAPE, seed: int = 0, val_files: int = 1
+) -> Path:
+    result = run_cli(["make-data", str(outdir), "--files", str(files), "--val-files", str(val_files),
                       "--events-per-file", str(events), "--shape", shape, "--seed", str(seed)], timeout=120)
     assert result.returncode == 0, result.output
     return outdir
