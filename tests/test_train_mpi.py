@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import run_cli, run_mpi
 

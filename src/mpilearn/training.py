@@ -19,6 +19,7 @@ import numpy as np
 
 from . import backends, checkpoint, models
 from .comm import Communicator, world
+from .comm.agreement import decide_on_root
 from .comm.topology import Role, Topology
 from .config import RunConfig
 from .data.sharding import shard
@@ -57,25 +58,6 @@ class Plan:
     signature: Signature
     loss: str | None
     metrics: tuple[str, ...] | None
-
-
-def _collective(comm: Communicator, work: Callable[[], Any]) -> Any:
-    """Run `work` on rank 0 and give every rank its result, or its error."""
-    outcome: Any = None
-    if comm.rank == 0:
-        try:
-            outcome = ("ok", work())
-        except MpilearnError as exc:
-            outcome = ("error", exc)
-        except Exception as exc:  # unexpected: still end every rank, with the cause
-            traceback.print_exc()
-            outcome = ("error", MpilearnError(f"{type(exc).__name__}: {exc}"))
-    outcome = comm.bcast_object(outcome)
-    if outcome[0] == "error":
-        error = outcome[1]
-        error.collective = True  # every rank raises it; rank 0 reports it
-        raise error
-    return outcome[1]
 
 
 def _open_train(config: RunConfig, arrays: Any, workers: int) -> Source:
@@ -188,7 +170,7 @@ def train(
         _check_algorithm_fits_model(config, kept.get("model", model))
         return Plan(run_dir, source.counts, source.signature, loss, metrics)
 
-    agreed: Plan = _collective(comm, plan)
+    agreed: Plan = decide_on_root(comm, plan)
     config = config.replace(run_dir=agreed.run_dir)
     _announce_ranks(comm, role)
     try:
@@ -220,7 +202,7 @@ def _resume(
         kept["resume"] = (weights, values, path)
         return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
 
-    state = _collective(comm, load)
+    state = decide_on_root(comm, load)
     values: list[np.ndarray] | None = None
     if comm.rank == 0:
         weights, values, path = kept.pop("resume")

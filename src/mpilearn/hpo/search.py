@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..comm.agreement import decide_on_root
 from ..comm import Communicator, world
 from ..data.sharding import shard
 from ..data.sources import Hdf5Source
@@ -45,7 +46,7 @@ def run_search(search: SearchConfig) -> int:
     control.poll_max_s = block.poll_max_s = max(search.run.poll_max_s, CONTROL_POLL_MAX_S)
 
     kept: dict[str, Any] = {}
-    run_dir = Path(_collective(control, lambda: _prepare(search, layout, topology.num_workers, kept)))
+    run_dir = Path(decide_on_root(control, lambda: _prepare(search, layout, topology.num_workers, kept)))
     if comm.rank != COORDINATOR:  # load Keras and its backend now that the inputs are known to be good
         import keras  # noqa: F401
 
@@ -119,25 +120,6 @@ def _coordinate(
     print(f"best: trial {best['number']}, {summary['metric']} {best['value']:.6g}: {settings}", flush=True)
     print(f"wrote {run_dir / 'best.json'} (study: {summary['storage']})", flush=True)
     return 0
-
-
-def _collective(comm: Communicator, work: Callable[[], Any]) -> Any:
-    """Run `work` on rank 0 and give every rank its result, or its error."""
-    outcome: Any = None
-    if comm.rank == 0:
-        try:
-            outcome = ("ok", work())
-        except MpilearnError as exc:
-            outcome = ("error", exc)
-        except Exception as exc:  # unexpected: still end every rank, with the cause
-            traceback.print_exc()
-            outcome = ("error", MpilearnError(f"{type(exc).__name__}: {exc}"))
-    outcome = comm.bcast_object(outcome)
-    if outcome[0] == "error":
-        error = outcome[1]
-        error.collective = True
-        raise error
-    return outcome[1]
 
 
 def _abort(comm: Communicator, role: str, error: BaseException) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 
 def evaluate(model: Any, data: tuple[Any, ...] | None, batch_size: int) -> dict[str, float]:
