@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     processes = 2
-    data = common.shower_arrays(max(2000, training_runs.samples_needed(args, args.model, processes)))
+    data = common.shower_arrays(max(4096, training_runs.samples_needed(args, args.model, processes)))
     cases = [
         {"name": "mpilearn allreduce", "kind": "mpilearn", "algo": "allreduce", "threads": args.threads},
         {"name": "ddp", "kind": "ddp", "threads": args.threads},

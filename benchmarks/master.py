@@ -65,7 +65,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fused, keras = result["apply_s"][f"{size}/adam fused"], result["apply_s"][f"{size}/adam keras"]
         rows.append(common.row("adam keras / adam fused (step time)", common.ratios(keras, fused), "ratio", group=group))
         rows.append(common.row("reply copy ms", [t * 1e3 for t in result["reply_s"][str(size)]], "ms", group=group))
-    rows.append(common.row("numpy copy bandwidth", [b / 1e9 for b in bandwidth], "GB/s", group="machine"))
+    rows.append(common.row("numpy copy bandwidth (read + write)", [b / 1e9 for b in bandwidth], "GB/s", group="machine"))
+    if result.get("update_bandwidth"):
+        rows.append(common.row("numpy in-place add bandwidth (2 reads + 1 write)", [b / 1e9 for b in result["update_bandwidth"]],
+                               "GB/s", group="machine"))
+        top = max(sizes)
+        params = result["params"][str(top)]
+        rows.append(common.row("adam fused: time / in-place bandwidth bound",
+                               common.ratios(result["apply_s"][f"{top}/adam fused"],
+                                             [TOUCHED_BYTES["adam"] * params / bw for bw in result["update_bandwidth"]]),
+                               "ratio", group=f"{params / 1e6:.2g}M parameters" if params >= 1e6 else f"{params / 1e3:.0f}k parameters"))
     loop = _loop_overheads(args, repeats)
     rows += loop.pop("rows")
     return {

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     for model in models:
-        data = common.shower_arrays(max(2000, training_runs.samples_needed(args, model, 2)))
+        data = common.shower_arrays(max(4096, training_runs.samples_needed(args, model, 2)))
         cases = [{"name": "fit", "kind": "fit", "threads": args.threads}]
         cases += [{"name": algo, "kind": "mpilearn", "algo": algo, "threads": args.threads} for algo in algos]
         cases += [_extra(text, args.threads) for text in args.extra_case]

@@ -356,10 +356,12 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
     if ranks.size != 2:
         raise SystemExit("the transport benchmark runs on exactly 2 ranks")
     ours = Communicator(MPI.COMM_WORLD)
+    # The same Communicator with a shorter longest sleep between polls (mpilearn's RunConfig.poll_max_s).
+    fast = Communicator(MPI.COMM_WORLD, spec.get("fast_poll_s", 5e-5))
     raw = MPI.COMM_WORLD.Dup()
     peer = 1 - ranks.rank
     tag = 11
-    out: dict[str, Any] = {"pingpong": {}, "allreduce": {}, "poll_max_s": ours.poll_max_s}
+    out: dict[str, Any] = {"pingpong": {}, "allreduce": {}, "poll_max_s": ours.poll_max_s, "fast_poll_s": fast.poll_max_s}
 
     for floats in spec["sizes"]:
         buffer = np.ones(int(floats), dtype=np.float32)
@@ -372,6 +374,19 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
                 else:
                     ours.recv(buffer, peer, tag)
                     ours.send(buffer, peer, tag)
+
+        def fast_pingpong(k: int) -> None:
+            for _ in range(k):
+                if ranks.rank == 0:
+                    fast.send(buffer, peer, tag)
+                    fast.recv(buffer, peer, tag)
+                else:
+                    fast.recv(buffer, peer, tag)
+                    fast.send(buffer, peer, tag)
+
+        def fast_allreduce(k: int) -> None:
+            for _ in range(k):
+                fast.allreduce_mean(buffer)
 
         def raw_pingpong(k: int) -> None:
             for _ in range(k):
@@ -397,8 +412,9 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
                 np.multiply(buffer, scale, out=buffer)
 
         for kind, variants, moved in (
-            ("pingpong", {"ours": ours_pingpong, "raw": raw_pingpong}, 2 * buffer.nbytes),
-            ("allreduce", {"ours": ours_allreduce, "raw": raw_allreduce, "raw_mean": raw_allreduce_mean}, buffer.nbytes),
+            ("pingpong", {"ours": ours_pingpong, "raw": raw_pingpong, "ours_fast_poll": fast_pingpong}, 2 * buffer.nbytes),
+            ("allreduce", {"ours": ours_allreduce, "raw": raw_allreduce, "raw_mean": raw_allreduce_mean,
+                           "ours_fast_poll": fast_allreduce}, buffer.nbytes),
         ):
             # Iterations per block: about spec["block_s"] seconds of the raw call.
             probe = max(_timed_blocks(ranks, variants["raw"], 3) / 3, 1e-6)
@@ -415,22 +431,22 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
     # A rank that waits 3 s for a message: CPU seconds burnt (ours polls with a sleep; MPICH's Recv spins).
     waits: dict[str, Any] = {}
     token = np.zeros(1, dtype=np.float32)
-    for name in ("ours", "raw"):
+    for name in ("ours", "raw", "ours_fast_poll"):
         ranks.comm.Barrier()
         if ranks.rank == 0:
             time.sleep(spec["wait_s"])
             sent = time.monotonic()
-            if name == "ours":
-                ours.send(token, peer, tag)
-            else:
+            if name == "raw":
                 raw.Send([token, MPI.FLOAT], peer, tag)
+            else:
+                (ours if name == "ours" else fast).send(token, peer, tag)
             info = {"sent": sent}
         else:
             wall, cpu = time.monotonic(), time.process_time()
-            if name == "ours":
-                ours.recv(token, peer, tag)
-            else:
+            if name == "raw":
                 raw.Recv([token, MPI.FLOAT], peer, tag)
+            else:
+                (ours if name == "ours" else fast).recv(token, peer, tag)
             info = {"received": time.monotonic(), "wall_s": time.monotonic() - wall, "cpu_s": time.process_time() - cpu}
         both = ranks.gather(info)
         if ranks.rank == 0:
@@ -478,6 +494,20 @@ def _copy_bandwidth(floats: int = 2**25, repeats: int = 7) -> float:
     return 2 * src.nbytes / float(np.median(times))
 
 
+def _update_bandwidth(floats: int = 2**25, repeats: int = 7) -> float:
+    """numpy in-place add of out-of-cache arrays, a += b: (2 reads + 1 write)
+    bytes per second, the access pattern of an optimizer step (no copy target)."""
+    a = np.ones(floats, dtype=np.float32)
+    b = np.ones(floats, dtype=np.float32)
+    np.add(a, b, out=a)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.add(a, b, out=a)
+        times.append(time.perf_counter() - start)
+    return 3 * a.nbytes / float(np.median(times))
+
+
 def master(spec: dict[str, Any]) -> dict[str, Any]:
     import keras
 
@@ -498,13 +528,14 @@ def master(spec: dict[str, Any]) -> dict[str, Any]:
             n = backend.layout.num_trainable
             if int(size) not in grads:
                 grads[int(size)] = (np.random.default_rng(0).standard_normal(n).astype(np.float32) * np.float32(1e-3))
-    out: dict[str, Any] = {"bandwidth": [], "apply_s": {}, "reply_s": {}, "params": {}}
+    out: dict[str, Any] = {"bandwidth": [], "update_bandwidth": [], "apply_s": {}, "reply_s": {}, "params": {}}
     for (size, name), backend in setups.items():
         out["params"][str(size)] = backend.layout.num_trainable
         for _ in range(2):  # warm-up (the fused path builds its state on the first step)
             backend.apply_gradients(grads[size])
     for repeat in range(spec["repeats"]):
         out["bandwidth"].append(_copy_bandwidth())
+        out["update_bandwidth"].append(_update_bandwidth())
         for (size, name), backend in setups.items():
             times = []
             started = time.perf_counter()

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     details: dict[str, Any] = {}
     for model in models:
         top = max(procs)
-        data = common.shower_arrays(max(2000, training_runs.samples_needed(args, model, top)))
+        data = common.shower_arrays(max(4096, training_runs.samples_needed(args, model, top)))
         result = training_runs.launch(args, training_runs.spec(args, model, cases_for(algos, procs, args.threads), data), top, log)
         details[model] = result
         name = training_runs.label(model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -84,7 +85,7 @@ history = mpilearn.fit(model, (x, y), validation=(x[:128], y[:128]), epochs=3, b
 saved = keras.saving.load_model(sys.argv[1] + "/model.keras").get_weights()
 same = all(np.array_equal(a, b) for a, b in zip(saved, model.get_weights()))
 print("RESULT", json.dumps({"same": same, "epochs": len(history["epochs"]), "acc": history["epochs"][-1]["val_accuracy"],
-                            "samples": history["samples_seen"]}))
+                            "samples": history["samples_seen"]}), flush=True)
 '''
 
 
@@ -93,7 +94,8 @@ def test_fit_api_under_mpiexec_leaves_central_weights_in_the_model(tmp_path: Pat
     script.write_text(API_SCRIPT)
     result = run_mpi(3, [sys.executable, str(script), str(tmp_path / "run")], timeout=180)
     assert result.returncode == 0, result.output
-    rows = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("RESULT")]
+    # Ranks share one stdout: find each rank's line wherever the launcher's merging put it.
+    rows = [json.loads(found) for found in re.findall(r"RESULT (\{[^{}]*\})", result.stdout)]
     assert len(rows) == 3  # every rank returns
     assert all(r["same"] for r in rows)  # every rank holds the central weights
     assert rows[0]["epochs"] == 3 and rows[0]["samples"] == 3 * 512
