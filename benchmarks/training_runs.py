@@ -44,6 +44,9 @@ def samples_needed(args: argparse.Namespace, model: str, max_processes: int) -> 
 
 def spec(args: argparse.Namespace, model: str, cases: list[dict[str, Any]], data: Path, repeats: int | None = None,
          label_suffix: str = "", **extra: Any) -> dict[str, Any]:
+    for folder in (args.timeline, args.profile):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     out = {
         "model": model,
         "label": label(model) + label_suffix,

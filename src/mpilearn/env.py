@@ -95,3 +95,18 @@ def skip_jax_import_unless_used(backend: str) -> None:
 
     if backend != "jax" and "jax" not in sys.modules:
         sys.modules["jax"] = None  # type: ignore[assignment]  # `import jax` now raises ImportError
+
+
+def pin_cores(local_rank: int, threads: int) -> None:
+    """Restrict this process to its own slice of the node's cores.
+
+    XLA's CPU thread pool (the JAX backend) ignores every thread-count
+    setting; only CPU affinity, set before jax loads, holds it to the
+    --threads budget. Slices wrap around when ranks outnumber cores.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    start = (local_rank * threads) % len(cores)
+    mine = {cores[(start + i) % len(cores)] for i in range(min(threads, len(cores)))}
+    os.sched_setaffinity(0, mine)

@@ -22,6 +22,8 @@ def calo_cnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 8, d
     import keras
     from keras import layers
 
+    if min(input_shape[:3]) < 10:
+        raise ModelError(f"calo-cnn needs calorimeter images of at least 10x10x10 cells, got {tuple(input_shape[:3])}")
     inputs = keras.Input(tuple(input_shape), name="deposits")
     x = inputs if len(input_shape) == 4 else layers.Reshape((*input_shape, 1))(inputs)
     x = layers.Conv3D(filters, 3, activation="relu")(x)

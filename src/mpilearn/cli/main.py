@@ -108,7 +108,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from ..comm import world
 
     comm = world(config.poll_max_s)
-    env.cap_thread_pools(config.threads or env.default_threads(comm.local_size))
+    threads = config.threads or env.default_threads(comm.local_size)
+    env.cap_thread_pools(threads)
+    if env.select_keras_backend(config.backend) == "jax":
+        env.pin_cores(comm.local_rank, threads)
     _place_on_gpu(comm, config)
     from ..training import train
 

@@ -32,7 +32,7 @@ def _batch_arrays(item: Any, what: str) -> tuple[Arrays, Signature]:
 
 def _same(signature: Signature, expected: Signature, what: str) -> None:
     if signature != expected:
-        raise DataError(f"{what}: {signature.describe()} differs from the first batch's {expected.describe()}")
+        raise DataError(f"{what}: {signature.difference(expected)} (the first batch's)")
 
 
 def is_pydataset(obj: Any) -> bool:

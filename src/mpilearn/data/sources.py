@@ -75,10 +75,13 @@ class Signature:
         y = _form(arrays[n_in : n_in + n_out], self.label_form, self.label_names)
         return x, y, (arrays[n_in + n_out] if self.weighted else None)
 
-    def describe(self) -> str:
-        if len(self.sample_shapes) == 1 and len(self.label_shapes) == 1:
-            return f"sample shape {self.sample_shape} / label shape {self.label_shape}"
-        return f"inputs {self.describe_inputs()} / label shapes {self.label_shapes}"
+    def difference(self, other: "Signature") -> str:
+        """How this signature differs from `other`, for an error message."""
+        if len(self.sample_shapes) == len(self.label_shapes) == len(other.sample_shapes) == len(other.label_shapes) == 1:
+            return (f"sample shape {self.sample_shape} / label shape {self.label_shape} differs from "
+                    f"{other.sample_shape} / {other.label_shape}")
+        return (f"inputs {self.describe_inputs()} / label shapes {self.label_shapes} differ from "
+                f"{other.describe_inputs()} / {other.label_shapes}")
 
     def describe_inputs(self) -> str:
         names = self.input_names or tuple(f"input {i}" for i in range(len(self.sample_shapes)))
@@ -218,7 +221,7 @@ class Hdf5Source:
             if signature is None:
                 signature = sig
             elif sig != signature:
-                raise DataError(f"{path}: {sig.describe()} differs from {signature.describe()} in {self.files[0]}")
+                raise DataError(f"{path}: {sig.difference(signature)} in {self.files[0]}")
             counts.append(count)
         assert signature is not None
         self.counts = tuple(counts)
