@@ -84,6 +84,7 @@ def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path) -> Non
     job.wait_for(r"epoch 1/50")
     os.kill(worker, signal.SIGKILL)
     status, seconds = job.finish(60)
+    print(f"worker SIGKILL: job gone {seconds:.2f}s after the kill, exit {status}")
     assert status != 0
     assert seconds < STOP_LIMIT_S, job.text()
     assert str(worker) in job.text()  # the launcher names the dead process; the ranks line maps it to rank 2
@@ -98,6 +99,7 @@ def test_stuck_worker_is_detected_by_the_master(data: Path, tmp_path: Path) -> N
     stopped = time.monotonic()
     status, _ = job.finish(60)
     seconds = time.monotonic() - stopped
+    print(f"worker SIGSTOP with --timeout 3: job gone {seconds:.2f}s after the stop, exit {status}")
     assert status != 0
     assert seconds < 3 + STOP_LIMIT_S, job.text()
     assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s \(--timeout 3\)", job.text())
@@ -195,6 +197,7 @@ def test_ctrl_c_ends_all_ranks_and_leaves_a_resumable_checkpoint(data: Path, tmp
     job.wait_for(r"checkpoint .*ckpt-00001")
     os.killpg(job.process.pid, signal.SIGINT)
     status, seconds = job.finish(60)
+    print(f"Ctrl-C: job gone {seconds:.2f}s after SIGINT, exit {status}")
     assert status != 0 and seconds < STOP_LIMIT_S, job.text()
     resumed = run_cli(["train", "--resume", str(tmp_path / "run"), "-n", "3", "--threads", "1", "--epochs", "2"], timeout=120)
     assert resumed.returncode == 0, resumed.output
