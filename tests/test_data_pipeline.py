@@ -158,6 +158,9 @@ def test_data_options_are_validated_with_the_option_named() -> None:
             DataConfig(**config)  # type: ignore[arg-type]
     with pytest.raises(DataError, match="needs 1.0 MiB but --memory-limit is 1.0 KiB"):
         check_fits(2**20, 1024)
+    check_fits(3 * 2**30, None, available=4 * 2**30, ranks_on_node=1)
+    with pytest.raises(DataError, match="needs 3.0 GiB but this machine has 4.0 GiB available for 2 rank"):
+        check_fits(3 * 2**30, None, available=4 * 2**30, ranks_on_node=2)  # the node's memory is shared
 
 
 def _write_grouped(path: Path, n: int, seed: int = 0) -> Path:

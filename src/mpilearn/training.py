@@ -243,7 +243,7 @@ def _run(
     backends.set_threads(threads)
     backend = backends.for_model(model)
     source = pipeline.trusted_train(config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature)
-    data_token = pipeline.job_token(comm, config.data)  # collective: names this job's node-local file copies
+    node = pipeline.node_context(comm, config.data)  # collective: --cache-dir job token, --preload memory snapshot
 
     history = History(config.to_dict())
     start_epoch = 0
@@ -266,7 +266,7 @@ def _run(
     if role in (Role.SOLO, Role.PEER, Role.WORKER):  # --preload and --cache-dir start before the clock
         job.reader = pipeline.WorkerData(
             source, config.data, config.seed, topology.num_workers, topology.worker_index(comm.rank), config.epochs,
-            job.steps_per_epoch, data_token, comm.local_size,
+            job.steps_per_epoch, node,
         )
     if supervisor is not None:
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())

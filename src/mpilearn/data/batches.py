@@ -61,13 +61,15 @@ def shuffled_blocks(
     order = [pieces[i] for i in rng.permutation(len(pieces))]
     prefetch = getattr(source, "prefetch", None)
     for index, piece in enumerate(order):
-        if prefetch is not None and index + 1 < len(order):
-            prefetch(order[index + 1].part)  # open or fetch the next file while this one is read
+        following = order[index + 1].part if prefetch is not None and index + 1 < len(order) else None
         starts = np.arange(piece.start, piece.stop, chunk)
         chunks = rng.permutation(len(starts))
         for first in range(0, len(chunks), window):
             members = np.sort(chunks[first : first + window])  # read in file order, shuffle afterwards
             reads = [source.read(piece.part, start, stop) for start, stop in _runs(starts[members], chunk, piece.stop)]
+            if following is not None:  # this file is open: open or fetch the next one while this one is used
+                prefetch(following)  # type: ignore[misc]
+                following = None
             arrays = reads[0] if len(reads) == 1 else tuple(np.concatenate(c) for c in zip(*reads))
             permutation = rng.permutation(len(arrays[0]))
             yield source.name(piece.part), tuple(a[permutation] for a in arrays)

@@ -10,13 +10,14 @@ spanning consecutive epochs.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from ..config import DataConfig
 from ..errors import DataError
-from .batches import Batch, BatchStream, shard_batches, steps_per_epoch, worker_epoch
+from .batches import Batch, BatchStream, steps_per_epoch, worker_epoch
 from .cache import CachedSource, FileCache
-from .preload import PreloadedSource, check_fits, format_size, shard_bytes
+from .preload import PreloadedSource, available_memory, check_fits, format_size, shard_bytes
 from .python_sources import GeneratorSource, PyDatasetSource, is_pydataset, load_function
 from .sharding import Piece, shard
 from .sources import ArraySource, Hdf5Source, Signature, Source, load_packed
@@ -92,23 +93,36 @@ def check_preload(data: DataConfig, source: Source, workers: int) -> None:
                         f"{format_size(limit)}; raise the limit, use more workers, or leave out --preload")
 
 
-def job_token(comm: Any, data: DataConfig) -> str:
-    """A name shared by every rank of this job (collective: call on every rank);
-    it keeps the node-local copies of concurrent jobs apart."""
-    if not data.cache_dir:
-        return ""
-    token = secrets.token_hex(6) if comm.rank == 0 else None
-    return str(comm.bcast_object(token) if comm.size > 1 else token)
+@dataclass(frozen=True)
+class NodeContext:
+    """What a worker's data need to know of the job and its node."""
+
+    # Shared by every rank of the job: keeps the node-local copies of concurrent jobs apart.
+    token: str = ""
+    # Bytes available on the node before any rank preloaded, and the ranks sharing them.
+    available: int | None = None
+    ranks: int = 1
+
+
+def node_context(comm: Any, data: DataConfig) -> NodeContext:
+    """Collective (call on every rank): the job token for --cache-dir, and for
+    --preload the node's available memory measured by every rank before any
+    rank loads (a barrier), so no worker mistakes a peer's shard for too little memory."""
+    token = ""
+    if data.cache_dir:
+        token = secrets.token_hex(6) if comm.rank == 0 else None
+        token = str(comm.bcast_object(token) if comm.size > 1 else token)
+    available = None
+    if data.preload:
+        available = available_memory()
+        if comm.size > 1:
+            comm.barrier()
+    return NodeContext(token, available, comm.local_size)
 
 
 def epoch_steps(data: DataConfig, source: Source, workers: int) -> int:
     """Equal steps per epoch for lockstep algorithms, by --even-policy."""
     return steps_per_epoch(source.counts, workers, shard_mode(data, source), data.batch_size, data.even_policy)
-
-
-def worker_batches(data: DataConfig, source: Source, workers: int, index: int) -> int:
-    """Batches of one worker's shard in one pass (no even policy)."""
-    return shard_batches(source.counts, workers, shard_mode(data, source), data.batch_size)[index]
 
 
 class WorkerData:
@@ -122,16 +136,17 @@ class WorkerData:
 
     def __init__(
         self, source: Source, data: DataConfig, seed: int, workers: int, index: int, epochs: int,
-        steps: int | None = None, token: str = "", ranks_on_node: int = 1,
+        steps: int | None = None, node: NodeContext | None = None,
     ) -> None:
+        node = node or NodeContext(available=available_memory())
         self.data, self.seed, self.index, self.steps = data, seed, index, steps
         self.pieces: list[Piece] = shard(source.counts, workers, index, shard_mode(data, source))
         if data.cache_dir and isinstance(source, Hdf5Source):
-            source = CachedSource(source, FileCache(source.files, data.cache_dir, token or secrets.token_hex(6), data.copy_command))
+            source = CachedSource(source, FileCache(source.files, data.cache_dir, node.token or secrets.token_hex(6), data.copy_command))
         if data.preload:
             if isinstance(source, GeneratorSource):
                 raise DataError("--preload applies to HDF5 files and PyDatasets, not to a batch function")
-            check_fits(shard_bytes(source.signature, self.pieces), data.memory_limit_bytes, ranks_on_node,
+            check_fits(shard_bytes(source.signature, self.pieces), data.memory_limit_bytes, node.available, node.ranks,
                        f"the shard of worker {index}")
             source = PreloadedSource(source, self.pieces)
         self.source = source

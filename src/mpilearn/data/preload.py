@@ -43,13 +43,13 @@ def shard_bytes(signature: Signature, pieces: Sequence[Piece]) -> int:
     return signature.sample_bytes() * sum(p.size for p in pieces)
 
 
-def check_fits(needed: int, limit: int | None, ranks_on_node: int = 1, who: str = "the shard") -> None:
+def check_fits(needed: int, limit: int | None, available: int | None = None, ranks_on_node: int = 1,
+               who: str = "the shard") -> None:
     """DataError when `needed` bytes exceed the user's limit or this rank's
-    share of the machine's available memory."""
+    share of the node's `available` memory (None: unknown, not checked)."""
     if limit is not None and needed > limit:
         raise DataError(f"--preload: {who} needs {format_size(needed)} but --memory-limit is {format_size(limit)}; "
                         "raise the limit, use more workers, or leave out --preload")
-    available = available_memory()
     if available is not None and needed > available // max(1, ranks_on_node):
         raise DataError(f"--preload: {who} needs {format_size(needed)} but this machine has "
                         f"{format_size(available)} available for {ranks_on_node} rank(s); "
