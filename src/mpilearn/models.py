@@ -5,15 +5,13 @@ the Keras backend before the command line has chosen it.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import inspect
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError, ModelError
+from .userfile import import_file
 
 
 def calo_cnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 8, dense: int = 32, dropout: float = 0.0) -> Any:
@@ -75,26 +73,7 @@ def load_builder(path: str, function: str) -> Callable[..., Any]:
 
 
 def _import_file(file: Path) -> Any:
-    """Import a user's Python file under a stable module name."""
-    # A stable name: a saved model that pickles the user's classes (a torch
-    # module inside model.keras) can be loaded again after importing the file the same way.
-    module_name = f"mpilearn_user_model_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise ModelError(f"model file {file} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[module_name]
-        raise ModelError(f"model file {file}: syntax error at line {exc.lineno}: {exc.msg}") from None
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise ModelError(f"model file {file} failed to import: {type(exc).__name__}: {exc}") from None
-    return module
+    return import_file(file, ModelError, f"model file {file}")
 
 
 def _call_builder(builder: Callable[..., Any], what: str, kwargs: dict[str, Any]) -> Any:

@@ -7,13 +7,12 @@ are re-cut to the run's batch size like every other source.
 """
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import DataError
+from ..userfile import import_file
 from .sharding import Piece
 from .sources import Arrays, ArraySource, Signature, concat_parts
 
@@ -106,16 +105,7 @@ def load_function(spec: str, option: str = "--train") -> Callable[..., Any]:
         raise DataError(f"{option} {spec!r}: expected path/to/file.py:function")
     if not file.is_file():
         raise DataError(f"{option} {spec!r}: file {path} does not exist")
-    module_name = f"mpilearn_user_data_{abs(hash(str(file.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, file)
-    if module_spec is None or module_spec.loader is None:
-        raise DataError(f"{option} {spec!r}: {path} cannot be imported as Python")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        raise DataError(f"{option} {spec!r}: {path} failed to import: {type(exc).__name__}: {exc}") from None
+    module = import_file(file, DataError, f"{option} {spec!r}: {path}")
     function = getattr(module, name, None)
     if not callable(function):
         raise DataError(f"{option} {spec!r}: {path} has no function {name!r}")
