@@ -173,7 +173,7 @@ def _weights(path: Path) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("algo, processes", [("sync", 3), ("allreduce", 2)])
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(data, tmp_path, algo, processes) -> None:
-    common = ["-n", str(processes), "--algo", algo, "--epochs", "3", "--batch", "8", "--optimizer", "sgd", "--lr", "0.05",
+    common = ["-n", str(processes), "--algo", algo, "--epochs", "3", "--batch", "16", "--optimizer", "sgd", "--lr", "0.05",
               "--model-arg", "dropout=0.2"]
     full = run_cli(_train_args(data, tmp_path / "full", *common), timeout=240)
     assert full.returncode == 0, full.output
