@@ -43,6 +43,8 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text, conflict_handler="resolve")
         sub.add_argument("--quick", action="store_true", help="a short smoke run (not a measurement)")
         sub.add_argument("--out", default="", help=f"result JSON (default: benchmarks/results/{name}.json)")
+        sub.add_argument("--nice", type=int, default=0,
+                         help="niceness of the measured processes (negative, as root: most of a busy shared machine)")
         if name == selected:
             add = getattr(_module(name), "add_arguments", None)
             if add is not None:
@@ -64,6 +66,7 @@ def run_benchmark(name: str, args: argparse.Namespace, argv: Sequence[str]) -> d
     threads = getattr(args, "threads", None) or 1
     for variable in common.THREAD_VARIABLES:  # benchmarks that measure in this process
         os.environ.setdefault(variable, str(threads))
+    common.NICE = getattr(args, "nice", 0) or 0
     module = _module(name)
     result = module.run(args)
     if "rows" not in result:
@@ -74,6 +77,7 @@ def run_benchmark(name: str, args: argparse.Namespace, argv: Sequence[str]) -> d
         "date": common.now(),
         "duration_s": round(time.time() - started, 1),
         "quick": bool(getattr(args, "quick", False)),
+        "nice": common.NICE,
         "machine": common.machine(),
         "load_before": load_before,
         "load_after": common.load(),

@@ -23,23 +23,15 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from mpilearn.env import THREAD_POOL_VARIABLES, THREADS
+
 ROOT = Path(__file__).resolve().parent.parent  # the repository checkout
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 CACHE = BENCH_DIR / ".cache"  # generated data sets (not committed)
 
 # Thread pools that must be capped before torch/numpy are imported in a rank.
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-    "MPILEARN_THREADS",
-)
+THREAD_VARIABLES = (*THREAD_POOL_VARIABLES, THREADS)
 
 
 class BenchmarkError(RuntimeError):
@@ -178,12 +170,19 @@ def mpi_argv(processes: int, argv: Sequence[str], bind: bool = False) -> list[st
     return [*launcher, *argv]
 
 
+# Niceness of every measured process (`--nice N` of the harness; 0: unchanged).
+# A negative value (root only) gives the benchmark most of a shared, busy machine.
+NICE = int(os.environ.get("MPILEARN_BENCH_NICE", "0"))
+
+
 def run(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None, log: Path | None = None) -> str:
     """Run a command to completion; on timeout kill its whole process group.
     Returns its output; raises BenchmarkError when it fails."""
     start = time.monotonic()
+    nice = NICE
     process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=str(ROOT), env=env, start_new_session=True)
+                               cwd=str(ROOT), env=env, start_new_session=True,
+                               preexec_fn=(lambda: os.nice(nice)) if nice else None)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-case", action="append", default=[], metavar="NAME:ALGO[:VAR=VALUE,...]",
                         help="one more mpilearn case with environment variables set around it, for A/B tests of a "
                              "prototype put on PYTHONPATH (e.g. 'downpour overlap:downpour:MPILEARN_OVERLAP=1')")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the CPU-time breakdown of one step (profile)")
     training_runs.add_common_arguments(parser)
 
 
@@ -58,6 +59,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(common.row("fit samples/s", fit, "samples/s", group=name))
         for algo in algos + [c["name"] for c in cases if c.get("environ")]:
             rows.append(common.row(f"{algo} 1+1 samples/s", training_runs.values(result, algo), "samples/s", group=name))
+    if not args.no_breakdown:
+        spec = {"models": models, "data": str(common.shower_arrays(4096)), "batch": args.batch, "threads": args.threads,
+                "repeats": 1 if args.quick else 3, "optimizer": "adam", "lr": None, "seed": 0}
+        steps = common.run_ranks("steps", spec, 0, args.threads, args.timeout, log=log)
+        details["cpu_breakdown"] = steps
+        for model, entry in steps.items():
+            if not isinstance(entry, dict):
+                continue  # load_end
+            for piece, values in entry["cpu_s"].items():
+                rows.append(common.row(f"CPU ms per batch: {piece}", [v * 1e3 for v in values], "ms CPU",
+                                       group=f"{training_runs.label(model)}, one process (profile)"))
     return {
         "rows": rows,
         "details": details,

@@ -93,8 +93,8 @@ def _machine(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "| benchmark | metric | group | median (latest run) | spread min-max | n | previous run median | target | verdict | load (1 min) | date |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | metric | group | median (latest run) | spread min-max | n | previous run median | target | verdict | load (1 min) | nice | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
         earlier = _earlier_runs(name, result)
@@ -105,7 +105,7 @@ def _summary_table(results: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(
                 f"| {name} | {row['metric']} | {row.get('group', '')} | {_cell(row.get('median'))} | {_spread(row)} | {row.get('n', '')} | "
                 f"{_cell(previous.get('median')) if previous else 'n/a'} | {row['target']} | {_verdict(row)} | {_load(row, result)} | "
-                f"{result.get('date', '')[:16]} |"
+                f"{result.get('nice', 0)} | {result.get('date', '')[:16]} |"
             )
     return lines
 
@@ -137,8 +137,8 @@ def _simulate_tables(result: dict[str, Any]) -> list[str]:
     predictions = result.get("predictions", [])
     if predictions:
         workers = sorted({p["workers"] for p in predictions})
-        lines += ["", f"Predicted efficiency (samples/s over workers x one process alone), link: {result.get('link')}; "
-                      "in brackets the master's utilisation:", ""]
+        lines += ["", "Predicted efficiency (samples/s over workers x one process alone), for each model and link "
+                      "(measured: this machine's shared memory; presets: a network); in brackets the master's utilisation:", ""]
         lines.append("| model | algorithm | " + " | ".join(str(w) for w in workers) + " |")
         lines.append("|---|---|" + "---|" * len(workers))
         keys = []
@@ -210,7 +210,7 @@ def render() -> str:
     for name, result in results.items():
         lines += [f"## {name}", "", _docstring(name), "",
                   f"Command: `{result.get('command', 'python -m benchmarks ' + name)}`" + (" (quick: a smoke run)" if result.get("quick") else ""),
-                  "", f"Run {result.get('date', '')}, {result.get('duration_s', '?')} s, load before/after "
+                  "", f"Run {result.get('date', '')}, {result.get('duration_s', '?')} s, nice {result.get('nice', 0)}, load before/after "
                       f"{' '.join(map(str, result.get('load_before', [])))} / {' '.join(map(str, result.get('load_after', [])))}.", ""]
         lines += _rows_table(result)
         earlier = _earlier_runs(name, result)
@@ -218,7 +218,8 @@ def render() -> str:
             lines += ["", "Earlier full runs (medians):", ""]
             for run in earlier[:3]:
                 targets = [f"{r['metric']} ({r.get('group', '')}) {_cell(r.get('median'))}" for r in run.get("rows", []) if r.get("target")]
-                lines.append(f"- {run.get('date', '')[:16]}, load {run.get('load_before', ['?'])[0]}: " + "; ".join(targets))
+                lines.append(f"- {run.get('date', '')[:16]}, load {run.get('load_before', ['?'])[0]}, nice {run.get('nice', 0)}: "
+                             + "; ".join(targets))
         if name == "simulate":
             lines += _simulate_tables(result)
         note = NOTES / f"{name}.md"

@@ -2,7 +2,8 @@
 
 Pure Python and numpy: a heapq event queue, CPU work as tasks (processor
 sharing when ranks outnumber cores, as on this 2-core machine), and links as
-FIFO resources (latency + bytes / bandwidth). What each rank does per
+FIFO resources (latency + bytes / bandwidth); on one node (`cores` given) a
+message is instead a copy on both ends, CPU work that shares the cores. What each rank does per
 exchange follows the code (roles/, algorithms/), counted in passes over the
 flat weight vector, whose time (`copy_s`) is the master's measured reply copy:
 
@@ -171,6 +172,27 @@ class Link:
         self.engine.at(self.free_at + self.latency, callback, *args)
 
 
+class ShmLink(Link):
+    """A transfer between ranks of one node (MPI over shared memory): both the
+    sender and the receiver copy the bytes, so it is CPU work on both ends,
+    competing for the shared cores with everything else."""
+
+    def send(self, nbytes: float, callback: Callable[..., None], *args: Any) -> None:
+        pending = [2]
+
+        def copied() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                self.engine.at(self.engine.now + self.latency, callback, *args)
+
+        self.engine.cpu(nbytes / self.bandwidth, copied)
+        self.engine.cpu(nbytes / self.bandwidth, copied)
+
+
+def _link(engine: Engine, p: "Params") -> Link:
+    return ShmLink(engine, p.bandwidth, p.latency) if p.cores else Link(engine, p.bandwidth, p.latency)
+
+
 class Meter:
     """Throughput inside a measuring window, from the first to the last count
     in it (no partial cycles at its edges), and a server's busy time."""
@@ -218,8 +240,8 @@ class _Server:
 
     def __init__(self, engine: Engine, p: Params, meter: Meter, service: float) -> None:
         self.engine, self.p, self.meter, self.service = engine, p, meter, service
-        self.inbound = Link(engine, p.bandwidth, p.latency)
-        self.outbound = Link(engine, p.bandwidth, p.latency)
+        self.inbound = _link(engine, p)
+        self.outbound = _link(engine, p)
         self.queue: deque[Callable[[Callable[[], None]], None]] = deque()
         self.busy = False
 
@@ -431,6 +453,20 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _loglog(xs: list[float], ys: list[float], x: float) -> float:
+    """Piecewise-linear interpolation in log-log space (extrapolated at the
+    ends): memory-bound costs change slope where arrays leave the caches."""
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.maximum(np.asarray(ys, float), 1e-12))
+    if x <= xs[0]:
+        i = 0
+    elif x >= xs[-1]:
+        i = len(xs) - 2
+    else:
+        i = int(np.searchsorted(xs, x)) - 1
+    slope = (ly[i + 1] - ly[i]) / (lx[i + 1] - lx[i])
+    return float(np.exp(ly[i] + slope * (math.log(x) - lx[i])))
+
+
 def _line_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares a + b x, with a >= 0 and b > 0."""
     slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
@@ -448,12 +484,12 @@ def measured_inputs() -> dict[str, Any]:
         sizes = sorted(int(s) for s in details["params"])
         params = [details["params"][str(s)] for s in sizes]
 
-        def fit(key: str) -> tuple[float, float]:
-            return _line_fit(params, [float(np.median(details["apply_s"][f"{s}/{key}"])) for s in sizes])
+        def curve(values: list[float]) -> tuple[list[float], list[float]]:
+            return params, values
 
-        out["apply"] = fit("adam fused")
-        out["local_apply"] = fit("sgd keras")
-        out["copy"] = _line_fit(params, [float(np.median(details["reply_s"][str(s)])) for s in sizes])
+        out["apply"] = curve([float(np.median(details["apply_s"][f"{s}/adam fused"])) for s in sizes])
+        out["local_apply"] = curve([float(np.median(details["apply_s"][f"{s}/sgd keras"])) for s in sizes])
+        out["copy"] = curve([float(np.median(details["reply_s"][str(s)])) for s in sizes])
         loop = master.get("loop", {})
         out["master_fixed_s"] = loop.get("master_busy_s")
         out["worker_fixed_s"] = loop.get("worker_fixed_s")
@@ -473,6 +509,12 @@ def measured_inputs() -> dict[str, Any]:
         ar_latency, ar_per_byte = _line_fit([allreduce[s]["bytes"] for s in sizes], [out["allreduce_measured"][s] for s in sizes])
         out["allreduce_bandwidth"], out["allreduce_latency"] = 1 / ar_per_byte, max(ar_latency / 2, 1e-6)
         out["sources"]["transport"] = transport["date"]
+    overhead = _load("overhead")
+    if overhead and overhead.get("details", {}).get("cpu_breakdown"):
+        # CPU time of each piece at the models' own sizes, in one process (overhead --breakdown).
+        out["per_model"] = {model: entry["cpu_s"] for model, entry in overhead["details"]["cpu_breakdown"].items()
+                            if isinstance(entry, dict)}
+        out["sources"]["overhead"] = overhead["date"]
     scaling = _load("scaling")
     if scaling:
         out["scaling"] = scaling
@@ -480,24 +522,27 @@ def measured_inputs() -> dict[str, Any]:
     return out
 
 
-def params_for(model_result: dict[str, Any], inputs: dict[str, Any], args: argparse.Namespace) -> Params:
+def params_for(model: str, model_result: dict[str, Any], inputs: dict[str, Any], args: argparse.Namespace) -> Params:
     """The model's Params from one scaling.json entry and the other measurements."""
     n = int(model_result["params"])
     batch = int(model_result.get("batch", 32))
 
-    def at(key: str, default: float) -> float:
+    pieces = inputs.get("per_model", {}).get(model, {})
+
+    def at(key: str, piece: str, default: float) -> float:
+        if piece in pieces:  # measured at this model's size
+            return float(np.median(pieces[piece]))
         if key not in inputs:
             return default
-        a, b = inputs[key]
-        return a + b * n
+        return _loglog(*inputs[key], n)
 
-    apply_s = at("apply", 28 * n / 15e9)
-    copy_s = at("copy", 8 * n / 15e9)
+    apply_s = at("apply", "fused optimizer step", 28 * n / 15e9)
+    copy_s = at("copy", "get_weights (one pass)", 8 * n / 15e9)
     solo = float(np.median([m["steady_samples_per_s"] for m in model_result["cases"]["solo"] if m.get("steady_samples_per_s")]))
     compute_s = batch / solo - apply_s - WORKER_PASSES["allreduce"] * copy_s  # solo = compute + step + buffer reset
     return Params(
         compute_s=compute_s, params=n, batch=batch, apply_s=apply_s, copy_s=copy_s,
-        local_apply_s=at("local_apply", 12 * n / 15e9),
+        local_apply_s=at("local_apply", "keras sgd step (easgd worker)", 12 * n / 15e9),
         bandwidth=inputs.get("bandwidth") or 2.5e9, latency=inputs.get("latency") or 5e-6,
         master_fixed_s=inputs.get("master_fixed_s") or 1e-4,
         # The tiny-model cycle includes both latencies, which the links add again.
@@ -516,7 +561,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masters", default="1,5", help="master counts (M >= 2: a top master and M-1 sub-masters; downpour)")
     parser.add_argument("--upstream-every", default="0,8", help="sub-master steps per exchange with the top "
                         "(0: --sync-every, what mpilearn does; others: a decoupled period, a proposal)")
-    parser.add_argument("--link", default="measured", choices=("measured", *LINKS), help="link bandwidth and latency")
+    parser.add_argument("--link", default="measured,ib-100g",
+                        help=f"comma-separated links: measured (this machine's shared memory, from transport.json) or "
+                             f"a network preset ({', '.join(LINKS)})")
     parser.add_argument("--sync-every", type=int, default=1)
     parser.add_argument("--jitter", type=float, default=0.05, help="coefficient of variation of the compute time")
     parser.add_argument("--cycles", type=int, default=20, help="exchanges per worker simulated")
@@ -541,10 +588,11 @@ def _given(args: argparse.Namespace) -> Params:
     )
 
 
-def _with_link(p: Params, args: argparse.Namespace) -> Params:
+def _with_link(p: Params, args: argparse.Namespace, link: str = "measured") -> Params:
     changes: dict[str, Any] = {"sync_every": args.sync_every}
-    if args.link in LINKS:
-        changes["bandwidth"], changes["latency"] = LINKS[args.link]
+    if link in LINKS:  # a network: the ring runs at the link's speed
+        changes["bandwidth"], changes["latency"] = LINKS[link]
+        changes["allreduce_bandwidth"] = changes["allreduce_latency"] = None
     if args.bandwidth:
         changes["bandwidth"] = args.bandwidth
     if args.latency_us is not None:
@@ -593,7 +641,7 @@ def validate(inputs: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
     for model, result in scaling["details"].items():
         if "params" not in result:
             continue
-        p = replace(params_for(result, inputs, args), cores=cores)
+        p = replace(params_for(model, result, inputs, args), cores=cores)
         for case, measurements in result["cases"].items():
             measured = [m["steady_samples_per_s"] for m in measurements if m.get("steady_samples_per_s")]
             if not measured or case.startswith("fit"):
@@ -628,19 +676,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workers, masters, cycles = [w for w in workers if w <= 64] or workers[:2], masters[:2], min(cycles, 8)
         args.upstream_every = args.upstream_every.split(",")[0]
     inputs = measured_inputs() if args.compute_ms is None or args.params is None else {"sources": {}}
-    models: dict[str, Params] = {}
+    links = [link for link in args.link.split(",") if link]
+    unknown = [link for link in links if link != "measured" and link not in LINKS]
+    if unknown:
+        raise SystemExit(f"--link: unknown {', '.join(unknown)}; choose from measured, {', '.join(LINKS)}")
+    base: dict[str, Params] = {}
     if args.compute_ms is not None and args.params is not None:
-        models["given"] = _with_link(_given(args), args)
+        base["given"] = _given(args)
+        links = [link if link != "measured" else "given" for link in links]
     elif inputs.get("scaling"):
         for model, result in inputs["scaling"]["details"].items():
             if "params" in result:
-                models[training_label(model)] = _with_link(params_for(result, inputs, args), args)
-    if not models:  # nothing measured yet: an example model
-        models["example (no measurements)"] = _with_link(_given(args), args)
+                base[training_label(model)] = params_for(model, result, inputs, args)
+    if not base:  # nothing measured yet: an example model
+        base["example (no measurements)"] = _given(args)
+        links = [link if link != "measured" else "given" for link in links]
+    models = {f"{name} [{link}]": _with_link(p, args, link) for name, p in base.items() for link in links}
     table: list[dict[str, Any]] = []
     saturation: dict[str, Any] = {}
+    upstream = tuple(int(u) for u in args.upstream_every.split(",") if u)
     for name, p in models.items():
-        rows, sat = predictions(name, p, algos, workers, masters, cycles, tuple(int(u) for u in args.upstream_every.split(",") if u))
+        rows, sat = predictions(name, p, algos, workers, masters, cycles, upstream)
+        if "allreduce" in algos and p.allreduce_latency is None and inputs.get("allreduce_latency"):
+            # What the ring costs if every one of its steps waits as long as the measured polled allreduce does.
+            polled = replace(p, allreduce_latency=inputs["allreduce_latency"])
+            extra, _ = predictions(name, polled, ["allreduce"], workers, [1], cycles)
+            for row in extra:
+                row["algo"] = "allreduce, measured polling delay per ring step"
+            rows += extra
         table += rows
         saturation[name] = sat
     checks = [] if args.quick or "scaling" not in inputs else validate(inputs, args)
@@ -649,7 +712,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "inputs": {name: asdict(p) for name, p in models.items()},
         "sources": inputs.get("sources", {}),
-        "link": args.link,
+        "links": links,
         "predictions": table,
         "saturation": saturation,
         "validation": checks,
