@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--workers", default="1,2", help="worker counts")
     parser.add_argument("--target", type=float, default=0.75, help="validation accuracy to reach")
-    parser.add_argument("--max-epochs", type=int, default=3)
+    parser.add_argument("--max-epochs", type=int, default=2)
     parser.add_argument("--validate-every", type=int, default=0, help="also validate every N master updates")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default="calo-cnn")
