@@ -51,6 +51,7 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
                 add(sub)
     report = commands.add_parser("report", help="write docs/benchmarks.md from benchmarks/results/*.json")
     report.add_argument("--out", default=str(common.ROOT / "docs" / "benchmarks.md"))
+    report.add_argument("--readme-table", action="store_true", help="print the scaling table of README.md instead")
     commands.add_parser("list", help="the benchmarks and their descriptions")
     return parser
 
@@ -117,8 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{'report':18s} write docs/benchmarks.md from benchmarks/results/*.json")
         return 0
     if args.name == "report":
-        from .report import write_report
+        from .report import readme_table, write_report
 
+        if args.readme_table:
+            print(readme_table())
+            return 0
         path = write_report(Path(args.out))
         print(f"wrote {path}")
         return 0

@@ -162,16 +162,26 @@ def _simulate_tables(result: dict[str, Any]) -> list[str]:
             for algo, s in sat.items():
                 lines.append(f"| {model} | {algo} | {_cell(s.get('analytic'))} | {_cell(s.get('simulated_first_at_95pct'))} |")
     if result.get("validation"):
-        lines += ["", "Validation against the real runs of results/scaling.json (this machine, ranks sharing its cores):", "",
-                  "| model | run | processes | measured samples/s (min-max) | predicted | error | note |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "Validation against the real runs of results/scaling.json (this machine, ranks sharing its cores). "
+                      "The model is calibrated on the solo run; it predicts each run's speed relative to solo, which is "
+                      "compared with the ratio measured side by side in each repeat:", "",
+                  "| model | run | processes | measured samples/s (min-max) | predicted samples/s | measured / solo (min-max) | "
+                  "predicted / solo | error | note |", "|---|---|---|---|---|---|---|---|---|"]
         for c in result["validation"]:
             note = "calibration (compute time taken from it)" if c["calibration"] else ("oversubscribed" if c["oversubscribed"] else "")
+            spread = (f" ({c['measured_ratio_min']:.2f}-{c['measured_ratio_max']:.2f})" if c.get("measured_ratio_min") is not None else "")
             lines.append(f"| {c['model']} | {c['case']} | {c['processes']} | {c['measured']:.1f} ({c['measured_min']:.1f}-{c['measured_max']:.1f}) | "
-                         f"{c['predicted']:.1f} | {c['error']:+.1%} | {note} |")
+                         f"{c['predicted']:.1f} | {c.get('measured_ratio', float('nan')):.2f}{spread} | {c.get('predicted_ratio', float('nan')):.2f} | "
+                         f"{c['error']:+.1%} | {note} |")
     if result.get("allreduce_validation"):
-        lines += ["", "| allreduce of | measured (2 ranks) | ring model | error |", "|---|---|---|---|"]
+        lines += ["", "The ring formula at 2 ranks against the measured `allreduce_mean` (transport.json): with the link fitted to "
+                      "the ping-pong, and with bandwidth and latency fitted to the allreduce itself (what the single-node "
+                      "validation uses):", "",
+                  "| allreduce of | measured (2 ranks) | ring, ping-pong link | error | ring, fitted | error |", "|---|---|---|---|---|---|"]
         for c in result["allreduce_validation"]:
-            lines.append(f"| {c['floats']:.0e} floats | {c['measured_s'] * 1e3:.2f} ms | {c['predicted_s'] * 1e3:.2f} ms | {c['error']:+.0%} |")
+            fitted = c.get("fitted_s")
+            lines.append(f"| {c['floats']:.0e} floats | {c['measured_s'] * 1e3:.2f} ms | {c['predicted_s'] * 1e3:.2f} ms | {c['error']:+.0%} | "
+                         + (f"{fitted * 1e3:.2f} ms | {fitted / c['measured_s'] - 1:+.0%} |" if fitted else "n/a | |"))
     if result.get("inputs"):
         lines += ["", "Inputs (seconds, bytes/s):", ""]
         for model, p in result["inputs"].items():
@@ -227,6 +237,29 @@ def render() -> str:
             lines += ["", note.read_text().strip()]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def readme_table(link: str = "ib-100g", counts: tuple[int, ...] = (8, 64, 512, 4096)) -> str:
+    """The short table of README.md's scaling section, from results/simulate.json."""
+    result = _results().get("simulate")
+    if not result:
+        return "(no results/simulate.json yet: run `python -m benchmarks simulate`)"
+    predictions = [p for p in result.get("predictions", []) if p["model"].endswith(f"[{link}]")]
+    keys: list[tuple[str, str]] = []
+    for p in predictions:
+        if (p["model"], p["algo"]) not in keys:
+            keys.append((p["model"], p["algo"]))
+    lines = ["| model | algorithm | " + " | ".join(f"{w} workers" for w in counts) + " | one master saturates at |",
+             "|---|---|" + "---|" * (len(counts) + 1)]
+    for model, algo in keys:
+        cells = []
+        for w in counts:
+            hit = next((p for p in predictions if p["model"] == model and p["algo"] == algo and p["workers"] == w), None)
+            cells.append(f"{hit['efficiency']:.0%}" if hit else "")
+        sat = result.get("saturation", {}).get(model, {}).get(algo, {})
+        analytic = sat.get("analytic") if sat else None
+        lines.append(f"| {model.split(' [')[0]} | {algo} | " + " | ".join(cells) + f" | {f'~{analytic:.0f} workers' if analytic else ''} |")
+    return "\n".join(lines)
 
 
 def write_report(path: Path) -> Path:

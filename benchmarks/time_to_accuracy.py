@@ -11,7 +11,11 @@ for 1 and 2 workers of every algorithm (master algorithms: P = workers + 1;
 allreduce: P = workers). The time is the `time_s` of the first validation
 row of history.json at or above the target (training loop only, in-loop
 validations included: a validation at each epoch end unless
---validate-every is given). Runs alternate their order between repeats.
+--validate-every is given, so times come in steps of an epoch). Runs
+alternate their order between repeats. With 2 workers, master algorithms
+run 3 processes on this 2-core machine. The longest benchmark: 20 training
+runs of 15-30 s (about 7 minutes here); EASGD and GEM with their default
+hyperparameters often need more than the default 2 epochs (--max-epochs).
 """
 from __future__ import annotations
 
