@@ -49,6 +49,14 @@ def set_threads(threads: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_FLAG}".strip()
 
 
+def _private(flat: np.ndarray) -> np.ndarray:
+    """A copy of a host vector for a jitted call. On CPU, JAX may alias a
+    numpy argument's memory instead of copying it (jax-ml/jax#37830) and runs
+    the call after returning (async dispatch), so the caller's buffer, reused
+    at once for the next receive or gradient sum, would change under it."""
+    return np.array(flat, copy=True)
+
+
 def _values(variables: Sequence[Any]) -> list[Any]:
     return [v.value for v in variables]
 
@@ -90,11 +98,11 @@ class KerasModelBackend:
             offset += value.size
 
     def set_weights(self, flat: np.ndarray) -> None:
-        _assign(self.trainable + self.state, self._unflatten(flat))  # copies: `flat` may be reused at once
+        _assign(self.trainable + self.state, self._unflatten(_private(flat)))
 
     def add_state(self, delta: np.ndarray) -> None:
         if self.state:
-            _assign(self.state, self._add(_values(self.state), delta))
+            _assign(self.state, self._add(_values(self.state), _private(delta)))
 
     def _loss_and_gradients(
         self, trainable: list[Any], non_trainable: list[Any], x: Any, y: Any, sample_weight: Any
@@ -147,7 +155,7 @@ class KerasModelBackend:
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         optimizer = optimizer or self.model.optimizer
-        trainable, slots = self._step(optimizer)(_values(optimizer.variables), grads, _values(self.trainable))
+        trainable, slots = self._step(optimizer)(_values(optimizer.variables), _private(grads), _values(self.trainable))
         _assign(self.trainable, trainable)
         _assign(optimizer.variables, slots)
 
