@@ -5,10 +5,12 @@ the Keras backend before the command line has chosen it.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, ModelError
 from .userfile import import_file
@@ -146,7 +148,8 @@ def build_model(
         if not Path(spec).is_file():
             raise ModelError(f"model file {spec} does not exist")
         try:
-            model = keras.saving.load_model(spec, compile=False, custom_objects=custom_objects)
+            with tensorflow_unloaded():
+                model = keras.saving.load_model(spec, compile=False, custom_objects=custom_objects)
         except Exception as exc:
             raise ModelError(f"model file {spec} cannot be loaded: {type(exc).__name__}: {exc}") from None
     elif spec.endswith(".json"):
@@ -254,6 +257,34 @@ def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss:
     model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=loss, metrics=per_output)
 
 
+@contextlib.contextmanager
+def tensorflow_unloaded() -> Iterator[None]:
+    """Inside: Keras takes TensorFlow as not installed unless it is the backend
+    or already loaded. Keras imports TensorFlow whenever it is installed to
+    seed it (set_random_seed) or to recognise its types (saving), which costs
+    every rank of a torch or JAX run ~2 s and ~200 MB; objects of a module
+    never loaded need no seeding or recognising."""
+    import keras
+
+    lazy_tf = getattr(sys.modules.get("keras.src.utils.module_utils"), "tensorflow", None)
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or getattr(lazy_tf, "_available", 0) is not None:
+        yield  # TensorFlow loaded, known absent, or Keras's internals have changed
+        return
+    lazy_tf._available = False
+    try:
+        yield
+    finally:
+        lazy_tf._available = None
+
+
+def set_random_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed`, TensorFlow seeded only when it is loaded."""
+    import keras
+
+    with tensorflow_unloaded():
+        keras.utils.set_random_seed(seed)
+
+
 def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
     """Set the model's random-layer states (dropout and the like) from
     (seed, worker, epoch): every epoch is then reproducible on its own, which
@@ -262,7 +293,7 @@ def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
     import numpy as np
 
     # Layers built without a seed draw from the backend's global generator.
-    keras.utils.set_random_seed(int(np.random.default_rng([seed, worker, epoch]).integers(0, 2**31)))
+    set_random_seed(int(np.random.default_rng([seed, worker, epoch]).integers(0, 2**31)))
     for index, variable in enumerate(v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")):
         start = np.random.default_rng([seed, worker, epoch, index]).integers(0, 2**30)
         variable.assign(np.array([start, 0]).astype(variable.dtype))

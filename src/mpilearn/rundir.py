@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .models import tensorflow_unloaded
 
 HISTORY = "history.json"
 MODEL = "model.keras"
@@ -71,7 +72,8 @@ def save_model_atomic(model: Any, path: Path) -> None:
     os.fchmod(fd, _umask_mode())
     os.close(fd)
     try:
-        model.save(tmp)
+        with tensorflow_unloaded():
+            model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

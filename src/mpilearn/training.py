@@ -107,9 +107,7 @@ def _check_algorithm_fits_model(config: RunConfig, model: Any) -> None:
 
 def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str, tuple[str, ...]]:
     """Build and compile the model of a command-line run from its spec."""
-    import keras
-
-    keras.utils.set_random_seed(config.seed)
+    models.set_random_seed(config.seed)
     # Several inputs or targets (HDF5 groups, comma-separated names): lists of shapes and class counts.
     classes = [shape[0] if shape else 1 for shape in signature.label_shapes]
     num_classes = classes[0] if len(classes) == 1 else classes
