@@ -37,6 +37,8 @@ def test_sample_sharding_covers_every_sample_once(counts: list[int], workers: in
             seen[piece.part].extend(range(piece.start, piece.stop))
     for part, n in enumerate(counts):
         assert sorted(seen[part]) == list(range(n))
+    sizes = [sum(piece.size for piece in shard_samples(counts, workers, w)) for w in range(workers)]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1  # no worker left without data
 
 
 def test_shard_dispatches_on_mode() -> None:

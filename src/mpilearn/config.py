@@ -52,7 +52,7 @@ class DataConfig:
     sample_weights_name: str = ""
     # Samples per gradient computation on one worker.
     batch_size: int = 32
-    # "files": each file read by one worker; "samples": every worker reads its slice of every file.
+    # "files": each file read by one worker; "samples": every worker reads an equal contiguous slice of all samples.
     shard: Literal["files", "samples"] = "files"
     # Batches read ahead by a background thread on each worker (0 = read inline).
     prefetch: int = 2

@@ -34,14 +34,24 @@ def shard_files(counts: Sequence[int], workers: int, index: int) -> list[Piece]:
 
 
 def shard_samples(counts: Sequence[int], workers: int, index: int) -> list[Piece]:
-    """A contiguous slice of every file, so any number of workers can share
-    few files; slice sizes differ by at most one sample per file."""
+    """Worker `index`'s contiguous slice of all samples (the files one after
+    the other), so any number of workers can share few files: shares differ
+    by at most one sample, and each worker reads only the files its slice
+    crosses."""
     if not 0 <= index < workers:
         raise ValueError(f"worker index {index} outside 0..{workers - 1}")
-    if sum(counts) < workers:
-        raise DataError(f"{sum(counts)} training samples cannot be shared by {workers} workers")
-    pieces = [Piece(i, n * index // workers, n * (index + 1) // workers) for i, n in enumerate(counts)]
-    return [p for p in pieces if p.size > 0]
+    total = sum(counts)
+    if total < workers:
+        raise DataError(f"{total} training samples cannot be shared by {workers} workers")
+    begin, end = total * index // workers, total * (index + 1) // workers
+    pieces = []
+    offset = 0
+    for part, count in enumerate(counts):
+        start, stop = max(begin - offset, 0), min(end - offset, count)
+        if start < stop:
+            pieces.append(Piece(part, start, stop))
+        offset += count
+    return pieces
 
 
 def shard(counts: Sequence[int], workers: int, index: int, mode: str) -> list[Piece]:
