@@ -24,6 +24,18 @@ class WaitTimeout(CommunicationError):
         self.pending: list[int] = []
 
 
+# A collective moves data only while every rank is inside MPI (no progress
+# thread): a rank asleep between polls stalls its peers. So a collective's
+# wait spins for as long as its bytes take at this conservative rate (always
+# at least Backoff's 2 ms) before it starts to sleep; ranks of a collective
+# arrive together, so the spin is work, not waiting.
+COLLECTIVE_SPIN_BYTES_PER_S = 1e9
+
+
+def _collective_spin(nbytes: int) -> float:
+    return max(0.002, nbytes / COLLECTIVE_SPIN_BYTES_PER_S)
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
@@ -84,11 +96,12 @@ class Communicator:
     def irecv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Request:
         return self._comm.Irecv([buffer, MPI.FLOAT], source=source, tag=tag)
 
-    def wait(self, request: MPI.Request, timeout: float | None = None) -> MPI.Status:
-        """Complete one request without spinning; returns its status.
-        Raises WaitTimeout after `timeout` seconds (None: wait forever)."""
+    def wait(self, request: MPI.Request, timeout: float | None = None, spin_s: float = 0.002) -> MPI.Status:
+        """Complete one request, polling without sleep for `spin_s`, then
+        with growing sleeps; returns its status. Raises WaitTimeout after
+        `timeout` seconds (None: wait forever)."""
         status = MPI.Status()
-        backoff = Backoff(self.poll_max_s)
+        backoff = Backoff(self.poll_max_s, spin_s=spin_s)
         deadline = _deadline(timeout)
         while not request.Test(status):
             _check(deadline, timeout)
@@ -126,22 +139,26 @@ class Communicator:
             backoff.pause()
         return statuses
 
-    def allreduce_mean(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
-        """Replace a float32 buffer by its mean over all ranks, in place.
+    def allreduce_sum(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
+        """Replace a float32 buffer by its sum over all ranks, in place.
 
-        fp16/bf16 halve the bytes on the wire: values are scaled by 1/size
-        first (no overflow in the sum), summed pairwise in float32 by a
-        reduction operator, and widened back.
+        fp16/bf16 halve the bytes on the wire: values are narrowed, summed
+        pairwise in float32 by a reduction operator, and widened back; scale
+        them first so that the sum stays in range (allreduce_mean does).
         """
+        spin = _collective_spin(buffer.nbytes)
         if compression == "none":
-            self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM), timeout)
-            buffer *= np.float32(1.0 / self.size)
+            self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM), timeout, spin)
             return
-        wire_dtype = _wire_dtype(compression)
-        packed = (buffer * np.float32(1.0 / self.size)).astype(wire_dtype)
-        wire = packed.view(np.uint16)
-        self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [wire, MPI.UINT16_T], op=_sum_op(compression)), timeout)
+        packed = buffer.astype(_wire_dtype(compression))
+        self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [packed.view(np.uint16), MPI.UINT16_T], op=_sum_op(compression)),
+                  timeout, spin)
         buffer[:] = packed.astype(np.float32)
+
+    def allreduce_mean(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
+        """Replace a float32 buffer by its mean over all ranks, in place."""
+        buffer *= np.float32(1.0 / self.size)
+        self.allreduce_sum(buffer, compression, timeout)
 
     def send(self, buffer: np.ndarray, dest: int, tag: int) -> None:
         self.wait(self.isend(buffer, dest, tag))
@@ -151,7 +168,7 @@ class Communicator:
 
     def bcast_array(self, buffer: np.ndarray, root: int = 0) -> None:
         """Broadcast a float32 buffer in place (non-spinning)."""
-        self.wait(self._comm.Ibcast([buffer, MPI.FLOAT], root=root))
+        self.wait(self._comm.Ibcast([buffer, MPI.FLOAT], root=root), spin_s=_collective_spin(buffer.nbytes))
 
     # ---- small control objects (pickled, never on the hot path) ------------
     def bcast_object(self, obj: Any, root: int = 0) -> Any:

@@ -15,7 +15,6 @@ import numpy as np
 from .. import models
 from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
-from ..algorithms.rules import mean_gradient
 from ..comm import WaitTimeout
 from ..errors import NonFiniteLossError
 from .job import Job
@@ -57,10 +56,13 @@ def run_peers(job: Job) -> None:
                 stats["samples"] += batch.size
             if pending < algorithm.sync_every and not batch.last:
                 continue
-            mean_gradient(buffer[:n], pending)
+            # Scaled before the sum, in one pass: the mean over batches and peers of the
+            # gradients, and the peers' mean layer state (an fp16 sum also stays in range).
+            if pending * comm.size > 1:
+                buffer[:n] *= np.float32(1.0 / (pending * comm.size))
             if layout.num_state:
                 backend.get_weights(current)
-                buffer[n:] = current[n:]
+                np.multiply(current[n:], np.float32(1.0 / comm.size), out=buffer[n:])
             if comm.size > 1:
                 with job.timeline.span("allreduce"):
                     _allreduce(job, buffer)
@@ -81,7 +83,7 @@ def run_peers(job: Job) -> None:
 def _allreduce(job: Job, buffer: np.ndarray) -> None:
     started = time.monotonic()
     try:
-        job.comm.allreduce_mean(buffer, job.config.algorithm.compression, job.watchdog.limit())
+        job.comm.allreduce_sum(buffer, job.config.algorithm.compression, job.watchdog.limit())
     except WaitTimeout:
         raise job.watchdog.error("a peer in the allreduce", time.monotonic() - started) from None
     job.watchdog.observe(time.monotonic() - started)
