@@ -87,10 +87,32 @@ class Params:
     upstream_every: int | None = None  # sub-master steps per exchange with the top (None: sync_every, as mpilearn does)
     cores: int | None = None  # None: a core per rank; else ranks share this many cores
     masters: int = 1
+    # mpilearn's non-spinning waits (comm.transport.Backoff): a waiting rank tests, then sleeps
+    # 20 us, 40 us, ... up to poll_max_s between tests, each sleep overshooting by about sleep_slack_s.
+    poll_first_s: float = 2e-5
+    poll_max_s: float = 1e-3
+    sleep_slack_s: float = 6e-5
 
     @property
     def bytes(self) -> float:
         return 4.0 * self.params
+
+
+def notice_delay(waited: float, p: "Params") -> float:
+    """How late a polling rank notices what happened `waited` seconds after
+    it began to wait: the next test of the Backoff schedule (immediate tests,
+    then sleeps doubling from poll_first_s to poll_max_s, each plus the
+    sleep's overshoot) at or after `waited`."""
+    if waited <= 0:
+        return 0.0
+    t, sleep = 0.0, p.poll_first_s
+    while sleep < p.poll_max_s:
+        t += sleep + p.sleep_slack_s
+        if t >= waited:
+            return t - waited
+        sleep *= 2
+    step = p.poll_max_s + p.sleep_slack_s
+    return t + math.ceil((waited - t) / step) * step - waited
 
 
 # ===========================================================================
@@ -244,15 +266,19 @@ class _Server:
         self.outbound = _link(engine, p)
         self.queue: deque[Callable[[Callable[[], None]], None]] = deque()
         self.busy = False
+        self.idle_since = 0.0
 
     def submit(self, job: Callable[[Callable[[], None]], None]) -> None:
         self.queue.append(job)
-        if not self.busy:
-            self._next()
+        if not self.busy:  # asleep in its polled wait: it notices at its next test
+            self.busy = True
+            delay = notice_delay(self.engine.now - self.idle_since, self.p)
+            self.engine.at(self.engine.now + delay, self._next)
 
     def _next(self) -> None:
         if not self.queue:
             self.busy = False
+            self.idle_since = self.engine.now
             return
         self.busy = True
         self.queue.popleft()(self._next)
@@ -288,12 +314,23 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
     servers = [top] if subs == 0 else [_Server(engine, p, Meter(start, end), service) for _ in range(subs)]
     steps = [0] * len(servers)
 
+    waiting_since = [0.0] * workers
+
     def compute(worker: int) -> None:
         engine.cpu(_compute(engine, p, k) + k * local + worker_cpu, send, worker)
 
     def send(worker: int) -> None:
         server = servers[worker % len(servers)]
-        server.inbound.send(p.bytes, server.submit, lambda release: serve(worker, release))
+        waiting_since[worker] = engine.now
+        server.inbound.send(p.bytes, sent, worker)
+
+    def sent(worker: int) -> None:
+        server = servers[worker % len(servers)]
+        server.submit(lambda release: serve(worker, release))
+        waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
+
+    def received(worker: int) -> None:
+        engine.at(engine.now + notice_delay(engine.now - waiting_since[worker], p), compute, worker)
 
     def serve(worker: int, release: Callable[[], None]) -> None:
         index = worker % len(servers)
@@ -320,7 +357,7 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
         sub.work(half, lambda: top.inbound.send(p.bytes, top.submit, at_top))
 
     def reply(worker: int) -> None:
-        servers[worker % len(servers)].outbound.send(p.bytes, compute, worker)
+        servers[worker % len(servers)].outbound.send(p.bytes, received, worker)
 
     for worker in range(workers):
         engine.at(0.0, compute, worker)
@@ -340,27 +377,36 @@ def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0) -> d
     master = _Server(engine, p, meter, 0.0)  # its queue is unused: a round is one block of work
     k = p.sync_every
     worker_cpu = WORKER_PASSES["sync"] * p.copy_s + p.worker_fixed_s
-    state = {"arrived": 0}
+    state = {"arrived": 0, "round_start": 0.0}
+    waiting_since = [0.0] * workers
 
     def compute(worker: int) -> None:
         engine.cpu(_compute(engine, p, k), lambda: engine.cpu(worker_cpu, send, worker))
 
     def send(worker: int) -> None:
-        master.inbound.send(p.bytes, arrive)
+        waiting_since[worker] = engine.now
+        master.inbound.send(p.bytes, arrive, worker)
 
-    def arrive() -> None:
+    def arrive(worker: int) -> None:
+        waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
         state["arrived"] += 1
-        if state["arrived"] == workers:
+        if state["arrived"] == workers:  # the master's polled wait_all notices the last one
             state["arrived"] = 0
+            delay = notice_delay(engine.now - state["round_start"], p)
             mean = (SYNC_MEAN_PASSES_PER_WORKER * (workers - 1) + (1 if workers > 1 else 0)) * p.copy_s
-            master.work(p.apply_s + mean + p.master_fixed_s, lambda: answer(0))
+            engine.at(engine.now + delay, master.work, p.apply_s + mean + p.master_fixed_s, lambda: answer(0))
 
     def answer(worker: int) -> None:
         """The master's replies, one after the other: copy the weights, send."""
         if worker == 0:
             meter.count(engine.now, workers * k * p.batch)
         if worker < workers:
-            master.work(p.copy_s, lambda: (master.outbound.send(p.bytes, compute, worker), answer(worker + 1)))
+            master.work(p.copy_s, lambda: (master.outbound.send(p.bytes, received, worker), answer(worker + 1)))
+        else:
+            state["round_start"] = engine.now
+
+    def received(worker: int) -> None:
+        engine.at(engine.now + notice_delay(engine.now - waiting_since[worker], p), compute, worker)
 
     for worker in range(workers):
         engine.at(0.0, compute, worker)
@@ -377,7 +423,9 @@ def ring_allreduce_s(nbytes: float, peers: int, bandwidth: float, latency: float
 
 
 def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
-    """Lockstep: the slowest peer's compute, the allreduce, every peer's step."""
+    """Each peer computes, joins the allreduce, and once it has noticed the
+    result (its polled wait) takes the optimizer step and computes again; the
+    allreduce ends a ring time after the last peer joined."""
     engine = Engine(p.cores, seed)
     ring = ring_allreduce_s(p.bytes, peers, p.allreduce_bandwidth or p.bandwidth, p.allreduce_latency or p.latency)
     cycle = p.compute_s * p.sync_every + ring + p.apply_s
@@ -388,30 +436,27 @@ def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -
     meter = Meter(start, end)
     k = p.sync_every
     fixed = p.allreduce_fixed_s if peers > 1 else 0.0
-    state = {"computed": 0, "applied": 0}
+    step_cpu = p.apply_s + WORKER_PASSES["allreduce"] * p.copy_s + fixed
+    joined: list[tuple[int, float]] = []
 
-    def step() -> None:
-        for _ in range(peers):
-            engine.cpu(_compute(engine, p, k), computed)
+    def compute(peer: int) -> None:
+        engine.cpu(_compute(engine, p, k), join, peer)
 
-    def computed() -> None:
-        state["computed"] += 1
-        if state["computed"] == peers:
-            state["computed"] = 0
-            engine.at(engine.now + ring, reduced)
+    def join(peer: int) -> None:
+        if peers == 1:
+            meter.count(engine.now, k * p.batch)
+            engine.cpu(step_cpu, compute, peer)
+            return
+        joined.append((peer, engine.now))
+        if len(joined) == peers:
+            done = engine.now + ring
+            meter.count(done, peers * k * p.batch)
+            for other, since in joined:
+                engine.at(done + notice_delay(done - since, p), engine.cpu, step_cpu, compute, other)
+            joined.clear()
 
-    def reduced() -> None:
-        for _ in range(peers):
-            engine.cpu(p.apply_s + WORKER_PASSES["allreduce"] * p.copy_s + fixed, applied)
-
-    def applied() -> None:
-        state["applied"] += 1
-        if state["applied"] == peers:
-            state["applied"] = 0
-            meter.count(engine.now, peers * k * p.batch)
-            step()
-
-    engine.at(0.0, step)
+    for peer in range(peers):
+        engine.at(0.0, compute, peer)
     engine.run(end)
     return {"samples_per_s": meter.rate(), "master_utilisation": None, "events": engine.events}
 
