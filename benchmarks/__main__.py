@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "master": ("benchmarks.master", "updates/s of one master per optimizer and model size, vs the memory-bandwidth bound"),
     "transport": ("benchmarks.transport", "Communicator send/receive and allreduce vs raw mpi4py; CPU of a waiting rank"),
     "time-to-accuracy": ("benchmarks.time_to_accuracy", "wall time to a validation accuracy, 1 and 2 workers per algorithm"),
+    "backends": ("benchmarks.backends", "one process per Keras backend: mpilearn's step vs model.fit, samples/s"),
     "simulate": ("benchmarks.simulate", "discrete-event scaling model, 8 to 4096 workers, validated against the real runs"),
 }
 DATA_PIPELINE = Path(__file__).resolve().parent / "data_pipeline.py"

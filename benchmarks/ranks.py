@@ -112,7 +112,7 @@ def _case_fit(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.n
     }
 
 
-_SUBCOMMS: dict[int, Any] = {}
+_SUBCOMMS: dict[Any, Any] = {}
 
 
 def _subcomm(ranks: _Ranks, k: int) -> Any:
@@ -124,6 +124,15 @@ def _subcomm(ranks: _Ranks, k: int) -> Any:
         part = ranks.comm.Split(0 if ranks.rank < k else ranks.MPI.UNDEFINED, ranks.rank)
         _SUBCOMMS[k] = Communicator(part) if part != ranks.MPI.COMM_NULL else None
     return _SUBCOMMS[k]
+
+
+def _self_comm(ranks: _Ranks) -> Any:
+    """This rank alone, as an mpilearn Communicator."""
+    if "self" not in _SUBCOMMS:
+        from mpilearn.comm import Communicator
+
+        _SUBCOMMS["self"] = Communicator(ranks.MPI.COMM_SELF)
+    return _SUBCOMMS["self"]
 
 
 def _mpilearn_fit(spec: dict[str, Any], case: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray,
@@ -153,10 +162,16 @@ def _mpilearn_fit(spec: dict[str, Any], case: dict[str, Any], model: Any, x: np.
 def _case_mpilearn(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray, ranks: _Ranks, repeat: int) -> dict[str, Any] | None:
     algo = case["algo"]
     size = case.get("ranks") or ranks.size
-    comm = _subcomm(ranks, size) if size < ranks.size else None
-    if size < ranks.size and comm is None:
-        return None  # not in this case: wait in the barrier that follows
-    workers = size if algo == "allreduce" or size == 1 else size - 1
+    if case.get("independent"):  # `size` ranks each train alone at once: the machine's bound with no exchange
+        if ranks.rank >= size:
+            return None
+        comm = _self_comm(ranks)
+        workers = 1
+    else:
+        comm = _subcomm(ranks, size) if size < ranks.size else None
+        if size < ranks.size and comm is None:
+            return None  # not in this case: wait in the barrier that follows
+        workers = size if algo == "allreduce" or size == 1 else size - 1
     n = workers * spec["batches"] * spec["batch"]
     x, y = x[:n], y[:n]
     model = _build_model(spec, x.shape[1:], y.shape[1])
@@ -173,9 +188,11 @@ def _case_mpilearn(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y:
     if ranks.rank != 0:
         return None
     rows = [r for r in history["epochs"] if r.get("kind") != "updates" and "time_s" in r][: spec["epochs"]]
+    copies = size if case.get("independent") else 1  # rank 0's rate times the ranks running alike beside it
+    steady = _steady([r["time_s"] for r in rows], [r["samples_seen"] for r in rows])
     return {
-        "samples_per_s": history["samples_per_s"],
-        "steady_samples_per_s": _steady([r["time_s"] for r in rows], [r["samples_seen"] for r in rows]),
+        "samples_per_s": history["samples_per_s"] * copies,
+        "steady_samples_per_s": steady * copies if steady else steady,
         "train_time_s": history["train_time_s"],
         "samples": history["samples_seen"],
         "processes": size,

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import common
 
-ORDER = ("overhead", "scaling", "ddp", "master", "transport", "time-to-accuracy", "data", "simulate")
+ORDER = ("overhead", "scaling", "ddp", "master", "transport", "time-to-accuracy", "data", "backends", "simulate")
 NOTES = common.BENCH_DIR / "notes"
 
 

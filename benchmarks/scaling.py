@@ -7,7 +7,9 @@ so all cases of a repeat run side by side, in rotating order:
 - `fit 1t`, `fit 2t`: plain model.fit on one process with 1 and 2 threads;
 - `solo`: mpilearn on 1 process (1 thread);
 - `ALGO xP`: mpilearn with P processes, 1 thread each (allreduce: P peers;
-  master algorithms: 1 master + P-1 workers).
+  master algorithms: 1 master + P-1 workers);
+- `independent x2`: two solo runs at once, no exchange: the most 2 processes
+  can reach on this machine (they share memory bandwidth and caches).
 
 Targets on this 2-core machine: allreduce x2 >= 1.8x solo (physical limit
 2x), and >= 1.5x plain fit with 2 threads. Runs with more processes than
@@ -40,6 +42,9 @@ def cases_for(algos: list[str], procs: list[int], threads: int) -> list[dict[str
     for p in procs:
         if p > 1:
             cases += [{"name": f"{algo} x{p}", "kind": "mpilearn", "algo": algo, "ranks": p, "threads": threads} for algo in algos]
+    if 2 in procs:  # two solo runs at once: what 2 cores give with no exchange at all (shared memory bandwidth, caches)
+        cases.append({"name": "independent x2", "kind": "mpilearn", "algo": "allreduce", "ranks": 2, "independent": True,
+                      "threads": threads})
     return cases
 
 
@@ -66,6 +71,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    group=name, load=load))
             rows.append(common.row("allreduce x2 / fit 2t", common.ratios(v("allreduce x2"), v("fit 2t")), "ratio", ">= 1.5",
                                    group=name, load=load))
+        if 2 in procs:
+            rows.append(common.row("independent x2 / solo (no exchange: the machine's bound)",
+                                   common.ratios(v("independent x2"), v("solo")), "ratio", group=name))
+            if "allreduce" in algos:
+                rows.append(common.row("allreduce x2 / independent x2", common.ratios(v("allreduce x2"), v("independent x2")),
+                                       "ratio", group=name))
         rows.append(common.row("fit 2t / fit 1t", common.ratios(v("fit 2t"), v("fit 1t")), "ratio", group=name))
         rows.append(common.row("solo / fit 1t", common.ratios(v("solo"), v("fit 1t")), "ratio", group=name))
         for p in procs:
@@ -76,7 +87,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if algo == "allreduce" and p == 2:
                     continue  # the target row above
                 rows.append(common.row(f"{algo} x{p} / solo", common.ratios(v(f"{algo} x{p}"), v("solo")), "ratio", group=group))
-        for case in ["fit 1t", "fit 2t", "solo"] + [f"{a} x{p}" for p in procs if p > 1 for a in algos]:
+        independent = ["independent x2"] if 2 in procs else []
+        for case in ["fit 1t", "fit 2t", "solo", *independent] + [f"{a} x{p}" for p in procs if p > 1 for a in algos]:
             rows.append(common.row(f"{case} samples/s", v(case), "samples/s", group=f"{name}, samples/s"))
     return {
         "rows": rows,
