@@ -380,3 +380,32 @@ def test_fit_takes_a_pydataset(tmp_path: Path) -> None:
     assert result.returncode == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["samples"] == 2 * 6 * 20 and 0 <= summary["val"] <= 1
+
+
+def test_integer_class_ids_size_the_built_in_model_from_the_data(small_data: Path, tmp_path: Path) -> None:
+    """Labels stored as class ids (not one-hot): rank 0 finds the number of
+    classes from the label datasets, every rank builds the same model, and
+    the sparse cross-entropy trains it."""
+    listing = []
+    for path in (small_data / "train.txt").read_text().split() + (small_data / "val.txt").read_text().split():
+        with h5py.File(path, "r") as source, h5py.File(tmp_path / Path(path).name, "w") as target:
+            target["features"] = source["features"][()]
+            target["labels"] = np.argmax(source["labels"][()], axis=1).astype(np.int64)
+        listing.append(str(tmp_path / Path(path).name))
+    (tmp_path / "train.txt").write_text("\n".join(listing[:-1]) + "\n")
+    (tmp_path / "val.txt").write_text(listing[-1] + "\n")
+    classes = int(np.max([h5py.File(p, "r")["labels"][()].max() for p in listing[:-1]])) + 1
+    source = Hdf5Source(listing[:-1])
+    assert source.largest_labels(chunk=7) == [classes - 1]  # chunked scan of the labels only
+
+    result = run_cli(["train", "--model", "mlp", "--train", str(tmp_path / "train.txt"), "--val", str(tmp_path / "val.txt"),
+                      "--epochs", "3", "--batch", "16", "-n", "2", "--threads", "1", "--run-dir", str(tmp_path / "run")],
+                     timeout=180)
+    assert result.returncode == 0, result.output
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["config"]["model"]["loss"] in (None, "sparse_categorical_crossentropy")
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.output_shape[-1] == classes
+    assert history["epochs"][-1]["val_accuracy"] > 1.0 / classes + 0.1  # learned beyond chance

@@ -58,6 +58,8 @@ class Plan:
     signature: Signature
     loss: str | None
     metrics: tuple[str, ...] | None
+    # Classes per target, for building a command-line model: one-hot width or largest class id + 1.
+    classes: tuple[int, ...] = ()
 
 
 def _open_train(config: RunConfig, arrays: Any, workers: int) -> Source:
@@ -105,12 +107,28 @@ def _check_algorithm_fits_model(config: RunConfig, model: Any) -> None:
         )
 
 
-def _build_cli_model(config: RunConfig, signature: Signature) -> tuple[Any, str, tuple[str, ...]]:
+def _count_classes(source: Source, where: str, given: bool) -> tuple[int, ...]:
+    """Rank 0: classes per target, for the model builder. One-hot rows give
+    their width; integer class ids are scanned (label datasets only) for the
+    largest id, unless the user gave num_classes."""
+    signature = source.signature
+    classes = [shape[0] if shape else 1 for shape in signature.label_shapes]
+    targets = signature.class_id_targets
+    largest = getattr(source, "largest_labels", None)
+    if targets and not given:
+        if largest is None:
+            raise DataError(f"{where}: integer class labels from a batch function or PyDataset: give the number of "
+                            "classes to the model with --model-arg num_classes=K")
+        for target, top in zip(targets, largest()):
+            classes[target] = top + 1
+    return tuple(classes)
+
+
+def _build_cli_model(config: RunConfig, signature: Signature, classes: Sequence[int]) -> tuple[Any, str, tuple[str, ...]]:
     """Build and compile the model of a command-line run from its spec."""
     models.set_random_seed(config.seed)
     # Several inputs or targets (HDF5 groups, comma-separated names): lists of shapes and class counts.
-    classes = [shape[0] if shape else 1 for shape in signature.label_shapes]
-    num_classes = classes[0] if len(classes) == 1 else classes
+    num_classes = classes[0] if len(classes) == 1 else list(classes)
     input_shape = signature.sample_shape if len(signature.sample_shapes) == 1 else list(signature.sample_shapes)
     custom_objects = models.load_custom_objects(config.model.custom_objects)
     model = models.build_model(config.model.spec, input_shape, num_classes, config.model.model_kwargs, custom_objects)
@@ -161,12 +179,14 @@ def train(
         kept["validation"] = _open_validation(config, validation_arrays)
         where = config.data.train_files[0] if config.data.train_files else "training data"
         loss = metrics = None
+        classes: tuple[int, ...] = ()
         if model is None:
-            kept["model"], loss, metrics = _build_cli_model(config, source.signature)
+            classes = _count_classes(source, where, given="num_classes" in config.model.model_kwargs)
+            kept["model"], loss, metrics = _build_cli_model(config, source.signature, classes)
             _check_loss_fits_labels(loss, source.signature, where)
         _check_model_fits_data(kept.get("model", model), source.signature, where)
         _check_algorithm_fits_model(config, kept.get("model", model))
-        return Plan(run_dir, source.counts, source.signature, loss, metrics)
+        return Plan(run_dir, source.counts, source.signature, loss, metrics, classes)
 
     agreed: Plan = decide_on_root(comm, plan)
     config = config.replace(run_dir=agreed.run_dir)
@@ -236,7 +256,7 @@ def _run(
     callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     if model is None:
-        model = kept.get("model") or _build_cli_model(config, agreed.signature)[0]
+        model = kept.get("model") or _build_cli_model(config, agreed.signature, agreed.classes)[0]
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
     backend = backends.for_model(model)

@@ -59,6 +59,12 @@ class Signature:
         return self.label_dtypes[0]
 
     @property
+    def class_id_targets(self) -> tuple[int, ...]:
+        """Positions (among the targets) of integer class-id labels, one id per sample."""
+        return tuple(i for i, (shape, dtype) in enumerate(zip(self.label_shapes, self.label_dtypes))
+                     if "int" in dtype and shape in ((), (1,)))
+
+    @property
     def num_arrays(self) -> int:
         return len(self.sample_shapes) + len(self.label_shapes) + int(self.weighted)
 
@@ -291,6 +297,22 @@ class Hdf5Source:
         finally:
             self.close()
 
+    def largest_labels(self, chunk: int = 1 << 20) -> list[int]:
+        """The largest value of each integer class-id target over all files,
+        read in chunks of the label datasets only (never the features)."""
+        targets = self.signature.class_id_targets
+        first = len(self.signature.sample_shapes)
+        largest = [-1] * len(targets)
+        for path in self.files:
+            datasets = self._datasets(path)
+            for k, target in enumerate(targets):
+                labels = datasets[first + target]
+                for start in range(0, labels.shape[0], chunk):
+                    block = labels[start : start + chunk]
+                    if block.size:
+                        largest[k] = max(largest[k], int(block.max()))
+        return largest
+
     def close(self) -> None:
         with self._lock:
             while self._open:
@@ -330,6 +352,10 @@ class ArraySource:
 
     def read(self, part: int, start: int, stop: int) -> Arrays:
         return tuple(a[start:stop] for a in self.arrays)
+
+    def largest_labels(self) -> list[int]:
+        first = len(self.signature.sample_shapes)
+        return [int(self.arrays[first + t].max()) for t in self.signature.class_id_targets]
 
     def name(self, part: int) -> str:
         return self.what
