@@ -403,3 +403,13 @@ def test_layout_errors_end_every_rank_once(data: Path, space_file: Path, tmp_pat
     under_mpi = run_mpi(4, [sys.executable, "-m", "mpilearn", *args], timeout=90)
     assert under_mpi.returncode != 0
     assert under_mpi.stderr.count("--block-size 2 does not divide the 3 training ranks") == 1, under_mpi.output
+
+
+def test_print_config_shows_the_resolved_search_without_running_it(data: Path, space_file: Path, tmp_path: Path) -> None:
+    result = run_cli(_search_args(data, tmp_path / "search", "--model", "mlp", "--space", str(space_file), "-n", "7",
+                                  "--block-size", "3", "--trials", "4", "--lr", "0.003", "--print-config"), timeout=60)
+    assert result.returncode == 0, result.output
+    resolved = json.loads(result.stdout)
+    assert resolved["trials"] == 4 and resolved["block_size"] == 3
+    assert resolved["run"]["model"]["spec"] == "mlp" and resolved["run"]["model"]["learning_rate"] == 0.003
+    assert not (tmp_path / "search" / "study.db").exists()  # nothing ran

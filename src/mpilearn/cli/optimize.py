@@ -80,6 +80,12 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def optimize(args: argparse.Namespace, argv: list[str]) -> int:
     search = search_config_from_args(args)  # bad options fail here, before any process starts
+    if getattr(args, "print_config", False):
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(search), indent=2, default=str))
+        return 0
     if args.processes and not env.under_mpi_launcher():
         from ..hpo.layout import Layout
 
