@@ -83,9 +83,13 @@ class GradientClient(_Base):
 
     def fill(self, update: Message, batches: int) -> None:
         mean_gradient(update.trainable, batches)
-        state_delta(self._current()[self.layout.num_trainable :], self.base[self.layout.num_trainable :], update.state)
+        if self.layout.num_state:  # reading the weights costs a pass over the whole model: only when there is state
+            state_delta(self._current()[self.layout.num_trainable :], self.base[self.layout.num_trainable :], update.state)
 
-    absorb = _Base._take_weights
+    def absorb(self, reply: Message) -> None:
+        self.backend.set_weights(reply.payload)
+        n = self.layout.num_trainable
+        np.copyto(self.base[n:], reply.payload[n:])  # only the layer state is sent against a base
 
 
 def own_step(backend: ModelBackend, batch: Batch) -> float:
