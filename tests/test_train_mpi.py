@@ -135,8 +135,12 @@ def test_two_workers_reach_the_accuracy_of_one_process(tmp_path: Path) -> None:
     one process reaches on the same data in the same epochs (best epoch each)."""
     from conftest import make_data
 
-    data = make_data(tmp_path / "data", files=4, events=256, seed=5, val_files=2)
-    args = ["--model", "mlp", "--epochs", "5", "--batch", "32", "--lr", "0.0005"]
+    # A small model trained toward its plateau, where the comparison is about what the workers
+    # reach rather than how fast: stale asynchronous updates lag one process early on. 1536
+    # validation samples keep the accuracy's own noise (~0.01) below the 2% allowed.
+    data = make_data(tmp_path / "data", files=4, events=256, seed=5, val_files=6)
+    args = ["--model", "mlp", "--model-arg", "units=16", "--model-arg", "layers_count=1", "--epochs", "8", "--batch", "32",
+            "--lr", "0.003"]
     solo = _train(data, tmp_path / "solo", 1, *args)
     pair = _train(data, tmp_path / "pair", 3, *args)
     best_solo = max(row["val_accuracy"] for row in solo["epochs"])
