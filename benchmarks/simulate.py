@@ -696,7 +696,7 @@ def validate(inputs: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
         predicted_solo = float(np.median([simulate(p, "allreduce", 1, args.cycles, seed)["samples_per_s"] for seed in range(3)]))
         for case, measurements in result["cases"].items():
             measured = [m["steady_samples_per_s"] for m in measurements if m.get("steady_samples_per_s")]
-            if not measured or case.startswith("fit"):
+            if not measured or case.startswith(("fit", "independent")):  # not mpilearn algorithms
                 continue
             if case == "solo":
                 algo, processes = "allreduce", 1
