@@ -383,27 +383,27 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
     for floats in spec["sizes"]:
         buffer = np.zeros(int(floats), dtype=np.float32)  # zeros: repeated sums stay finite
 
-        def ours_pingpong(k: int) -> None:
-            for _ in range(k):
-                if ranks.rank == 0:
-                    ours.send(buffer, peer, tag)
-                    ours.recv(buffer, peer, tag)
-                else:
-                    ours.recv(buffer, peer, tag)
-                    ours.send(buffer, peer, tag)
+        def pingpong_with(comm: Any) -> Callable[[int], None]:
+            def pingpong(k: int) -> None:
+                for _ in range(k):
+                    if ranks.rank == 0:
+                        comm.send(buffer, peer, tag)
+                        comm.recv(buffer, peer, tag)
+                    else:
+                        comm.recv(buffer, peer, tag)
+                        comm.send(buffer, peer, tag)
 
-        def fast_pingpong(k: int) -> None:
-            for _ in range(k):
-                if ranks.rank == 0:
-                    fast.send(buffer, peer, tag)
-                    fast.recv(buffer, peer, tag)
-                else:
-                    fast.recv(buffer, peer, tag)
-                    fast.send(buffer, peer, tag)
+            return pingpong
 
-        def fast_allreduce(k: int) -> None:
-            for _ in range(k):
-                fast.allreduce_sum(buffer)
+        def allreduce_with(comm: Any) -> Callable[[int], None]:
+            def allreduce(k: int) -> None:
+                for _ in range(k):
+                    comm.allreduce_sum(buffer)
+
+            return allreduce
+
+        ours_pingpong, fast_pingpong = pingpong_with(ours), pingpong_with(fast)
+        ours_allreduce, fast_allreduce = allreduce_with(ours), allreduce_with(fast)
 
         def raw_pingpong(k: int) -> None:
             for _ in range(k):
@@ -414,14 +414,9 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
                     raw.Recv([buffer, MPI.FLOAT], peer, tag)
                     raw.Send([buffer, MPI.FLOAT], peer, tag)
 
-        def ours_allreduce(k: int) -> None:
-            for _ in range(k):
-                ours.allreduce_sum(buffer)
-
         def raw_allreduce(k: int) -> None:
             for _ in range(k):
                 raw.Allreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM)
-
 
         for kind, variants, moved in (
             ("pingpong", {"ours": ours_pingpong, "raw": raw_pingpong, "ours_fast_poll": fast_pingpong}, 2 * buffer.nbytes),

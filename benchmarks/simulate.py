@@ -37,7 +37,6 @@ import json
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np

@@ -289,7 +289,6 @@ def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
     """Set the model's random-layer states (dropout and the like) from
     (seed, worker, epoch): every epoch is then reproducible on its own, which
     is what lets a resumed run replay exactly what it would have done."""
-    import keras
     import numpy as np
 
     # Layers built without a seed draw from the backend's global generator.

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 def evaluate(model: Any, data: tuple[Any, ...] | None, batch_size: int) -> dict[str, float]:
     """Loss and compiled metrics over the validation samples, as model.evaluate computes them.
     `data` is (x, y) or (x, y, sample_weight); x and y may be lists of arrays (several inputs/outputs)."""
