@@ -48,7 +48,7 @@ def fit(
     *,
     epochs: int = 1,
     batch_size: int = 32,
-    algorithm: str = "downpour",
+    algorithm: str = AlgorithmConfig.name,
     sync_every: int = 1,
     seed: int = 0,
     run_dir: str | os.PathLike = "",
@@ -119,7 +119,7 @@ def fit(
             copy_command=copy_command,
         ),
         model=ModelConfig(spec=f"<{type(model).__name__} {getattr(model, 'name', '')}>"),
-        algorithm=AlgorithmConfig(name=algorithm, sync_every=sync_every),  # type: ignore[arg-type]
+        algorithm=AlgorithmConfig(name=algorithm, sync_every=sync_every),
         epochs=epochs,
         seed=seed,
         run_dir=str(run_dir),

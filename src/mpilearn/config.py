@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
+from .algorithms import registry
 from .data.options import DEFAULT_COPY_COMMAND, EVEN_POLICIES, SHUFFLE_CHUNK, SHUFFLE_WINDOW, parse_copy_command, parse_size, split_names
 from .errors import ConfigError
 
-ALGORITHMS = ("downpour", "sync", "easgd", "gem", "allreduce")
+if TYPE_CHECKING:
+    from .algorithms.registry import AlgorithmSpec
+
+ALGORITHMS = registry.names()
 COMPRESSIONS = ("none", "fp16", "bf16")
 LR_SCALINGS = ("none", "linear", "sqrt")
 SHARD_MODES = ("files", "samples")
@@ -132,7 +136,8 @@ class ModelConfig:
 class AlgorithmConfig:
     """The distributed training rule and its knobs."""
 
-    name: Literal["downpour", "sync", "easgd", "gem", "allreduce"] = "downpour"
+    # A name in algorithms/registry.py.
+    name: str = registry.DEFAULT
     # Batches a worker accumulates (EASGD: local steps it takes) before each exchange.
     sync_every: int = 1
     # EASGD: moving rate beta (alpha = beta / workers), the workers' own optimizer and its
@@ -159,7 +164,7 @@ class AlgorithmConfig:
     warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
-        _choice("--algo", self.name, ALGORITHMS)
+        spec = registry.spec_of(self.name)
         _positive_int("--sync-every", self.sync_every)
         _choice("--compression", self.compression, COMPRESSIONS)
         _choice("--lr-scaling", self.lr_scaling, LR_SCALINGS)
@@ -178,21 +183,28 @@ class AlgorithmConfig:
             _non_negative_int("--max-staleness", self.max_staleness)
         if self.warmup_epochs < 0:
             raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}")
-        if self.masters > 1 and self.name not in ("downpour", "easgd"):
-            raise ConfigError(f"--masters {self.masters} works with --algo downpour or easgd, not {self.name}")
+        if self.masters > 1 and not spec.trees:
+            raise ConfigError(f"--masters {self.masters} works with --algo "
+                              f"{' or '.join(registry.names(lambda s: s.trees))}, not {self.name}")
         if self.elastic_momentum and self.worker_optimizer.lower() != "sgd":
             raise ConfigError(f"--elastic-momentum needs --worker-optimizer sgd, got {self.worker_optimizer!r}")
-        if self.compression != "none" and self.name != "allreduce":
-            raise ConfigError(f"--compression {self.compression} applies to --algo allreduce only")
+        # Other algorithms' knobs are ignored (a config file's EASGD knobs stay valid under --algo downpour),
+        # but gradients compressed by no one would mislead.
+        if self.compression != "none" and "compression" not in spec.options:
+            raise ConfigError(f"--compression {self.compression} applies to --algo {' or '.join(registry.owners('compression'))} only")
+
+    @property
+    def spec(self) -> "AlgorithmSpec":
+        return registry.spec_of(self.name)
 
     @property
     def has_master(self) -> bool:
-        return self.name != "allreduce"
+        return self.spec.has_master
 
     @property
     def lockstep(self) -> bool:
         """True when every worker must take the same number of steps per epoch."""
-        return self.name in ("sync", "allreduce") or (self.name == "easgd" and self.synchronous)
+        return self.spec.lockstep(self)
 
 
 @dataclass(frozen=True)

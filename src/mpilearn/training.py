@@ -98,12 +98,12 @@ def _check_loss_fits_labels(loss: str | None, signature: Signature, where: str) 
 
 
 def _check_algorithm_fits_model(config: RunConfig, model: Any) -> None:
-    from .algorithms import OWN_STEP_ALGORITHMS
+    from .algorithms import registry
 
-    if models.has_own_train_step(model) and config.algorithm.name not in OWN_STEP_ALGORITHMS:
+    if models.has_own_train_step(model) and not config.algorithm.spec.own_train_step:
         raise ConfigError(
             f"{type(model).__name__} trains through its own train_step, which works with --algo "
-            f"{' or '.join(OWN_STEP_ALGORITHMS)} (weight deltas), not {config.algorithm.name}"
+            f"{' or '.join(registry.names(lambda spec: spec.own_train_step))} (weight deltas), not {config.algorithm.name}"
         )
 
 

@@ -2,7 +2,7 @@
 model, and what it answers each client."""
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from .rules import elastic_exchange, mean_of
 
 
 class CenterRule(Protocol):
+    # The Keras optimizer this rule steps (its state is checkpointed, its learning rate scaled), or None.
+    optimizer: Any
+
     def absorb(self, updates: Sequence[tuple[int, Message]]) -> None:
         """Fold updates (slot, message) into the central model: one for
         asynchronous masters, one per client for synchronous ones."""
@@ -26,6 +29,7 @@ class _Center:
         self.layout = backend.layout
         self.center = np.empty(self.layout.size, dtype=np.float32)
         self.scratch = np.empty(self.layout.size, dtype=np.float32)
+        self.optimizer: Any = None
 
     def reply(self, slot: int, out: Message) -> None:
         self.backend.get_weights(out.payload)
@@ -34,6 +38,10 @@ class _Center:
 class OptimizerCenter(_Center):
     """Downpour and sync: gradients (averaged over the clients of one round)
     go through the model's optimizer; layer-state deltas are averaged in."""
+
+    def __init__(self, backend: ModelBackend) -> None:
+        super().__init__(backend)
+        self.optimizer = backend.model.optimizer
 
     def absorb(self, updates: Sequence[tuple[int, Message]]) -> None:
         if len(updates) == 1:

@@ -3,18 +3,23 @@ locally, what it sends, and how it takes the master's answer."""
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..backends import ModelBackend
-from ..data.batches import Batch
 from ..errors import NonFiniteLossError
 from ..flat import Message
 from .rules import gem_scale, mean_gradient, state_delta
 
+if TYPE_CHECKING:
+    from ..data.batches import Batch
+
 
 class ClientRule(Protocol):
+    # NaN/infinite loss policy; the worker sets it for --skip-bad-batches.
+    guard: LossGuard
+
     def train(self, batch: Batch, update: Message) -> float | None:
         """Local work on one batch; returns its loss (None: batch skipped)."""
 

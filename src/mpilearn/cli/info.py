@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from .. import __version__, env
-from ..config import ALGORITHMS
+from ..algorithms import registry
 from ..errors import ConfigError
 
 # Rank lines printed before the layout is abbreviated.
@@ -18,7 +18,7 @@ MAX_RANK_LINES = 16
 def add_info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--processes", type=int, default=None,
                         help="show the layout for N processes (default: the ranks of this job, under a launcher)")
-    parser.add_argument("--algo", default="downpour", choices=ALGORITHMS, help="training algorithm of the layout")
+    parser.add_argument("--algo", default=registry.DEFAULT, choices=registry.names(), help="training algorithm of the layout")
     parser.add_argument("--masters", type=int, default=1, help="masters of the layout (M >= 2: a tree)")
     parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend to report")
 
@@ -36,7 +36,7 @@ def layout_lines(processes: int, algo: str, masters: int) -> list[str]:
     """The topology's description and one line per rank (abbreviated past MAX_RANK_LINES)."""
     from ..comm.topology import Role, Topology
 
-    topology = Topology(processes, masters, peers_only=algo == "allreduce")
+    topology = Topology(processes, masters, peers_only=not registry.spec_of(algo).has_master)
     lines = [topology.describe()]
     shown = list(range(processes)) if processes <= MAX_RANK_LINES else list(range(MAX_RANK_LINES - 2)) + [processes - 1]
     for rank in shown:
@@ -91,4 +91,8 @@ def info(args: argparse.Namespace) -> int:
     print(f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} ranks on it; --threads overrides)")
     if args.processes is None and comm.size == 1:
         print("  (give -n N for the layout of N processes)")
+    print()
+    print("algorithms (--algo):")
+    for line in registry.describe():
+        print(f"  {line}")
     return 0

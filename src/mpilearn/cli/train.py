@@ -22,7 +22,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", help="training file list (one HDF5 path a line), or path/to/file.py:function returning batches")
     parser.add_argument("--val", help="validation file list, or path/to/file.py:function")
     parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers)")
-    parser.add_argument("--algo", default="downpour", choices=ALGORITHMS, help="training algorithm")
+    parser.add_argument("--algo", default=AlgorithmConfig.name, choices=ALGORITHMS, help="training algorithm (see `mpilearn info`)")
     parser.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 5)")
     parser.add_argument("--batch", type=int, default=32, help="batch size per worker")
     parser.add_argument("--optimizer", default="adam", help="any optimizer name Keras knows")

@@ -12,8 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..algorithms import CenterRule, center_rule, upstream_rule
-from ..algorithms.centers import OptimizerCenter
+from ..algorithms import CenterRule, Scaled
 from ..algorithms.learning_rate import LearningRateControl
 from ..comm import Tag, WaitTimeout
 from ..comm.topology import Role
@@ -35,16 +34,22 @@ class _Round:
 def run_master(job: Job) -> None:
     config, backend, comm, topology = job.config, job.backend, job.comm, job.topology
     algorithm = config.algorithm
+    spec = algorithm.spec
+    assert spec.center is not None, f"{spec.name} has no master"
     role = topology.role(comm.rank)
     clients = topology.children(comm.rank)
     top = role is Role.MASTER
-    rule = center_rule(algorithm, backend, len(clients), top and bool(topology.submasters), job.own_train_step)
-    synchronous = algorithm.name == "sync" or (algorithm.name == "easgd" and algorithm.synchronous)
-    uplink = None if top else Uplink(comm, topology.parent(comm.rank), upstream_rule(algorithm, backend), backend.layout, job.watchdog)
-    # Where the master's optimizer applies gradients (downpour, sync), its learning rate is scaled here.
-    optimizer = backend.model.optimizer if isinstance(rule, OptimizerCenter) else None
-    control = LearningRateControl(optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
-    _Server(job, clients, rule, synchronous, uplink, control).run()
+    # The top of a tree takes deltas (or elastic exchanges) from its sub-masters, and so does a master
+    # whose model trains through its own step.
+    deltas = (top and bool(topology.submasters)) or job.own_train_step
+    rule = spec.center(algorithm, backend, len(clients), deltas)
+    uplink = None
+    if not top:
+        assert spec.upstream is not None, f"{spec.name} has no trees"
+        uplink = Uplink(comm, topology.parent(comm.rank), spec.upstream(algorithm, backend), backend.layout, job.watchdog)
+    control = LearningRateControl(rule.optimizer if spec.scales is Scaled.MASTER else None, topology.num_workers,
+                                  algorithm.lr_scaling, algorithm.warmup_epochs)
+    _Server(job, clients, rule, algorithm.lockstep, uplink, control).run()
 
 
 class _Server:
@@ -197,14 +202,13 @@ class _Server:
         job = self.job
         if job.background is not None:  # metrics, callbacks and the stop decision come later, in job.on_update
             job.background.submit(epoch + 1)
-            job.checkpoint(epoch + 1, job.backend.model.optimizer if isinstance(self.rule, OptimizerCenter) else None)
+            job.checkpoint(epoch + 1, self.rule.optimizer)
             return
         with job.timeline.span("validate"):
             metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
         row = job.history.record_epoch(epoch + 1, metrics)
         stop = job.on_epoch_end(row)
-        optimizer = job.backend.model.optimizer if isinstance(self.rule, OptimizerCenter) else None
-        job.checkpoint(epoch + 1, optimizer)
+        job.checkpoint(epoch + 1, self.rule.optimizer)
         if stop:
             self.stopping = True
             job.history.stopped_early = epoch + 1 < job.config.epochs

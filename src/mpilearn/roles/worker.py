@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from .. import models
-from ..algorithms import worker_rule
+from ..algorithms import Scaled
 from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..data.batches import Batch
@@ -19,14 +19,13 @@ def run_worker(job: Job) -> None:
     config, backend, comm, topology = job.config, job.backend, job.comm, job.topology
     algorithm = config.algorithm
     index = topology.worker_index(comm.rank)
-    worker_optimizer = None
-    if algorithm.name == "easgd":
-        lr = algorithm.elastic_lr or config.model.learning_rate or 0.01
-        worker_optimizer = models.make_optimizer(algorithm.worker_optimizer, lr, algorithm.elastic_momentum)
-    rule = worker_rule(algorithm, backend, worker_optimizer, job.own_train_step)
+    spec = algorithm.spec
+    assert spec.client is not None, f"{spec.name} has no workers"
+    worker_optimizer = spec.worker_optimizer(config) if spec.worker_optimizer is not None else None
+    rule = spec.client(algorithm, backend, worker_optimizer, job.own_train_step)
     rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
-    # The learning rate that lives on the worker (EASGD's optimizer, GEM's proxy).
-    local_lr: Any = worker_optimizer if algorithm.name == "easgd" else rule if algorithm.name == "gem" else None
+    # The learning rate that lives on the worker (its own optimizer, or the proxy step's rule).
+    local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule}.get(spec.scales)
     control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
     uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
     per_epoch = job.batches_per_epoch(index)
