@@ -137,26 +137,12 @@ def _self_comm(ranks: _Ranks) -> Any:
 
 def _mpilearn_fit(spec: dict[str, Any], case: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray,
                   run_dir: str, timeline: str, comm: Any) -> dict[str, Any]:
-    """mpilearn.fit on all ranks; on a subset, the same run through
-    training.train on their communicator (what fit calls, with the same config)."""
-    options = dict(epochs=spec["epochs"], batch_size=spec["batch"], algorithm=case["algo"], sync_every=case.get("sync_every", 1),
-                   threads=case.get("threads", 1), run_dir=run_dir, quiet=True, progress="lines", timeline=timeline,
-                   log_level="error")
-    if comm is None:
-        import mpilearn
+    """mpilearn.fit on `comm` (None: all ranks)."""
+    import mpilearn
 
-        return mpilearn.fit(model, (x, y), **options)
-    from mpilearn.config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig
-    from mpilearn.training import train
-
-    config = RunConfig(
-        data=DataConfig(batch_size=options["batch_size"], shard="samples"),
-        model=ModelConfig(spec=f"<{type(model).__name__} {model.name}>"),
-        algorithm=AlgorithmConfig(name=options["algorithm"], sync_every=options["sync_every"]),
-        epochs=options["epochs"], seed=0, run_dir=run_dir, threads=options["threads"], quiet=True, progress="lines",
-        timeline=timeline, log_level="error",
-    )
-    return train(config, model=model, train_arrays=(x, y), comm=comm)
+    return mpilearn.fit(model, (x, y), comm=comm, epochs=spec["epochs"], batch_size=spec["batch"], algorithm=case["algo"],
+                        sync_every=case.get("sync_every", 1), threads=case.get("threads", 1), run_dir=run_dir, quiet=True,
+                        progress="lines", timeline=timeline, log_level="error")
 
 
 def _case_mpilearn(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray, ranks: _Ranks, repeat: int) -> dict[str, Any] | None:

@@ -6,15 +6,13 @@ usual; its optimizer, loss and metrics are the ones used.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Sequence
 
-from .config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig
+from . import options as option_table
 from .data.filelist import resolve_files
-from .data.options import DEFAULT_COPY_COMMAND, SHUFFLE_CHUNK, SHUFFLE_WINDOW
 from .errors import ConfigError
-
-
 
 def _is_pydataset(data: Any) -> bool:
     from .data.python_sources import is_pydataset as check  # h5py and keras load only when fit is called
@@ -34,46 +32,8 @@ def _split(data: Any, what: str) -> tuple[tuple[str, ...], Any]:
     return resolve_files(data, what), None
 
 
-def _shard(shard: str, train: Any) -> str:
-    """Arrays are one part, shared by sample; a batch function shards itself."""
-    if train is None or _is_pydataset(train):
-        return shard
-    return "files" if callable(train) else "samples"
-
-
-def fit(
-    model: Any,
-    train: Any,
-    validation: Any = None,
-    *,
-    epochs: int = 1,
-    batch_size: int = 32,
-    algorithm: str = AlgorithmConfig.name,
-    sync_every: int = 1,
-    seed: int = 0,
-    run_dir: str | os.PathLike = "",
-    features_name: str = "features",
-    labels_name: str = "labels",
-    shard: str = "files",
-    prefetch: int = 2,
-    sample_weights_name: str = "",
-    even_policy: str = "cycle",
-    shuffle_chunk: int = SHUFFLE_CHUNK,
-    shuffle_window: int = SHUFFLE_WINDOW,
-    preload: bool = False,
-    memory_limit: str = "",
-    cache_dir: str | os.PathLike = "",
-    copy_command: str = DEFAULT_COPY_COMMAND,
-    threads: int | None = None,
-    callbacks: Sequence[Any] | None = None,
-    validate_every: int = 0,
-    background_validation: bool = False,
-    progress: str = "auto",
-    quiet: bool = False,
-    monitor: bool = False,
-    timeline: str | os.PathLike = "",
-    log_level: str = "info",
-) -> dict[str, Any]:
+def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[Any] | None = None, comm: Any = None,
+        **options: Any) -> dict[str, Any]:
     """Train `model` on every rank of the MPI job; returns the history.
 
     `train` and `validation` take a file-list path, an HDF5 path, a list of
@@ -81,57 +41,41 @@ def fit(
     be lists or dicts of arrays for several inputs or outputs), a
     `keras.utils.PyDataset`, or a function returning one worker's batches for
     one epoch (called with `worker_index`, `num_workers`, `epoch`, `seed` as
-    far as it takes them). Batches are re-cut to `batch_size`. The data
-    options (`preload`, `cache_dir`, `even_policy`, ...) are those of
-    `mpilearn train` (see the README). When this returns, the
-    model on every rank holds the trained central weights, and rank 0 has
-    written history.json and model.keras into `run_dir`.
+    far as it takes them). Batches are re-cut to `batch_size`. Arrays are
+    split among workers by sample. When this returns, the model on every rank
+    holds the trained central weights, and rank 0 has written history.json and
+    model.keras into `run_dir`.
 
     `callbacks` are Keras callbacks run on rank 0 with the central model, as
     in `Model.fit` (EarlyStopping, ModelCheckpoint, CSVLogger, TensorBoard,
     ReduceLROnPlateau, TerminateOnNaN, your own); when one stops training,
-    every rank stops. `validate_every` validates every N master updates too;
-    `background_validation` validates in a thread so workers never wait;
-    `progress` is "auto" (a bar on a terminal, else log lines), "bar" or
-    "lines"; `monitor` samples CPU and memory of every rank into monitor.json;
-    `timeline` writes a Chrome-trace JSON of every rank's activity.
+    every rank stops. `comm` is the mpilearn Communicator to train on
+    (default: every rank of the job).
+
+    The other keyword arguments are the training options of `mpilearn train`
+    under their field names (`batch_size`, `algorithm`, `sync_every`, ...),
+    with the same defaults; they are listed below.
     """
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
         raise ConfigError("mpilearn.fit needs a compiled model: call model.compile(optimizer, loss, metrics) first")
-    train_files, train_arrays = _split(train, "train")
-    val_files, val_arrays = _split(validation, "validation")
-    config = RunConfig(
-        data=DataConfig(
-            train_files=train_files,
-            val_files=val_files,
-            features_name=features_name,
-            labels_name=labels_name,
-            sample_weights_name=sample_weights_name,
-            batch_size=batch_size,
-            shard=_shard(shard, train_arrays),  # type: ignore[arg-type]
-            prefetch=prefetch,
-            shuffle_chunk=shuffle_chunk,
-            shuffle_window=shuffle_window,
-            even_policy=even_policy,  # type: ignore[arg-type]
-            preload=preload,
-            memory_limit=memory_limit,
-            cache_dir=str(cache_dir),
-            copy_command=copy_command,
-        ),
-        model=ModelConfig(spec=f"<{type(model).__name__} {getattr(model, 'name', '')}>"),
-        algorithm=AlgorithmConfig(name=algorithm, sync_every=sync_every),
-        epochs=epochs,
-        seed=seed,
-        run_dir=str(run_dir),
-        threads=threads,
-        validate_every=validate_every,
-        background_validation=background_validation,
-        progress=progress,
-        quiet=quiet,
-        monitor=monitor,
-        timeline=str(timeline),
-        log_level=log_level,
-    )
+    train_files, train_data = _split(train, "train")
+    val_files, val_data = _split(validation, "validation")
+    values = option_table.keyword_values(options)
+    if isinstance(train_data, tuple):  # arrays are one part: only a split by sample gives every worker some
+        if options.get("shard", "samples") != "samples":
+            raise ConfigError(f"shard={options['shard']!r} splits HDF5 files among workers; arrays are split by sample "
+                              "(leave shard out or give shard='samples')")
+        values[("data", "shard")] = "samples"
+    values.update({("data", "train_files"): train_files, ("data", "val_files"): val_files,
+                   ("model", "spec"): f"<{type(model).__name__} {getattr(model, 'name', '')}>"})
+    config = option_table.build(values)
     from .training import train as run
 
-    return run(config, model=model, train_arrays=train_arrays, validation_arrays=val_arrays, callbacks=callbacks)
+    return run(config, model=model, train_arrays=train_data, validation_arrays=val_data, callbacks=callbacks, comm=comm)
+
+
+fit.__signature__ = option_table.fit_signature(  # type: ignore[attr-defined]
+    [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, **extra)
+     for name, extra in (("model", {}), ("train", {}), ("validation", {"default": None}))],
+    [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in ("callbacks", "comm")])
+fit.__doc__ = (fit.__doc__ or "") + "\n" + option_table.fit_doc()

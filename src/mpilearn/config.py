@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 from .algorithms import registry
 from .data.options import DEFAULT_COPY_COMMAND, EVEN_POLICIES, SHUFFLE_CHUNK, SHUFFLE_WINDOW, parse_copy_command, parse_size, split_names
 from .errors import ConfigError
+from . import option_values
 
 if TYPE_CHECKING:
     from .algorithms.registry import AlgorithmSpec
@@ -23,7 +24,29 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 SHARD_MODES = ("files", "samples")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PROGRESS_MODES = ("auto", "bar", "lines")
-TARGET_OPS = (">=", ">", "<=", "<")
+TARGET_OPS = option_values.TARGET_OPS
+BACKENDS = ("torch", "jax", "tensorflow")
+# --tensorboard without a directory: a folder of the run directory.
+DEFAULT_TENSORBOARD = "{run_dir}/tensorboard"
+
+# Key of a field's metadata that holds its option settings (see opt and options.py).
+OPTION = "mpilearn.option"
+
+
+def opt(flag: str = "", *, cli: bool = True, fit: bool = True, fit_name: str = "", help: str = "", short: str = "",
+        group: str = "", metavar: str | None = None, choices: tuple[Any, ...] | None = None,
+        parse: Any = None, append: bool = False, const: Any = None) -> dict[str, Any]:
+    """Metadata of a field whose option is not the convention's. By default a
+    field is the option --field-name (of `mpilearn train`, config files and
+    `mpilearn.fit`) whose help is the comment above the field; `flag` renames
+    it, `cli`/`fit` leave it out of the command line / of fit, `parse` turns the
+    command line's text into the field's value (or a dict of several fields),
+    `append` makes it repeatable, `const` is the value of the bare flag."""
+    settings = dict(flag=flag, cli=cli, fit=fit, fit_name=fit_name, help=help, short=short, group=group, metavar=metavar,
+                    choices=choices, parse=parse, append=append)
+    if const is not None:
+        settings["const"] = const
+    return {OPTION: settings}
 
 
 def _positive_int(option: str, value: Any) -> None:
@@ -45,9 +68,9 @@ def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:
 class DataConfig:
     """Where the samples come from and how they are cut into batches."""
 
-    # Training and validation HDF5 files, in file-list order.
-    train_files: tuple[str, ...] = ()
-    val_files: tuple[str, ...] = ()
+    # Training and validation HDF5 files, in file-list order (--train, --val; fit's train, validation).
+    train_files: tuple[str, ...] = field(default=(), metadata=opt(cli=False, fit=False))
+    val_files: tuple[str, ...] = field(default=(), metadata=opt(cli=False, fit=False))
     # HDF5 names of the model inputs and targets: a dataset, a group (its datasets sorted by
     # key: several inputs or targets) or comma-separated datasets.
     features_name: str = "features"
@@ -55,25 +78,28 @@ class DataConfig:
     # HDF5 dataset of per-sample loss weights ("" = unweighted).
     sample_weights_name: str = ""
     # Samples per gradient computation on one worker.
-    batch_size: int = 32
+    batch_size: int = field(default=32, metadata=opt("--batch"))
     # "files": each file read by one worker; "samples": every worker reads an equal contiguous slice of all samples.
     shard: Literal["files", "samples"] = "files"
     # Batches read ahead by a background thread on each worker (0 = read inline).
     prefetch: int = 2
     # A batch function path/to/file.py:function instead of HDF5 files (see data/python_sources.py).
-    train_function: str = ""
-    val_function: str = ""
-    # Chunk-wise shuffle: contiguous samples read at once, and chunks whose samples are shuffled together.
+    train_function: str = field(default="", metadata=opt(cli=False, fit=False))
+    val_function: str = field(default="", metadata=opt(cli=False, fit=False))
+    # Chunk-wise shuffle: contiguous samples read at once (the order of chunks is shuffled every epoch) ...
     shuffle_chunk: int = SHUFFLE_CHUNK
+    # Chunk-wise shuffle: chunks whose samples are shuffled together (memory: chunk * window samples).
     shuffle_window: int = SHUFFLE_WINDOW
     # Lockstep algorithms: "cycle" smaller shards up to the largest one's batches, or "drop" the batches
     # of larger shards beyond the smallest one's.
     even_policy: Literal["cycle", "drop"] = "cycle"
-    # Read each worker's shard into memory once; at most memory_limit ("8G"; "" = what the machine has).
+    # Read each worker's whole shard into memory before training.
     preload: bool = False
+    # --preload: most memory a worker's shard may take ("8G"; "" = what the machine has).
     memory_limit: str = ""
-    # Node-local directory that files are copied to ahead of use, with copy_command ({src}, {dst}; no shell).
+    # Node-local directory that the files each node needs are copied to ahead of use.
     cache_dir: str = ""
+    # Command that copies {src} to {dst} for --cache-dir, run without a shell (e.g. 'xrdcp -s {src} {dst}').
     copy_command: str = DEFAULT_COPY_COMMAND
 
     def __post_init__(self) -> None:
@@ -108,17 +134,20 @@ class DataConfig:
 class ModelConfig:
     """How the command line builds and compiles the model (mpilearn.fit takes a model instead)."""
 
-    # Built-in name, path/to/file.py:function, a .keras file, or a Keras JSON file.
-    spec: str = "calo-cnn"
-    # Extra keyword arguments for the model builder (--model-arg key=value).
-    model_args: tuple[tuple[str, Any], ...] = ()
-    # Any optimizer name Keras knows, and its learning rate (None: Keras's default).
+    # Built-in name (see `mpilearn models`), path/to/file.py:function, a .keras file, or a Keras JSON file.
+    spec: str = field(default="calo-cnn", metadata=opt("--model"))
+    # Keyword argument for the model builder (repeatable).
+    model_args: tuple[tuple[str, Any], ...] = field(default=(), metadata=opt(
+        "--model-arg", append=True, metavar="KEY=VALUE", parse=option_values.model_args))
+    # Any optimizer name Keras knows.
     optimizer: str = "adam"
-    learning_rate: float | None = None
+    # Learning rate (none: the optimizer's default).
+    learning_rate: float | None = field(default=None, metadata=opt("--lr"))
     # Python file whose classes and functions are custom objects for .keras / JSON models.
     custom_objects: str | None = None
-    # Loss and metrics; None means chosen from the labels (see models.default_loss).
+    # Keras loss (none: chosen from the labels, see models.default_loss).
     loss: str | None = None
+    # Comma-separated Keras metrics (none: accuracy for classification).
     metrics: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -136,21 +165,25 @@ class ModelConfig:
 class AlgorithmConfig:
     """The distributed training rule and its knobs."""
 
-    # A name in algorithms/registry.py.
-    name: str = registry.DEFAULT
+    # Training algorithm (see `mpilearn info`; a name in algorithms/registry.py).
+    name: str = field(default=registry.DEFAULT, metadata=opt("--algo", fit_name="algorithm", choices=ALGORITHMS))
     # Batches a worker accumulates (EASGD: local steps it takes) before each exchange.
     sync_every: int = 1
-    # EASGD: moving rate beta (alpha = beta / workers), the workers' own optimizer and its
-    # learning rate (None: --lr) and Nesterov momentum (0: plain EASGD, > 0: EAMSGD).
+    # EASGD: moving rate beta (alpha = beta / workers).
     elastic_force: float = 0.9
+    # EASGD: the workers' learning rate (none: --lr, else 0.01).
     elastic_lr: float | None = None
+    # EASGD: the workers' Nesterov momentum (0: plain EASGD, > 0: EAMSGD).
     elastic_momentum: float = 0.0
+    # EASGD: the workers' own optimizer.
     worker_optimizer: str = "sgd"
     # EASGD: exchange with all workers at once instead of whoever is ready.
     synchronous: bool = False
-    # GEM: learning rate and momentum of the proxy, and the energy factor kappa.
+    # GEM: learning rate of the proxy.
     gem_lr: float = 0.01
+    # GEM: momentum of the proxy.
     gem_momentum: float = 0.9
+    # GEM: the energy factor kappa.
     gem_kappa: float = 1.0
     # allreduce: number format of the exchanged gradients.
     compression: Literal["none", "fp16", "bf16"] = "none"
@@ -158,9 +191,9 @@ class AlgorithmConfig:
     max_staleness: int | None = None
     # Masters in a two-level tree: 1 = a single master; M >= 2 = a top master and M-1 sub-masters.
     masters: int = 1
-    # Learning rate multiplied by the number of workers (linear) or its square root, reached
-    # after a linear warmup of this many epochs (Goyal et al. 2017).
+    # Learning rate multiplied by the number of workers (linear) or its square root.
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    # Epochs of linear warmup to the scaled learning rate (Goyal et al. 2017).
     warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
@@ -211,14 +244,14 @@ class AlgorithmConfig:
 class CheckpointConfig:
     """When checkpoints are written and whether this run resumes one."""
 
-    # Write a checkpoint every this many epochs (0: never) ...
-    every_epochs: int = 0
-    # ... and at the first epoch end after this many seconds since the last one (0: never).
-    every_seconds: float = 0.0
+    # Write a checkpoint every this many epochs (0: never).
+    every_epochs: int = field(default=0, metadata=opt("--checkpoint-every"))
+    # Write a checkpoint at the first epoch end this many seconds after the last one (0: never).
+    every_seconds: float = field(default=0.0, metadata=opt("--checkpoint-every-seconds"))
     # Checkpoints kept; older ones are deleted.
-    keep: int = 3
-    # Continue the run in run_dir from its latest checkpoint.
-    resume: bool = False
+    keep: int = field(default=3, metadata=opt("--keep-checkpoints"))
+    # Continue the run in run_dir from its latest checkpoint (--resume RUN_DIR).
+    resume: bool = field(default=False, metadata=opt(cli=False))
 
     def __post_init__(self) -> None:
         _non_negative_int("--checkpoint-every", self.every_epochs)
@@ -235,16 +268,15 @@ class CheckpointConfig:
 class CallbacksConfig:
     """Keras callbacks that command-line shortcuts build on the validating rank (see callbacks.py)."""
 
-    # EarlyStopping: the monitored log key ("val_loss", "val_accuracy", "loss"; "" = off) and
-    # how many validations without improvement it waits.
-    early_stopping: str = ""
-    patience: int = 0
-    # Stop as soon as `target_metric target_op target_value` holds ("" = off).
-    target_metric: str = ""
-    target_op: str = ">="
-    target_value: float = 0.0
-    # TensorBoard log directory ("" = off); "{run_dir}" is replaced by the run directory.
-    tensorboard: str = ""
+    # Keras EarlyStopping: stop when METRIC (val_loss, val_accuracy, loss) has not improved for PATIENCE validations.
+    early_stopping: str = field(default="", metadata=opt(metavar="METRIC,PATIENCE", parse=option_values.early_stopping))
+    patience: int = field(default=0, metadata=opt(cli=False))
+    # Stop once METRIC OP VALUE holds, e.g. val_accuracy,>=,0.9.
+    target_metric: str = field(default="", metadata=opt(metavar="METRIC,OP,VALUE", parse=option_values.target))
+    target_op: str = field(default=">=", metadata=opt(cli=False))
+    target_value: float = field(default=0.0, metadata=opt(cli=False))
+    # Keras TensorBoard logs into DIR (bare flag: RUN_DIR/tensorboard); needs mpilearn[tensorboard].
+    tensorboard: str = field(default="", metadata=opt(metavar="DIR", const=DEFAULT_TENSORBOARD))
 
     def __post_init__(self) -> None:
         _non_negative_int("--early-stopping patience", self.patience)
@@ -259,15 +291,18 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # Passes over the training data.
     epochs: int = 5
+    # Seed of the weights, the shuffles and the data order.
     seed: int = 0
     # Output directory; rank 0 fills in runs/<timestamp> when empty.
     run_dir: str = ""
-    # Keras backend; None keeps KERAS_BACKEND or the default (torch).
-    backend: str | None = None
+    # Keras backend (none: $KERAS_BACKEND or torch).
+    backend: str | None = field(default=None, metadata=opt(choices=BACKENDS, fit=False))
     # Compute threads per rank; None shares the node's cores among its ranks.
     threads: int | None = None
-    log_level: str = "info"
+    # Logging level of every rank.
+    log_level: str = field(default="info", metadata=opt(choices=LOG_LEVELS))
     # Chrome-trace JSON of every rank's activity ("" = none).
     timeline: str = ""
     # GPU machines: the master takes a GPU too (by default it stays on the CPU).
@@ -277,7 +312,7 @@ class RunConfig:
     # Seconds a rank waits for a peer before declaring it stuck (None: adaptive, see roles/watchdog.py).
     timeout: float | None = None
     # Longest sleep between two polls of a pending MPI request (seconds).
-    poll_max_s: float = 0.001
+    poll_max_s: float = field(default=0.001, metadata=opt(cli=False))
     # Keras callbacks from command-line shortcuts (mpilearn.fit also takes callback objects).
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     # Validate every N master updates as well as after each epoch (0 = after epochs only).
@@ -285,9 +320,9 @@ class RunConfig:
     # Validate a snapshot of the central weights in a background thread (runs with a master).
     background_validation: bool = False
     # Progress on rank 0: a live bar on a terminal and log lines otherwise (auto), or either one.
-    progress: str = "auto"
+    progress: str = field(default="auto", metadata=opt(choices=PROGRESS_MODES))
     # Print only errors and the final line.
-    quiet: bool = False
+    quiet: bool = field(default=False, metadata=opt(short="-q"))
     # Sample every rank's CPU and memory (and GPU) each second into RUN_DIR/monitor.json.
     monitor: bool = False
 

@@ -136,13 +136,15 @@ def parse_with_file(build: Callable[[argparse.ArgumentParser], None], argv: Sequ
                     prog: str = "mpilearn train") -> argparse.Namespace:
     """Parse `argv` (the arguments after the command) with the file's
     options as defaults, so that the command line wins."""
-    parser = argparse.ArgumentParser(prog=prog)
+    from .options import CommandParser
+
+    parser = CommandParser(prog=prog)
     build(parser)
     parser.set_defaults(**file_defaults(parser, path))
     parsed = parser.parse_args(list(argv))
     if getattr(parsed, "positional", None):
         # MODEL TRAIN_LIST VAL_LIST on the command line beat the file's model, train and val.
-        bare = argparse.ArgumentParser(prog=prog)
+        bare = CommandParser(prog=prog)
         build(bare)
         given = bare.parse_args(list(argv))
         for dest in ("model", "train", "val"):

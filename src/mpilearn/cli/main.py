@@ -7,11 +7,12 @@ from typing import Sequence
 
 from .. import env
 from ..errors import MpilearnError
+from .options import CommandParser
 from .train import add_train_arguments, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpilearn", description="Distributed training of Keras models over MPI.")
+    parser = CommandParser(prog="mpilearn", description="Distributed training of Keras models over MPI.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_arguments(commands.add_parser("train", help="train a model on HDF5 files"))
     from .optimize import add_optimize_arguments
