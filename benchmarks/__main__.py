@@ -17,22 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import common
-
-# name -> (module, one-line description)
-BENCHMARKS: dict[str, tuple[str, str]] = {
-    "overhead": ("benchmarks.overhead", "1 master + 1 worker (each algorithm) over plain model.fit, 1 thread per rank"),
-    "scaling": ("benchmarks.scaling", "samples/s with 1, 2 (and 3-4 oversubscribed) processes per algorithm"),
-    "ddp": ("benchmarks.ddp", "--algo allreduce on a torch.nn.Module vs PyTorch DistributedDataParallel (gloo)"),
-    "master": ("benchmarks.master", "updates/s of one master per optimizer and model size, vs the memory-bandwidth bound"),
-    "transport": ("benchmarks.transport", "Communicator send/receive and allreduce vs raw mpi4py; CPU of a waiting rank"),
-    "time-to-accuracy": ("benchmarks.time_to_accuracy", "wall time to a validation accuracy, 1 and 2 workers per algorithm"),
-    "backends": ("benchmarks.backends", "one process per Keras backend: mpilearn's step vs model.fit, samples/s"),
-    "simulate": ("benchmarks.simulate", "discrete-event scaling model, 8 to 4096 workers, validated against the real runs"),
-}
-DATA_PIPELINE = Path(__file__).resolve().parent / "data_pipeline.py"
-if DATA_PIPELINE.exists():  # written separately; registered when present
-    BENCHMARKS["data"] = ("benchmarks.data_pipeline", "the data pipeline")
-
+from .registry import BENCHMARKS
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:
     """Only the selected benchmark's module is imported (for its options), so a

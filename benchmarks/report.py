@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import common
+from .registry import BENCHMARKS
 
 ORDER = ("overhead", "scaling", "ddp", "master", "transport", "time-to-accuracy", "data", "backends", "simulate")
 NOTES = common.BENCH_DIR / "notes"
@@ -119,8 +120,6 @@ def _rows_table(result: dict[str, Any]) -> list[str]:
 
 
 def _docstring(name: str) -> str:
-    from .__main__ import BENCHMARKS
-
     if name not in BENCHMARKS:
         return ""
     import importlib

@@ -69,8 +69,10 @@ def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[A
     values.update({("data", "train_files"): train_files, ("data", "val_files"): val_files,
                    ("model", "spec"): f"<{type(model).__name__} {getattr(model, 'name', '')}>"})
     config = option_table.build(values)
+    from .startup import start_ranks
     from .training import train as run
 
+    comm = start_ranks(config, comm, before_keras=False)
     return run(config, model=model, train_arrays=train_data, validation_arrays=val_data, callbacks=callbacks, comm=comm)
 
 

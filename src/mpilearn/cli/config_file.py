@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
+from .options import CommandParser
 
 # Options that only make sense on the command line.
 NOT_IN_FILES = ("help", "config", "print_config", "positional")
@@ -136,8 +137,6 @@ def parse_with_file(build: Callable[[argparse.ArgumentParser], None], argv: Sequ
                     prog: str = "mpilearn train") -> argparse.Namespace:
     """Parse `argv` (the arguments after the command) with the file's
     options as defaults, so that the command line wins."""
-    from .options import CommandParser
-
     parser = CommandParser(prog=prog)
     build(parser)
     parser.set_defaults(**file_defaults(parser, path))
@@ -153,13 +152,11 @@ def parse_with_file(build: Callable[[argparse.ArgumentParser], None], argv: Sequ
     return parsed
 
 
-def reparse_with_file(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespace:
-    """`args` of a command that takes --config, parsed again with the file's options as defaults."""
+def reparse_with_file(args: argparse.Namespace, argv: Sequence[str],
+                      build: Callable[[argparse.ArgumentParser], None]) -> argparse.Namespace:
+    """`args` of a command that takes --config (whose arguments `build` adds), parsed again with the file's
+    options as defaults."""
     command = args.command
-    if command == "optimize":
-        from .optimize import add_optimize_arguments as build
-    else:
-        from .train import add_train_arguments as build
     rest = list(argv)[list(argv).index(command) + 1:]
     parsed = parse_with_file(build, rest, args.config, prog=f"mpilearn {command}")
     parsed.command = command

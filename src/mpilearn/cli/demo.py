@@ -12,21 +12,25 @@ DEMO_SHAPE = "25,25,25"
 
 
 def demo(args: argparse.Namespace) -> int:
-    from .main import main
+    from .make_data import make_data
+    from .options import CommandParser
+    from .train import add_train_arguments, train
 
     with tempfile.TemporaryDirectory(prefix="mpilearn-demo-") as tmp:
         data = Path(tmp)
-        status = main(["make-data", str(data), "--files", str(DEMO_FILES), "--val-files", "1",
-                       "--events-per-file", str(DEMO_EVENTS), "--shape", DEMO_SHAPE, "--seed", "1"])
+        status = make_data(argparse.Namespace(outdir=str(data), files=DEMO_FILES, val_files=1, events_per_file=DEMO_EVENTS,
+                                              shape=DEMO_SHAPE, classes=3, seed=1))
         if status:
             return status
-        argv = ["train", "--model", "calo-cnn", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-                "--epochs", str(args.epochs), "-n", str(args.processes)]
         from ..rundir import default_run_dir
 
         run_dir = args.run_dir or default_run_dir()
-        argv += ["--run-dir", run_dir, "--timeline", str(Path(run_dir) / "timeline.json"), "--monitor"]
-        status = main(argv)
+        argv = ["--model", "calo-cnn", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
+                "--epochs", str(args.epochs), "-n", str(args.processes),
+                "--run-dir", run_dir, "--timeline", str(Path(run_dir) / "timeline.json"), "--monitor"]
+        parser = CommandParser(prog="mpilearn train")
+        add_train_arguments(parser)
+        status = train(parser.parse_args(argv), ["train", *argv])
         if status == 0:
             print(f"plots of this run: mpilearn report {run_dir}")
         return status

@@ -8,7 +8,7 @@ from typing import Sequence
 from .. import env
 from ..errors import MpilearnError
 from .options import CommandParser
-from .train import add_train_arguments, config_from_args
+from .train import add_train_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "config", None):  # --config FILE: the file's options, overridden by the command line
             from .config_file import reparse_with_file
 
-            args = reparse_with_file(args, list(sys.argv[1:] if argv is None else argv))
+            if args.command == "optimize":
+                from .optimize import add_optimize_arguments as build
+            else:
+                build = add_train_arguments
+            args = reparse_with_file(args, list(sys.argv[1:] if argv is None else argv), build)
         if args.command == "models":
             from ..models import describe_builtins
 
@@ -85,52 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .optimize import optimize
 
             return optimize(args, list(sys.argv[1:] if argv is None else argv))
-        return _train(args, list(sys.argv[1:] if argv is None else argv))
+        from .train import train
+
+        return train(args, list(sys.argv[1:] if argv is None else argv))
     except MpilearnError as error:
         # Errors raised identically on every rank are reported once, by rank 0.
         rank = env.launcher_rank()
         if not getattr(error, "collective", False) or rank in (None, 0):
             _report(error, None)
         return error.exit_status
-
-
-def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    config = config_from_args(args)  # bad options fail here, before any process starts
-    if getattr(args, "print_config", False):
-        import json
-
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    if args.processes and args.processes > 1 and not env.under_mpi_launcher():
-        from ..launch import relaunch
-
-        return relaunch(args.processes, _without_processes(argv))
-    env.skip_jax_import_unless_used(env.select_keras_backend(config.backend))
-    from ..comm import world
-
-    comm = world(config.poll_max_s)
-    threads = config.threads or env.default_threads(comm.local_size)
-    env.cap_thread_pools(threads)
-    if env.select_keras_backend(config.backend) == "jax":
-        env.pin_cores(comm.local_rank, threads)
-    _place_on_gpu(comm, config)
-    from ..training import train
-
-    train(config)  # a failure on one rank aborts every rank (training.abort_job)
-    return 0
-
-
-def _place_on_gpu(comm, config) -> None:  # type: ignore[no-untyped-def]
-    """Each rank of a node picks its GPU by local rank, before any backend loads."""
-    from ..placement import count_gpus, gpu_for_rank, pin_gpu
-
-    gpus = count_gpus()
-    if not gpus:
-        return
-    has_master = config.algorithm.has_master and comm.size > 1
-    index = gpu_for_rank(comm.local_rank, comm.local_size, gpus, has_master and comm.rank == 0, config.master_gpu,
-                         has_master and 0 in comm.node_ranks)
-    pin_gpu(index)
 
 
 def _bench(arguments: list[str]) -> int:
@@ -146,20 +113,3 @@ def _bench(arguments: list[str]) -> int:
     print("mpilearn bench: benchmarks/ is not here: it is part of the source checkout, not of the installed package; "
           "clone the repository and run `mpilearn bench NAME` (or `python -m benchmarks NAME`) inside it", file=sys.stderr)
     return 2
-
-
-def _without_processes(argv: list[str]) -> list[str]:
-    """The same arguments minus -n/--processes, for the relaunched ranks."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in ("-n", "--processes"):
-            skip = True
-            continue
-        if arg.startswith("--processes=") or (arg.startswith("-n") and arg[2:].isdigit()):
-            continue
-        out.append(arg)
-    return out

@@ -11,7 +11,7 @@ from typing import Any
 from .. import env
 from ..errors import ConfigError
 from ..hpo.config import PRUNERS, SAMPLERS, SearchConfig
-from .train import add_train_arguments, config_from_args
+from .train import add_train_arguments, config_from_args, without_processes
 
 
 def _claim_option(parser: argparse.ArgumentParser, option: str) -> None:
@@ -92,14 +92,11 @@ def optimize(args: argparse.Namespace, argv: list[str]) -> int:
         Layout(args.processes, search.block_size or max(1, args.processes - 1), search.n_fold)  # refused before launching
     if args.processes and args.processes > 1 and not env.under_mpi_launcher():
         from ..launch import relaunch
-        from .main import _without_processes
 
-        return relaunch(args.processes, _without_processes(argv))
-    env.skip_jax_import_unless_used(env.select_keras_backend(search.run.backend))
-    from ..comm import world
+        return relaunch(args.processes, without_processes(argv))
+    from ..startup import start_ranks
 
-    comm = world(search.run.poll_max_s)
-    env.cap_thread_pools(search.run.threads or env.default_threads(comm.local_size))
+    start_ranks(search.run)
     from ..hpo.search import run_search
 
     return run_search(search)

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from .. import options
+from .. import env, options
 from ..config import RunConfig
 from ..data.filelist import read_file_list
 from ..data.python_sources import is_function_spec
@@ -91,3 +91,41 @@ def _resumed_config(args: argparse.Namespace) -> RunConfig:
     if args.epochs is not None:
         changes["epochs"] = args.epochs
     return config.replace(**changes, checkpoint=dataclasses.replace(config.checkpoint, resume=True))
+
+
+def train(args: argparse.Namespace, argv: list[str]) -> int:
+    """`mpilearn train`: relaunch under mpiexec for -n, else start this rank and train."""
+    config = config_from_args(args)  # bad options fail here, before any process starts
+    if args.print_config:
+        import json
+
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    if args.processes and args.processes > 1 and not env.under_mpi_launcher():
+        from ..launch import relaunch
+
+        return relaunch(args.processes, without_processes(argv))
+    from ..startup import start_ranks
+
+    comm = start_ranks(config)
+    from ..training import train as run
+
+    run(config, comm=comm)  # a failure on one rank aborts every rank (training.abort_job)
+    return 0
+
+
+def without_processes(argv: list[str]) -> list[str]:
+    """The same arguments minus -n/--processes, for the relaunched ranks."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-n", "--processes"):
+            skip = True
+            continue
+        if arg.startswith("--processes=") or (arg.startswith("-n") and arg[2:].isdigit()):
+            continue
+        out.append(arg)
+    return out
