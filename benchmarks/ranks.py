@@ -66,12 +66,12 @@ def _build_model(spec: dict[str, Any], input_shape: tuple[int, ...], classes: in
     """The same model for every case, built and compiled as `mpilearn train` does."""
     import keras
 
-    from mpilearn import models
+    from mpilearn import backends, models
 
     keras.utils.set_random_seed(spec.get("seed", 0))
     model = models.build_model(spec["model"], input_shape, classes, dict(spec.get("model_args", {})))
     loss: Any = "categorical_crossentropy"
-    if getattr(model, "_mpilearn_torch_module", False):
+    if backends.outputs_logits(model):
         loss = models.loss_for("categorical_crossentropy", True, (classes,), "float32")
     models.compile_model(model, spec.get("optimizer", "adam"), spec.get("lr"), loss, tuple(spec.get("metrics", ("accuracy",))))
     return model

@@ -134,7 +134,7 @@ def _build_cli_model(config: RunConfig, signature: Signature, classes: Sequence[
     model = models.build_model(config.model.spec, input_shape, num_classes, config.model.model_kwargs, custom_objects)
     loss = config.model.loss or models.default_loss(signature.label_shape, signature.label_dtype)
     metrics = config.model.metrics if config.model.metrics is not None else models.default_metrics(loss)
-    logits = getattr(model, "_mpilearn_torch_module", False)
+    logits = backends.outputs_logits(model)
     loss_object = models.loss_for(loss, logits, signature.label_shape, signature.label_dtype)
     if not getattr(model, "compiled", False):  # a builder may compile its model itself (a GAN's two optimizers)
         models.compile_model(model, config.model.optimizer, config.model.learning_rate, loss_object, metrics)

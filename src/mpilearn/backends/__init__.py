@@ -42,12 +42,18 @@ def set_threads(threads: int) -> None:
 def wrap_foreign_model(obj: Any, input_shape: tuple[int, ...]) -> Any:
     """A model of the backend's own framework (a torch.nn.Module) wrapped as
     a Keras model, or None when `obj` is not one."""
-    module = _module(active_name())
-    if hasattr(module, "is_module") and module.is_module(obj):
-        return module.wrap_module(obj, input_shape)
-    if type(obj).__module__.split(".")[0] == "torch":
+    if type(obj).__module__.split(".")[0] != "torch":
+        return None
+    if active_name() != "torch":
         raise BackendError("a torch.nn.Module needs the torch backend (--backend torch)")
-    return None
+    module = _module("torch")
+    return module.wrap_module(obj, input_shape) if module.is_module(obj) else None
 
 
-__all__ = ["ModelBackend", "active_name", "for_model", "set_threads", "wrap_foreign_model"]
+def outputs_logits(model: Any) -> bool:
+    """True for a wrapped torch.nn.Module, whose outputs are logits as torch
+    losses expect; a Keras model outputs what its last layer makes."""
+    return active_name() == "torch" and bool(_module("torch").outputs_logits(model))
+
+
+__all__ = ["ModelBackend", "active_name", "for_model", "outputs_logits", "set_threads", "wrap_foreign_model"]

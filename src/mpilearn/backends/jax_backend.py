@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from .common import flat_variables
+from .base import FlatBackend
 
 # XLA's CPU client sizes its thread pool from the process's CPU affinity when
 # it starts and offers no thread-count option (jax-ml/jax#1539). This flag
@@ -77,10 +77,9 @@ def _pieces(flat: Any, variables: Sequence[Any]) -> list[Any]:
     return out
 
 
-class KerasModelBackend:
+class KerasModelBackend(FlatBackend):
     def __init__(self, model: Any) -> None:
-        self.model = model
-        self.trainable, self.state, self.layout = flat_variables(model)
+        super().__init__(model)
         # Every non-trainable variable, seed-generator states included, so
         # dropout draws new masks each step as in model.fit.
         self._non_trainable = list(model.non_trainable_variables)
@@ -88,7 +87,6 @@ class KerasModelBackend:
         self._unflatten = jax.jit(lambda flat: _pieces(flat, everything))
         self._add = jax.jit(lambda state, delta: [s + d for s, d in zip(state, _pieces(delta, self.state))])
         self._gradients = jax.jit(self._loss_and_gradients)
-        self._steps: dict[int, tuple[Any, Callable[..., Any]]] = {}  # id(optimizer) -> (optimizer, jitted step)
 
     def get_weights(self, out: np.ndarray) -> None:
         offset = 0
@@ -139,28 +137,17 @@ class KerasModelBackend:
             offset += grad.size
         return float(loss)
 
-    def _step(self, optimizer: Any) -> Callable[..., Any]:
-        """`optimizer.stateless_apply` on the flat gradients, jitted once per optimizer."""
-        entry = self._steps.get(id(optimizer))
-        if entry is None:
-            if not optimizer.built:
-                optimizer.build(self.trainable)
-            trainable = self.trainable
+    def compile_step(self, optimizer: Any) -> Callable[..., Any]:
+        """`optimizer.stateless_apply` on the flat gradients, jitted."""
+        trainable = self.trainable
 
-            def step(slots: list[Any], flat: Any, values: list[Any]) -> tuple[list[Any], list[Any]]:
-                return optimizer.stateless_apply(slots, _pieces(flat, trainable), values)
+        def step(slots: list[Any], flat: Any, values: list[Any]) -> tuple[list[Any], list[Any]]:
+            return optimizer.stateless_apply(slots, _pieces(flat, trainable), values)
 
-            entry = self._steps[id(optimizer)] = (optimizer, jax.jit(step))
-        return entry[1]
+        return jax.jit(step)
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         optimizer = optimizer or self.model.optimizer
-        trainable, slots = self._step(optimizer)(_values(optimizer.variables), _private(grads), _values(self.trainable))
+        trainable, slots = self.step_for(optimizer)(_values(optimizer.variables), _private(grads), _values(self.trainable))
         _assign(self.trainable, trainable)
         _assign(optimizer.variables, slots)
-
-    def sync_optimizer(self) -> None:
-        """Nothing to do: every step assigns the optimizer's new values to its Keras variables."""
-
-    def reload_optimizer(self) -> None:
-        """Nothing to do: every step starts from the Keras optimizer variables' current values."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .common import flat_variables
+from .base import FlatBackend
 
 # XLA compilation of the gradient step. Off: measured on CPU with one thread,
 # batch 32 (`mpilearn train -n 1`), it was slower for both built-in models
@@ -51,10 +51,9 @@ def _concat(tensors: Sequence[Any]) -> tf.Tensor:
     return tf.concat([tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors], axis=0)
 
 
-class KerasModelBackend:
+class KerasModelBackend(FlatBackend):
     def __init__(self, model: Any) -> None:
-        self.model = model
-        self.trainable, self.state, self.layout = flat_variables(model)
+        super().__init__(model)
         everything = self.trainable + self.state
         self._read = tf.function(lambda: _concat(everything))
         self._write = tf.function(lambda flat: _assign(everything, _pieces(flat, everything)))
@@ -62,7 +61,6 @@ class KerasModelBackend:
         # reduce_retracing: the smaller last batch of an epoch gets one
         # shape-generalised trace instead of one per distinct size.
         self._gradients = tf.function(self._loss_and_gradients, reduce_retracing=True, jit_compile=JIT_COMPILE)
-        self._steps: dict[int, tuple[Any, Callable[..., Any]]] = {}  # id(optimizer) -> (optimizer, traced step)
 
     def get_weights(self, out: np.ndarray) -> None:
         if self.layout.size:
@@ -88,25 +86,10 @@ class KerasModelBackend:
         out += grads.numpy()
         return float(loss)
 
-    def _step(self, optimizer: Any) -> Callable[..., Any]:
-        """`optimizer.apply` on the flat gradients, traced once per optimizer.
-
-        Built eagerly first: its slot variables must not be created inside a trace.
-        """
-        entry = self._steps.get(id(optimizer))
-        if entry is None:
-            if not optimizer.built:
-                optimizer.build(self.trainable)
-            trainable = self.trainable
-            step = tf.function(lambda flat: optimizer.apply(_pieces(flat, trainable), trainable))
-            entry = self._steps[id(optimizer)] = (optimizer, step)
-        return entry[1]
+    def compile_step(self, optimizer: Any) -> Callable[..., Any]:
+        """`optimizer.apply` on the flat gradients, traced."""
+        trainable = self.trainable
+        return tf.function(lambda flat: optimizer.apply(_pieces(flat, trainable), trainable))
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
-        self._step(optimizer or self.model.optimizer)(tf.constant(grads))
-
-    def sync_optimizer(self) -> None:
-        """Nothing to do: the traced step updates the Keras optimizer's own variables."""
-
-    def reload_optimizer(self) -> None:
-        """Nothing to do: the traced step reads the Keras optimizer's own variables."""
+        self.step_for(optimizer or self.model.optimizer)(tf.constant(grads))

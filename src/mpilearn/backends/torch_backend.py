@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..flat import FlatLayout
 from . import torch_optim
+from .base import FlatBackend
 
 
 def set_threads(threads: int) -> None:
@@ -16,10 +16,6 @@ def set_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # only allowed before the first parallel op
         pass
-
-
-def _is_float(variable: Any) -> bool:
-    return "float" in str(variable.dtype)
 
 
 def _to_tensor(data: Any) -> Any:
@@ -32,14 +28,9 @@ def _to_tensor(data: Any) -> Any:
     return data
 
 
-class KerasModelBackend:
+class KerasModelBackend(FlatBackend):
     def __init__(self, model: Any) -> None:
-        self.model = model
-        self.trainable = list(model.trainable_variables)
-        self.state = [v for v in model.non_trainable_weights if _is_float(v)]
-        self.layout = FlatLayout(
-            tuple(tuple(v.shape) for v in self.trainable), tuple(tuple(v.shape) for v in self.state)
-        )
+        super().__init__(model)
         self._sizes = self.layout.trainable_sizes + self.layout.state_sizes
         # The model's own optimizer runs through torch's fused kernels when it can.
         self.fast_optimizer = True
@@ -131,13 +122,16 @@ def wrap_module(module: Any, input_shape: tuple[int, ...]) -> Any:
     module.train(was_training)
     inputs = keras.Input(tuple(input_shape), name="inputs")
     outputs = TrackedTorchModule(module, output_shape=(None, *probe.shape[1:]))(inputs)
-    model = keras.Model(inputs, outputs, name=type(module).__name__)
-    model._mpilearn_torch_module = True  # outputs are logits, as torch losses expect
-    return model
+    return keras.Model(inputs, outputs, name=type(module).__name__)
 
 
 def is_module(obj: Any) -> bool:
     return isinstance(obj, torch.nn.Module)
+
+
+def outputs_logits(model: Any) -> bool:
+    """A model made by wrap_module (its outputs are the module's logits)."""
+    return any(isinstance(layer, TrackedTorchModule) for layer in getattr(model, "layers", ()))
 
 
 def _tracked_module_class() -> type:
