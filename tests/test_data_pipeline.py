@@ -25,14 +25,14 @@ from mpilearn.data.pipeline import WorkerData, epoch_steps
 from mpilearn.data.preload import check_fits
 from mpilearn.data.python_sources import GeneratorSource, PyDatasetSource
 from mpilearn.data.sharding import shard
-from mpilearn.data.sources import Hdf5Source
+from mpilearn.data.sources import Hdf5Source, Source
 from mpilearn.errors import ConfigError, DataError
 
 TIMEOUT_S = 150
 INJECTION = "a b;touch PWNED.h5"
 
 
-class _Ids:
+class _Ids(Source):
     """Parts whose samples carry their global id; records every read."""
 
     def __init__(self, counts: list[int]) -> None:

@@ -114,12 +114,12 @@ def _count_classes(source: Source, where: str, given: bool) -> tuple[int, ...]:
     signature = source.signature
     classes = [shape[0] if shape else 1 for shape in signature.label_shapes]
     targets = signature.class_id_targets
-    largest = getattr(source, "largest_labels", None)
     if targets and not given:
+        largest = source.largest_labels()
         if largest is None:
             raise DataError(f"{where}: integer class labels from a batch function or PyDataset: give the number of "
                             "classes to the model with --model-arg num_classes=K")
-        for target, top in zip(targets, largest()):
+        for target, top in zip(targets, largest):
             classes[target] = top + 1
     return tuple(classes)
 

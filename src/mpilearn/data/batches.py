@@ -59,16 +59,15 @@ def shuffled_blocks(
     in shuffled order, then per piece its chunks in shuffled order, the
     samples of each window of `window` chunks shuffled together."""
     order = [pieces[i] for i in rng.permutation(len(pieces))]
-    prefetch = getattr(source, "prefetch", None)
     for index, piece in enumerate(order):
-        following = order[index + 1].part if prefetch is not None and index + 1 < len(order) else None
+        following = order[index + 1].part if index + 1 < len(order) else None
         starts = np.arange(piece.start, piece.stop, chunk)
         chunks = rng.permutation(len(starts))
         for first in range(0, len(chunks), window):
             members = np.sort(chunks[first : first + window])  # read in file order, shuffle afterwards
             reads = [source.read(piece.part, start, stop) for start, stop in _runs(starts[members], chunk, piece.stop)]
             if following is not None:  # this file is open: open or fetch the next one while this one is used
-                prefetch(following)  # type: ignore[misc]
+                source.prefetch(following)
                 following = None
             arrays = reads[0] if len(reads) == 1 else tuple(np.concatenate(c) for c in zip(*reads))
             permutation = rng.permutation(len(arrays[0]))
@@ -123,14 +122,6 @@ def rebatch(blocks: Iterable[tuple[str, Arrays]], batch_size: int, source: Any) 
     if pending is not None:
         pending.last = True
         yield pending
-
-
-def epoch_batches(
-    source: Source, pieces: Sequence[Piece], batch_size: int, rng: np.random.Generator, chunk: int = CHUNK,
-    window: int = WINDOW,
-) -> Iterator[Batch]:
-    """Every sample of `pieces` exactly once, in the chunk-wise shuffled order."""
-    return rebatch(shuffled_blocks(source, pieces, rng, chunk, window), batch_size, source)
 
 
 _END = object()
@@ -201,9 +192,9 @@ def _blocks(
 ) -> Iterator[tuple[str, Arrays]]:
     """The samples of one pass: a batch function orders its own (it gets the
     seed and epoch); other sources are shuffled chunk-wise from the seed."""
-    own = getattr(source, "epoch_blocks", None)
+    own = source.epoch_blocks(pieces, epoch)
     if own is not None:
-        return own(pieces, epoch)
+        return own
     rng = epoch_rng(seed, worker, epoch) if cycle == 0 else np.random.default_rng([seed, worker, epoch, cycle])
     return shuffled_blocks(source, pieces, rng, chunk, window)
 
@@ -235,30 +226,6 @@ def worker_epoch(
     if steps is None:
         return rebatch(_blocks(source, pieces, seed, worker, epoch, 0, chunk, window), batch_size, source)
     return even_batches(source, pieces, batch_size, seed, worker, epoch, steps, chunk, window)
-
-
-def iterate_epoch(
-    source: Source,
-    pieces: Sequence[Piece],
-    batch_size: int,
-    seed: int,
-    worker: int,
-    epoch: int,
-    prefetch: int,
-    steps: int | None = None,
-    chunk: int = CHUNK,
-    window: int = WINDOW,
-) -> Iterator[Batch]:
-    """One epoch of batches, read ahead by `prefetch`; `steps` forces an exact count."""
-    batches = worker_epoch(source, pieces, batch_size, seed, worker, epoch, steps, chunk, window)
-    if prefetch <= 0:
-        yield from batches
-        return
-    prefetcher = Prefetcher(batches, prefetch)
-    try:
-        yield from prefetcher
-    finally:
-        prefetcher.close()
 
 
 class BatchStream:

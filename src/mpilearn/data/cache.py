@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ..errors import DataError
 from .options import parse_copy_command
-from .sources import Arrays, Hdf5Source
+from .sources import Arrays, Hdf5Source, Source
 
 _FIELD = re.compile(r"\{(src|dst)\}")
 
@@ -153,7 +153,7 @@ class FileCache:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class CachedSource:
+class CachedSource(Source):
     """An Hdf5Source read from node-local copies of its files."""
 
     def __init__(self, source: Hdf5Source, cache: FileCache) -> None:

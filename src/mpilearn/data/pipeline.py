@@ -74,15 +74,19 @@ def open_validation(data: DataConfig, given: Any, seed: int) -> tuple[Any, ...] 
 
 def shard_mode(data: DataConfig, source: Source) -> str:
     """A batch function shards its data itself: part w is worker w's."""
-    return "files" if isinstance(source, GeneratorSource) else data.shard
+    return "files" if source.shards_itself else data.shard
+
+
+def _preloadable(source: Source) -> None:
+    if source.shards_itself:
+        raise DataError("--preload applies to HDF5 files and PyDatasets, not to a batch function")
 
 
 def check_preload(data: DataConfig, source: Source, workers: int) -> None:
     """Rank 0, before training: the largest shard against --memory-limit, one clear error for all ranks."""
     if not data.preload:
         return
-    if isinstance(source, GeneratorSource):
-        raise DataError("--preload applies to HDF5 files and PyDatasets, not to a batch function")
+    _preloadable(source)
     limit = data.memory_limit_bytes
     if limit is None:
         return  # each worker checks its own machine's memory when it loads
@@ -144,8 +148,7 @@ class WorkerData:
         if data.cache_dir and isinstance(source, Hdf5Source):
             source = CachedSource(source, FileCache(source.files, data.cache_dir, node.token or secrets.token_hex(6), data.copy_command))
         if data.preload:
-            if isinstance(source, GeneratorSource):
-                raise DataError("--preload applies to HDF5 files and PyDatasets, not to a batch function")
+            _preloadable(source)
             check_fits(shard_bytes(source.signature, self.pieces), data.memory_limit_bytes, node.available, node.ranks,
                        f"the shard of worker {index}")
             source = PreloadedSource(source, self.pieces)
@@ -162,6 +165,4 @@ class WorkerData:
 
     def close(self) -> None:
         self._stream.close()
-        close = getattr(self.source, "close", None)
-        if close is not None:
-            close()
+        self.source.close()

@@ -56,7 +56,7 @@ def check_fits(needed: int, limit: int | None, available: int | None = None, ran
                         "use more nodes or workers, or leave out --preload")
 
 
-class PreloadedSource:
+class PreloadedSource(Source):
     """The pieces of one worker, held in memory; reads outside them are a bug."""
 
     def __init__(self, source: Source, pieces: Sequence[Piece]) -> None:
@@ -65,9 +65,7 @@ class PreloadedSource:
         self._held: dict[int, tuple[int, Arrays]] = {}
         for piece in pieces:
             self._held[piece.part] = (piece.start, source.read(piece.part, piece.start, piece.stop))
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()  # no file stays open once everything is in memory
+        source.close()  # no file stays open once everything is in memory
 
     @property
     def nbytes(self) -> int:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..errors import DataError
 from ..userfile import import_file
 from .sharding import Piece
-from .sources import Arrays, ArraySource, Signature, concat_parts
+from .sources import Arrays, ArraySource, Signature, Source, concat_parts
 
 # The arguments a batch function may take, each passed when it names it.
 FUNCTION_ARGUMENTS = ("worker_index", "num_workers", "epoch", "seed")
@@ -42,7 +42,7 @@ def is_pydataset(obj: Any) -> bool:
     return isinstance(obj, keras.utils.PyDataset)
 
 
-class PyDatasetSource:
+class PyDatasetSource(Source):
     """A keras.utils.PyDataset: each of its batches is one part. All batches
     but the last must have the same size (only the first and the last are
     inspected up front; a batch of another size is reported when read)."""
@@ -118,7 +118,7 @@ def is_function_spec(text: str) -> bool:
     return bool(sep) and path.endswith(".py") and name.isidentifier()
 
 
-class GeneratorSource:
+class GeneratorSource(Source):
     """Batches from `function(worker_index, num_workers, epoch, seed)` (each
     argument passed when the function names it, or takes **kwargs).
 
@@ -127,6 +127,8 @@ class GeneratorSource:
     to learn the shapes and how many samples each worker has (the steps of
     synchronous algorithms are agreed from these counts).
     """
+
+    shards_itself = True
 
     def __init__(self, function: Callable[..., Any], workers: int, seed: int, what: str = "training data",
                  inspect_batches: bool = True) -> None:

@@ -14,13 +14,14 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
 
 from ..errors import DataError
 from .options import split_names
+from .sharding import Piece
 
 Arrays = tuple[np.ndarray, ...]
 
@@ -110,13 +111,47 @@ def pack_arrays(source: Any, arrays: Sequence[np.ndarray]) -> tuple[Any, Any, np
     return arrays[0], arrays[1], (arrays[2] if len(arrays) > 2 else None)
 
 
-class Source(Protocol):
+class Source:
+    """Parts (a file, an array, a PyDataset batch, a worker's share of a batch
+    function) with a known number of samples each. A source sets `counts` and
+    `signature` and implements `read` and `name`; every other hook has a
+    default here that a source overrides when it has more to offer."""
+
     counts: tuple[int, ...]
     signature: Signature
+    # True when part w is worker w's, cut and ordered by the source itself (a batch function).
+    shards_itself = False
 
-    def read(self, part: int, start: int, stop: int) -> Arrays: ...
+    def read(self, part: int, start: int, stop: int) -> Arrays:
+        """Samples [start, stop) of `part`, as flat arrays."""
+        raise NotImplementedError
 
-    def name(self, part: int) -> str: ...
+    def name(self, part: int) -> str:
+        """The part as error messages name it (a file path)."""
+        raise NotImplementedError
+
+    def load_all(self) -> Arrays:
+        """Every sample in memory (validation data on the master)."""
+        try:
+            return concat_parts([self.read(i, 0, n) for i, n in enumerate(self.counts)])
+        finally:
+            self.close()
+
+    def prefetch(self, part: int) -> None:
+        """Make the first read of `part` fast (open or copy it ahead); nothing to do by default."""
+
+    def epoch_blocks(self, pieces: Sequence[Piece], epoch: int) -> Iterator[tuple[str, Arrays]] | None:
+        """The source's own (origin, arrays) blocks of `pieces` for `epoch`, or None
+        (the default): the reader then shuffles the pieces chunk-wise from the seed."""
+        return None
+
+    def largest_labels(self) -> list[int] | None:
+        """The largest integer class id of each class-id target, or None (the
+        default) when the source cannot tell without running through its batches."""
+        return None
+
+    def close(self) -> None:
+        """Release open files and background work; nothing to release by default."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +239,7 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-class Hdf5Source:
+class Hdf5Source(Source):
     """Samples from HDF5 files holding input, target (and weight) datasets.
 
     The last two files read stay open: reading a file chunk by chunk then
@@ -290,13 +325,6 @@ class Hdf5Source:
     def name(self, part: int) -> str:
         return self.files[part]
 
-    def load_all(self) -> Arrays:
-        """Every sample in memory (validation data on the master)."""
-        try:
-            return concat_parts([self.read(i, 0, n) for i, n in enumerate(self.counts)])
-        finally:
-            self.close()
-
     def largest_labels(self, chunk: int = 1 << 20) -> list[int]:
         """The largest value of each integer class-id target over all files,
         read in chunks of the label datasets only (never the features)."""
@@ -319,7 +347,7 @@ class Hdf5Source:
                 self._open.popitem()[1][0].close()
 
 
-class ArraySource:
+class ArraySource(Source):
     """Samples already in memory, as given to mpilearn.fit((x, y)) or
     fit((x, y, sample_weight)); x and y may be lists or dicts of arrays."""
 

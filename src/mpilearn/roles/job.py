@@ -15,7 +15,7 @@ from ..backends import ModelBackend
 from ..comm import Communicator
 from ..comm.topology import Topology
 from ..config import RunConfig
-from ..data.batches import Batch, iterate_epoch
+from ..data.batches import Batch
 from ..data.pipeline import epoch_steps, shard_mode
 from ..data.sharding import Piece, shard
 from ..data.sources import Source
@@ -107,10 +107,5 @@ class Job:
         )
 
     def epoch_batches(self, worker_index: int, epoch: int) -> Iterator[Batch]:
-        if self.reader is not None:
-            return self.reader.epoch(epoch)
-        data = self.config.data
-        return iterate_epoch(
-            self.train, self.pieces(worker_index), data.batch_size, self.config.seed, worker_index, epoch,
-            data.prefetch, self.steps_per_epoch, data.shuffle_chunk, data.shuffle_window,
-        )
+        assert self.reader is not None, "a worker reads through its WorkerData"
+        return self.reader.epoch(epoch)
