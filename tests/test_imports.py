@@ -1,6 +1,7 @@
 """No import cycles among the modules of mpilearn or of the benchmarks,
 counting imports inside functions too (a cycle there is still a cycle: the
-two modules cannot be read, tested or moved one without the other)."""
+two modules cannot be read, tested or moved one without the other), but not
+imports for annotations only (`if TYPE_CHECKING:`)."""
 from __future__ import annotations
 
 import ast
@@ -19,10 +20,24 @@ def _modules(root: Path, package: str) -> dict[str, Path]:
     return found
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under `if TYPE_CHECKING:` (annotations only, never imported at run time)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo.extend(child.orelse)
+            else:
+                todo.append(child)
+    return out
+
+
 def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
