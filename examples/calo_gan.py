@@ -73,8 +73,6 @@ class CaloGAN(keras.Model):
 
 def _gradients(loss_fn, variables):
     """Gradients with the active backend's autodiff (this example runs on torch)."""
-    import torch
-
     for variable in variables:
         variable.value.grad = None
     loss = loss_fn()

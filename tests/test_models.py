@@ -36,7 +36,7 @@ def test_saved_models_with_custom_layers(small_data: Path, tmp_path: Path, kind:
     (tmp_path / "custom.py").write_text(CUSTOM)
     sys.path.insert(0, str(tmp_path))
     try:
-        import keras
+        import keras  # noqa: F401  # loaded before the custom module, which uses it
 
         import custom  # type: ignore[import-not-found]
 

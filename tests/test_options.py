@@ -67,7 +67,7 @@ def test_every_fit_option_is_the_command_lines_option(tmp_path: Path) -> None:
             continue  # needs another option beside it; checked by its own validation tests
         cli = config_from_args(_train_parser().parse_args(argv))
         keywords = options.build(options.keyword_values({option.fit: value}))
-        section = (lambda c: c) if not option.section else (lambda c: getattr(c, option.section))
+        section = (lambda c: c) if not option.section else (lambda c, s=option.section: getattr(c, s))
         assert getattr(section(cli), option.name) == getattr(section(keywords), option.name) == value, option.flag
 
 

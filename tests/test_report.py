@@ -25,7 +25,7 @@ def _history(algo: str, losses: list[float], staleness: dict[str, int] | None = 
                    "timeline": timeline},
         "epochs": epochs, "train_time_s": 1.0 * len(losses), "samples_seen": 320 * len(losses), "samples_per_s": 320.0,
         "updates": 10 * len(losses), "stopped_early": False, "staleness": staleness or {}, "dropped_updates": 0,
-        "workers": {str(w): {"train_loss": [l + 0.01 * w for l in losses], "samples": [160] * len(losses),
+        "workers": {str(w): {"train_loss": [loss + 0.01 * w for loss in losses], "samples": [160] * len(losses),
                              "epoch_end_s": [1.0 * (i + 1) for i in range(len(losses))]} for w in (1, 2)},
     }
 
@@ -119,4 +119,6 @@ def test_search_directory_gets_optuna_plots(tmp_path: Path) -> None:
     written = {p.name: p for p in write_report([tmp_path])}
     assert {"hpo_history.png", "hpo_importances.png", "summary.txt"} <= set(written)
     assert _is_png(written["hpo_history.png"]) and _is_png(written["hpo_importances.png"])
-    assert "search:" in written["summary.txt"].read_text()
+    line = next(x for x in written["summary.txt"].read_text().splitlines() if x.startswith("search:"))
+    # Plain words and rounded figures, not a raw dict: "search: 6 finished; best val_loss 0.0123 with lr=0.0101, units=8"
+    assert "6 finished" in line and "{" not in line and f"val_loss {study.best_value:.4g} with lr=" in line, line

@@ -125,7 +125,7 @@ def test_a_waiting_rank_does_not_spin(tmp_path: Path) -> None:
     script.write_text(IDLE_SCRIPT)
     result = run_mpi(2, [sys.executable, str(script)], timeout=60)
     assert result.returncode == 0, result.output
-    cpu, wall = map(float, next(l for l in result.stdout.splitlines() if l.startswith("IDLE")).split()[1:])
+    cpu, wall = map(float, next(line for line in result.stdout.splitlines() if line.startswith("IDLE")).split()[1:])
     assert wall >= 2.5
     assert cpu < 0.25 * wall, f"waiting used {cpu:.2f}s of CPU in {wall:.2f}s"
 

@@ -64,7 +64,7 @@ def master(spec: dict[str, Any]) -> dict[str, Any]:
             if int(size) not in grads:
                 grads[int(size)] = (np.random.default_rng(0).standard_normal(n).astype(np.float32) * np.float32(1e-3))
     out: dict[str, Any] = {"bandwidth": [], "update_bandwidth": [], "apply_s": {}, "reply_s": {}, "params": {}}
-    for (size, name), backend in setups.items():
+    for (size, _name), backend in setups.items():
         out["params"][str(size)] = backend.layout.num_trainable
         for _ in range(2):  # warm-up (the fused path builds its state on the first step)
             backend.apply_gradients(grads[size])

@@ -40,7 +40,7 @@ def save(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         np.save(tmp / "weights.npy", weights, allow_pickle=False)
-        np.savez(tmp / "optimizer.npz", **{f"v{i:05d}": v for i, v in enumerate(optimizer_values)})
+        np.savez(tmp / "optimizer.npz", **{f"v{i:05d}": v for i, v in enumerate(optimizer_values)})  # type: ignore[arg-type]
         (tmp / "state.json").write_text(json.dumps({**state, "epoch": epoch}, indent=1, default=_plain))
         for file in tmp.iterdir():
             with open(file, "rb") as handle:

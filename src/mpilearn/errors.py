@@ -10,6 +10,8 @@ class MpilearnError(Exception):
     """Base class: a problem mpilearn detected and can explain in one line."""
 
     exit_status = 1
+    # Set when every rank raises the same error, so that rank 0 alone reports it.
+    collective = False
 
 
 class ConfigError(MpilearnError):

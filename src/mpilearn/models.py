@@ -84,7 +84,7 @@ def _call_builder(builder: Callable[..., Any], what: str, kwargs: dict[str, Any]
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):
-        params = {}
+        params = {}  # type: ignore[assignment]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     automatic = {"input_shape", "num_classes"}
     accepted = {}
@@ -123,8 +123,8 @@ def load_custom_objects(path: str | None) -> dict[str, Any]:
 
 def build_model(
     spec: str,
-    input_shape: tuple[int, ...],
-    num_classes: int,
+    input_shape: tuple[int, ...] | list[tuple[int, ...]],
+    num_classes: int | list[int],
     model_args: dict[str, Any] | None = None,
     custom_objects: dict[str, Any] | None = None,
 ) -> Any:
@@ -172,7 +172,7 @@ def build_model(
     if not isinstance(model, keras.Model):
         from . import backends
 
-        wrapped = backends.wrap_foreign_model(model, tuple(input_shape))
+        wrapped = backends.wrap_foreign_model(model, tuple(input_shape))  # type: ignore[arg-type]  # one input
         if wrapped is None:
             raise ModelError(f"model {spec!r} is a {type(model).__name__}, not a keras.Model or torch.nn.Module")
         model = wrapped
@@ -270,6 +270,7 @@ def tensorflow_unloaded() -> Iterator[None]:
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or getattr(lazy_tf, "_available", 0) is not None:
         yield  # TensorFlow loaded, known absent, or Keras's internals have changed
         return
+    assert lazy_tf is not None
     lazy_tf._available = False
     try:
         yield

@@ -52,10 +52,11 @@ class Best:
         if self.key is None:
             self.key = next((k for k in ("val_accuracy", "val_loss") if k in row), None) or next(
                 (k for k in row if k.startswith("val_")), None)
-        value = row.get(self.key) if self.key else None
-        if value is None or not math.isfinite(float(value)):
+        key = self.key
+        value = row.get(key) if key else None
+        if key is None or value is None or not math.isfinite(float(value)):
             return
-        lower = "loss" in self.key or "error" in self.key
+        lower = "loss" in key or "error" in key
         if self.value is None or (value < self.value if lower else value > self.value):
             self.value = float(value)
 

@@ -182,14 +182,23 @@ def summary_text(runs: Sequence[Run]) -> str:
                 lines.append(f"monitor rank {record.get('rank')} {record.get('role')}: cpu mean {sum(cpu) / len(cpu):.0f}% "
                              f"max {max(cpu):.0f}%, rss max {max(rss):.0f} MB")
         if run.best:
-            best = run.best.get("best") or {}
-            lines.append(f"search: {run.best.get('counts', {})}; best {run.best.get('metric')} {best.get('value')} "
-                         f"with {best.get('params')}")
+            lines.append(_search_line(run.best))
         lines.append("")
     return "\n".join(lines)
 
 
 # ---- plots -------------------------------------------------------------------------
+
+def _search_line(best: dict[str, Any]) -> str:
+    """`search: 8 complete, 2 pruned; best val_loss 0.4213 (trial 3) with lr=0.00123, optimizer=adam`."""
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in (best.get("counts") or {}).items() if n)
+    top = best.get("best") or {}
+    value = top.get("value")
+    shown = f"{value:.4g}" if isinstance(value, (int, float)) else "none"
+    trial = f" (trial {top['number']})" if "number" in top else ""
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (top.get("params") or {}).items())
+    return f"search: {counts or 'no trials'}; best {best.get('metric')} {shown}{trial}" + (f" with {params}" if params else "")
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -418,10 +427,10 @@ def plot_search(run: Run, out: Path, prefix: str = "") -> list[Path]:
         warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
         for view, file in ((views.plot_optimization_history, "hpo_history.png"), (views.plot_param_importances, "hpo_importances.png")):
             try:
-                axes = view(study)
+                axes: Any = view(study)
             except Exception:  # e.g. importances need two finished trials with parameters
                 continue
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure: Any = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             figure.set_size_inches(7, 4)
             written.append(_save(figure, out / f"{prefix}{file}"))
     return written

@@ -18,8 +18,8 @@ class LearningRateControl:
         self.scaling = scaling
         self.warmup_epochs = warmup_epochs
         self.active = target is not None and (scaling != "none" or warmup_epochs > 0)
-        self.base = None
-        self._factor = None
+        self.base = 0.0
+        self._factor: float | None = None
         if self.active:
             import keras
 

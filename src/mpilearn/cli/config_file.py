@@ -111,7 +111,7 @@ def _convert(action: argparse.Action, key: str, value: Any, where: str) -> Any:
         elif action.type is float:
             value = float(value)
         elif isinstance(value, str):
-            value = action.type(value)  # type: ignore[misc]
+            value = action.type(value)  # type: ignore[operator]
     except (TypeError, ValueError, argparse.ArgumentTypeError):
         raise bad(f"a {getattr(action.type, '__name__', 'value')}") from None
     if action.choices is not None and value not in action.choices:

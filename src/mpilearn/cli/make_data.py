@@ -14,7 +14,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         raise ConfigError(f"--shape must be three integers D,H,W, got {text!r}") from None
     if len(dims) != 3:
         raise ConfigError(f"--shape must be three integers D,H,W, got {text!r}")
-    return dims  # type: ignore[return-value]
+    return dims
 
 
 def make_data(args: argparse.Namespace) -> int:

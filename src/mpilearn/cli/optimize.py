@@ -21,7 +21,7 @@ def _claim_option(parser: argparse.ArgumentParser, option: str) -> None:
     for action in list(parser._actions):  # noqa: SLF001 - argparse has no public lookup by option string
         if option in action.option_strings:
             parser.set_defaults(**{action.dest: action.default})
-            parser._handle_conflict_resolve(None, [(option, action)])  # noqa: SLF001
+            parser._handle_conflict_resolve(None, [(option, action)])  # type: ignore[arg-type]  # noqa: SLF001
 
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:

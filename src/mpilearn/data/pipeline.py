@@ -114,8 +114,8 @@ def node_context(comm: Any, data: DataConfig) -> NodeContext:
     rank loads (a barrier), so no worker mistakes a peer's shard for too little memory."""
     token = ""
     if data.cache_dir:
-        token = secrets.token_hex(6) if comm.rank == 0 else None
-        token = str(comm.bcast_object(token) if comm.size > 1 else token)
+        mine = secrets.token_hex(6) if comm.rank == 0 else None
+        token = str(comm.bcast_object(mine) if comm.size > 1 else mine)
     available = None
     if data.preload:
         available = available_memory()

@@ -25,7 +25,7 @@ def _batch_arrays(item: Any, what: str) -> tuple[Arrays, Signature]:
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
         raise DataError(f"{what}: a batch must be (x, y) or (x, y, sample_weight), got {type(item).__name__}"
                         + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
-    batch = ArraySource(*item[:2], what=what, sample_weight=item[2] if len(item) == 3 else None)
+    batch = ArraySource(item[0], item[1], what=what, sample_weight=item[2] if len(item) == 3 else None)
     return batch.arrays, batch.signature
 
 
@@ -165,7 +165,7 @@ class GeneratorSource(Source):
         try:
             params = inspect.signature(self.function).parameters
         except (TypeError, ValueError):
-            params = {}
+            params = {}  # type: ignore[assignment]
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         try:
             return self.function(**{k: v for k, v in values.items() if takes_any or k in params})

@@ -184,8 +184,8 @@ def _resolve(handle: h5py.File, path: str, role: str, text: str) -> tuple[list[h
     for name in names:
         obj = handle.get(name)
         if not isinstance(obj, h5py.Dataset):
-            keys = ", ".join(sorted(handle.keys())) or "nothing"
-            raise DataError(f"{path}: no dataset {name!r} ({option}); the file has: {keys}")
+            present = ", ".join(sorted(handle.keys())) or "nothing"
+            raise DataError(f"{path}: no dataset {name!r} ({option}); the file has: {present}")
         if obj.ndim == 0:
             raise DataError(f"{path}: dataset {name!r} is a scalar, expected one row per sample")
         datasets.append(obj)
@@ -368,7 +368,7 @@ class ArraySource(Source):
             tuple(str(a.dtype) for a in labels), input_names, label_names, input_form, label_form, bool(weights),
         )
         self.arrays = _normalise(arrays, self.signature)
-        self.counts = (len(arrays[0]),)
+        self.counts: tuple[int, ...] = (len(arrays[0]),)
 
     @property
     def x(self) -> Any:

@@ -50,7 +50,7 @@ import os
 import pathlib
 import secrets
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeGuard
 
 import h5py
 import numpy as np
@@ -141,7 +141,7 @@ _EVENTS_PER_BLOCK: Final = 1024  # bounds memory of write_dataset
 # ---------------------------------------------------------------------------
 # Options
 # ---------------------------------------------------------------------------
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -157,7 +157,7 @@ def _check_shape(name: str, value: object) -> tuple[int, int, int]:
     """Normalise a (D, H, W) shape; lists are accepted (they come from CLIs/JSON)."""
     allowed = "a sequence of 3 integers (D, H, W), each >= 2"
     try:
-        items = tuple(value)  # type: ignore[arg-type]
+        items: tuple[Any, ...] = tuple(value)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"{name}: got {value!r}, expected {allowed}") from None
     if len(items) != 3 or not all(_is_int(v) and v >= 2 for v in items):

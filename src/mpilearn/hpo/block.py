@@ -77,7 +77,7 @@ def serve(ctx: BlockContext) -> None:
         message = ctx.block.bcast_object(message) if ctx.block.size > 1 else message
         if isinstance(message, Stop):
             if message.error is not None:
-                message.error.collective = True  # type: ignore[attr-defined]  # the coordinator reports it
+                message.error.collective = True  # the coordinator reports it
                 raise message.error
             return
         assert isinstance(message, Assignment)

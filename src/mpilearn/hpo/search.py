@@ -36,7 +36,7 @@ def run_search(search: SearchConfig) -> int:
         layout = Layout(comm.size, search.block_size or max(1, comm.size - 1), search.n_fold)
         topology = layout.check_algorithm(search.run.algorithm)
     except MpilearnError as error:
-        error.collective = True  # type: ignore[attr-defined]  # every rank finds the same
+        error.collective = True  # every rank finds the same
         raise
     block_index, fold_index = layout.block_of(comm.rank), layout.fold_of(comm.rank)
     # Private communicators: control (everyone), this block, this fold (the training's).
@@ -108,7 +108,7 @@ def _coordinate(
     except MpilearnError as error:
         if error is not coordinator.fatal:
             _abort(control, "coordinator", error)
-        error.collective = True  # type: ignore[attr-defined]  # every block raises it too
+        error.collective = True  # every block raises it too
         raise
     except BaseException as error:
         _abort(control, "coordinator", error)

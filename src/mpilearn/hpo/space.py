@@ -187,11 +187,11 @@ def load_space(spec: str, model_spec: str) -> SearchSpace:
             path, function = spec.rsplit(":", 1)
             return SearchSpace(spec, function=_load_function(path, function))
         return SearchSpace(spec, distributions=read_space_file(spec))
-    path = _model_file(model_spec)
-    if path is not None:
-        module_function = _find_function(path, SPACE_FUNCTION)
+    model_path = _model_file(model_spec)
+    if model_path is not None:
+        module_function = _find_function(model_path, SPACE_FUNCTION)
         if module_function is not None:
-            return SearchSpace(f"{path}:{SPACE_FUNCTION}", function=module_function)
+            return SearchSpace(f"{model_path}:{SPACE_FUNCTION}", function=module_function)
     raise ConfigError(
         "--space is required: a TOML or YAML file of parameters, or path/to/file.py:function "
         f"(a model file may instead define {SPACE_FUNCTION}(trial))"
@@ -225,6 +225,8 @@ def builder_arguments(model_spec: str) -> tuple[set[str] | None, str]:
         what = model_spec
     else:
         return set(), f"model {model_spec!r}"  # .keras and JSON files take no arguments
+    if builder is None:
+        return None, what
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):

@@ -95,7 +95,7 @@ def open_study(search: SearchConfig, url: str, epochs_tuned: bool) -> optuna.Stu
     if search.resume:
         log.info("no study %r in %s yet: starting it", search.study_name, url)
     sampler = make_sampler(search, search.run.seed)
-    study = optuna.create_study(storage=storage, study_name=search.study_name, direction=search.goal,
+    study = optuna.create_study(storage=storage, study_name=search.study_name, direction=search.goal,  # type: ignore[arg-type]  # checked by the config
                                 sampler=sampler, pruner=pruner)
     study.set_user_attr("metric", search.metric)
     return study
