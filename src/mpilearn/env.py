@@ -6,6 +6,7 @@ imported, because their thread pools read these variables at import time.
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
 KERAS_BACKEND = "KERAS_BACKEND"
 THREADS = "MPILEARN_THREADS"
@@ -14,6 +15,8 @@ LAUNCHED = "MPILEARN_LAUNCHED"
 # Set by mpilearn's own launcher when its output is a terminal (value: the
 # terminal's width), since ranks under mpiexec never see a terminal themselves.
 TTY = "MPILEARN_TTY"
+# The mpiexec that `-n N` runs (default: the one beside this Python, else PATH's).
+MPIEXEC = "MPILEARN_MPIEXEC"
 
 # Variables the common thread pools read; all get the same cap.
 THREAD_POOL_VARIABLES = (
@@ -38,6 +41,16 @@ MPI_LAUNCHER_VARIABLES = (
     "MPIR_CVAR_CH3_INTERFACE_HOSTNAME",
 )
 
+# Where a launcher announces how many processes it started, and who it is.
+# Only the first one set counts: hydra started under SLURM sets PMI_SIZE to
+# its ranks while SLURM_STEP_NUM_TASKS counts its per-node proxies.
+# SLURM_NTASKS alone is no evidence: a batch script has it too.
+LAUNCHER_SIZE_VARIABLES = (
+    ("OMPI_COMM_WORLD_SIZE", "Open MPI's mpiexec"),
+    ("PMI_SIZE", "a PMI launcher (hydra's mpiexec or srun --mpi=pmi2)"),
+    ("SLURM_STEP_NUM_TASKS", "srun"),
+)
+
 DEFAULT_BACKEND = "torch"
 
 
@@ -50,6 +63,16 @@ def under_mpi_launcher() -> bool:
     # srun sets SLURM_PROCID for every task; a batch script alone does not
     # set SLURM_STEP_ID, so this does not trigger inside plain sbatch.
     return "SLURM_PROCID" in os.environ and "SLURM_STEP_ID" in os.environ
+
+
+def launcher_size(environ: Mapping[str, str] | None = None) -> tuple[int, str, str] | None:
+    """(processes, variable, launcher) as the launcher announced them, or None."""
+    environ = os.environ if environ is None else environ
+    for name, launcher in LAUNCHER_SIZE_VARIABLES:
+        value = environ.get(name, "")
+        if value:
+            return (int(value), name, launcher) if value.isdigit() else None
+    return None
 
 
 def launcher_rank() -> int | None:

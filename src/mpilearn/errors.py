@@ -42,6 +42,14 @@ class CommunicationError(MpilearnError):
     """MPI is missing, misconfigured, or a peer stopped answering."""
 
 
+class LaunchError(CommunicationError):
+    """The launcher and MPI disagree about the job (e.g. srun without a PMI):
+    a problem of how the job was started, raised alike on every process."""
+
+    exit_status = 2
+    collective = True  # every process finds it: one line, from the first
+
+
 class WorkerFailedError(MpilearnError):
     """Another rank failed; this rank stops because of it."""
 

@@ -27,6 +27,13 @@ def gpu_for_rank(local_rank: int, local_size: int, gpus: int, is_master: bool, m
     return position % gpus
 
 
+def gpu_for_world_rank(rank: int, local_rank: int, local_size: int, node_ranks: tuple[int, ...], gpus: int,
+                       has_master: bool, master_gpu: bool) -> int | None:
+    """gpu_for_rank for world rank `rank`, the master (if the algorithm has
+    one) being world rank 0; `node_ranks` are the world ranks on this node."""
+    return gpu_for_rank(local_rank, local_size, gpus, has_master and rank == 0, master_gpu, has_master and 0 in node_ranks)
+
+
 def count_gpus() -> int:
     """GPUs visible to this process: CUDA_VISIBLE_DEVICES when set, else nvidia-smi."""
     visible = os.environ.get(VISIBLE_DEVICES)

@@ -42,12 +42,10 @@ def start_ranks(config: RunConfig, comm: Communicator | None = None, *, before_k
 
 def place_on_gpu(comm: Communicator, config: RunConfig) -> None:
     """Each rank of a node picks its GPU by local rank, before any backend loads."""
-    from .placement import count_gpus, gpu_for_rank, pin_gpu
+    from .placement import count_gpus, gpu_for_world_rank, pin_gpu
 
     gpus = count_gpus()
     if not gpus:
         return
-    has_master = config.algorithm.has_master and comm.size > 1
-    index = gpu_for_rank(comm.local_rank, comm.local_size, gpus, has_master and comm.rank == 0, config.master_gpu,
-                         has_master and 0 in comm.node_ranks)
-    pin_gpu(index)
+    pin_gpu(gpu_for_world_rank(comm.rank, comm.local_rank, comm.local_size, comm.node_ranks, gpus,
+                               config.algorithm.has_master and comm.size > 1, config.master_gpu))

@@ -28,6 +28,9 @@ def demo(args: argparse.Namespace) -> int:
         argv = ["--model", "calo-cnn", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
                 "--epochs", str(args.epochs), "-n", str(args.processes),
                 "--run-dir", run_dir, "--timeline", str(Path(run_dir) / "timeline.json"), "--monitor"]
+        for option in ("mpiexec", "hosts", "hostfile"):
+            if getattr(args, option):
+                argv += [f"--{option}", getattr(args, option)]
         parser = CommandParser(prog="mpilearn train")
         add_train_arguments(parser)
         status = train(parser.parse_args(argv), ["train", *argv])

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from .. import env
 from ..errors import MpilearnError
+from .launch_options import add_launch_arguments
 from .options import CommandParser
 from .train import add_train_arguments
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-n", "--processes", type=int, default=3)
     demo.add_argument("--epochs", type=int, default=5)
     demo.add_argument("--run-dir", default="", help="output directory (default: runs/<timestamp>)")
+    add_launch_arguments(demo)
 
     commands.add_parser("models", help="list the built-in models")
     from .info import add_info_arguments

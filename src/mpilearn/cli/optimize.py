@@ -11,7 +11,7 @@ from typing import Any
 from .. import env
 from ..errors import ConfigError
 from ..hpo.config import PRUNERS, SAMPLERS, SearchConfig
-from .train import add_train_arguments, config_from_args, without_processes
+from .train import add_train_arguments, config_from_args, self_launch
 
 
 def _claim_option(parser: argparse.ArgumentParser, option: str) -> None:
@@ -90,10 +90,9 @@ def optimize(args: argparse.Namespace, argv: list[str]) -> int:
         from ..hpo.layout import Layout
 
         Layout(args.processes, search.block_size or max(1, args.processes - 1), search.n_fold)  # refused before launching
-    if args.processes and args.processes > 1 and not env.under_mpi_launcher():
-        from ..launch import relaunch
-
-        return relaunch(args.processes, without_processes(argv))
+    status = self_launch(args, argv)
+    if status is not None:
+        return status
     from ..startup import start_ranks
 
     start_ranks(search.run)

@@ -14,6 +14,7 @@ from ..config import RunConfig
 from ..data.filelist import read_file_list
 from ..data.python_sources import is_function_spec
 from ..errors import ConfigError
+from .launch_options import add_launch_arguments, launch_hosts, processes_to_launch, without_launch_options
 from .options import add_option_arguments
 
 
@@ -25,6 +26,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", help="validation file list, or path/to/file.py:function (default: none, no validation)")
     parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers) "
                                                             "(default: none, the ranks of the current launcher)")
+    add_launch_arguments(parser)  # --mpiexec, --hosts, --hostfile
     parser.add_argument("--resume", default=None, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint (default: none)")
     files = parser.add_argument_group("configuration files")
@@ -101,10 +103,9 @@ def train(args: argparse.Namespace, argv: list[str]) -> int:
 
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    if args.processes and args.processes > 1 and not env.under_mpi_launcher():
-        from ..launch import relaunch
-
-        return relaunch(args.processes, without_processes(argv))
+    status = self_launch(args, argv)
+    if status is not None:
+        return status
     from ..startup import start_ranks
 
     comm = start_ranks(config)
@@ -114,18 +115,13 @@ def train(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def without_processes(argv: list[str]) -> list[str]:
-    """The same arguments minus -n/--processes, for the relaunched ranks."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in ("-n", "--processes"):
-            skip = True
-            continue
-        if arg.startswith("--processes=") or (arg.startswith("-n") and arg[2:].isdigit()):
-            continue
-        out.append(arg)
-    return out
+def self_launch(args: argparse.Namespace, argv: list[str]) -> int | None:
+    """With -n N > 1 (or --hosts) outside any launcher: run this command on N
+    ranks under mpiexec and return its status; None: run here."""
+    hosts = launch_hosts(args)
+    processes = processes_to_launch(args, hosts)
+    if not processes or env.under_mpi_launcher() or (processes == 1 and not hosts):
+        return None
+    from ..launch import relaunch
+
+    return relaunch(processes, without_launch_options(argv), args.mpiexec, hosts)

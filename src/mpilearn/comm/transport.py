@@ -279,6 +279,9 @@ def world(poll_max_s: float = 0.001) -> Communicator:
     """The process-wide communicator over MPI_COMM_WORLD (created once)."""
     global _WORLD
     if _WORLD is None:
+        from ..world_check import check_world
+
+        check_world(MPI.COMM_WORLD.Get_size(), MPI.Get_library_version())  # srun --mpi=none, a foreign mpiexec
         _WORLD = Communicator(MPI.COMM_WORLD, poll_max_s)
     _WORLD.poll_max_s = poll_max_s
     return _WORLD
