@@ -26,6 +26,7 @@ class Header(enum.IntEnum):
     BATCHES = 3  # worker: batches behind this update
     BASE_STEP = 4  # worker: master step of the weights the gradients were computed on
     SKIPPED = 5  # worker: batches skipped for a NaN or infinite loss
+    INTERRUPT = 6  # client: number of a SIGTERM/SIGINT it (or its own clients) received, else 0
 
 
 HEADER_SIZE = len(Header)

@@ -231,14 +231,38 @@ def relaunch(processes: int, args: Sequence[str], mpiexec: str | None = None, ho
     for note in notes:
         print(f"mpilearn: {note}", file=sys.stderr, flush=True)
     try:
-        process = subprocess.Popen(argv, env=child_env)
-        # Ctrl-C reaches mpiexec through the process group; mpiexec ends the
-        # ranks, and we only wait for it to report.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            return process.wait()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        return _run_launcher(argv, child_env)
     finally:
         if hostfile:
             os.unlink(hostfile)
+
+
+def _run_launcher(argv: list[str], child_env: dict[str, str]) -> int:
+    """Run mpiexec and wait; returns its status (128 + N when a signal ended it)."""
+    # Ctrl-C reaches mpiexec through the process group, and mpiexec passes SIGINT on
+    # to every rank (which stop at their next safe point, interrupt.py): we ignore it.
+    # A SIGTERM for us alone (a batch system, `kill PID`) we pass on to mpiexec. If
+    # this process is killed outright, the kernel sends mpiexec SIGTERM.
+    process = subprocess.Popen(argv, env=child_env, preexec_fn=_terminate_with_parent)
+
+    def forward(signum: int, frame: object) -> None:
+        process.send_signal(signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN), signal.SIGTERM: signal.signal(signal.SIGTERM, forward)}
+    try:
+        code = process.wait()
+        return 128 - code if code < 0 else code
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the launcher dies."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass

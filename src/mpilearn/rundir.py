@@ -1,22 +1,89 @@
-"""The run directory and atomic writes: a reader never sees half a file."""
+"""The run directory and atomic writes: a reader never sees half a file.
+
+A run directory belongs to one job at a time: rank 0 holds a lock on
+RUN_DIR/.lock (flock, released by the kernel when the process ends, however
+it ends) holding its PID and host, so a second job in the same directory is
+refused with the owner's name. With the lock held, the temporary files a
+killed run left behind are deleted.
+
+JSON outputs hold no bare NaN (not JSON): non-finite numbers are written as null.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, IO
 
 from .errors import ConfigError
 from .models import tensorflow_unloaded
 
 HISTORY = "history.json"
 MODEL = "model.keras"
+LOCK = ".lock"
+# Our temporary files in a run directory (atomic writes, the writability probe).
+TEMP_PATTERNS = (".*.tmp", ".model.*.keras", ".write-test-*")
 
 
-def default_run_dir() -> str:
-    return str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+def default_run_dir(parent: str = "runs") -> str:
+    """runs/<timestamp>, created here so that jobs started in the same second
+    (a SLURM array) each get their own: the first to mkdir a name owns it,
+    the others take <timestamp>-2, -3, ..."""
+    base = Path(parent) / time.strftime("%Y%m%d-%H%M%S")
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10_000):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError:
+            break  # not writable: prepare_run_dir says so
+        return str(candidate)
+    return str(base)
+
+
+class RunDirLock:
+    """An exclusive lock on a run directory, held until release() or the process's end."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import fcntl
+
+        self.path = run_dir / LOCK
+        self.handle: IO[str] | None = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            owner = self.handle.read().strip() or "another process"
+            self.handle.close()
+            self.handle = None
+            raise ConfigError(f"--run-dir {run_dir} is in use by {owner}: give another --run-dir, or wait for that run to end") from None
+        except OSError:
+            pass  # no locking on this file system (some Lustre mounts): run unguarded
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self.handle.flush()
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing drops the flock
+            self.handle = None
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete temporary files a killed run left (call with the run directory locked)."""
+    from . import checkpoint
+
+    found = [p for pattern in TEMP_PATTERNS for p in run_dir.glob(pattern)]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found + checkpoint.remove_leftovers(run_dir)
 
 
 def prepare_run_dir(path: str) -> Path:
@@ -55,7 +122,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    text = json.dumps(finite_json(obj), indent=2, default=_json_default, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def finite_json(value: Any) -> Any:
+    """A copy with NaN and infinities as None (null), which JSON can hold."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalars
+        return finite_json(value.item())
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -38,7 +38,8 @@ from .roles.worker import run_worker
 from .roles.validation import evaluate
 from .roles.watchdog import Watchdog
 from .timeline import Timeline, trace_document
-from .rundir import HISTORY, MODEL, atomic_write_json, default_run_dir, prepare_run_dir, save_model_atomic
+from .interrupt import STOP, Interrupted, signal_name
+from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_leftovers, save_model_atomic
 
 # The resolved configuration of a run, written into its directory before training.
 CONFIG = "config.json"
@@ -173,6 +174,10 @@ def train(
 
     def plan() -> Plan:
         run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
+        kept["lock"] = RunDirLock(Path(run_dir))  # refuses a run directory another job is using
+        leftovers = remove_leftovers(Path(run_dir))
+        if leftovers:
+            log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), run_dir)
         source = _open_train(config, train_arrays, topology.num_workers)
         shard(source.counts, topology.num_workers, 0, pipeline.shard_mode(config.data, source))  # enough data for the workers?
         pipeline.check_preload(config.data, source, topology.num_workers)
@@ -188,16 +193,22 @@ def train(
         _check_algorithm_fits_model(config, kept.get("model", model))
         return Plan(run_dir, source.counts, source.signature, loss, metrics, classes)
 
-    agreed: Plan = decide_on_root(comm, plan)
-    config = config.replace(run_dir=agreed.run_dir)
-    _announce_ranks(comm, role)
+    STOP.install()  # SIGTERM/SIGINT from here on: stop at the next safe point (interrupt.py)
     try:
-        return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end, callbacks)
-    except BaseException as error:
-        if comm.size == 1 or getattr(error, "collective", False):
-            raise
-        abort_job(comm, role, error)
-        raise  # not reached: abort ends the process
+        agreed: Plan = decide_on_root(comm, plan)
+        config = config.replace(run_dir=agreed.run_dir)
+        _announce_ranks(comm, role)
+        try:
+            return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end, callbacks)
+        except BaseException as error:
+            if comm.size == 1 or getattr(error, "collective", False):
+                raise
+            abort_job(comm, role, error)
+            raise  # not reached: abort ends the process
+    finally:
+        STOP.restore()
+        if "lock" in kept:
+            kept.pop("lock").release()
 
 
 def _announce_ranks(comm: Communicator, role: Role) -> None:
@@ -215,7 +226,9 @@ def _resume(
     weights and its optimizer's state (every peer does, under allreduce)."""
 
     def load() -> dict[str, Any]:
-        path = checkpoint.latest(Path(config.run_dir))
+        path, damaged = checkpoint.newest_good(Path(config.run_dir))
+        for line in damaged:
+            get_logger().warning("%s: resuming from the older %s", line, path.name)
         weights, values, state = checkpoint.load(path, backend.layout)
         kept["resume"] = (weights, values, path)
         return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
@@ -267,6 +280,8 @@ def _run(
     start_epoch = 0
     if config.checkpoint.resume:
         history, start_epoch = _resume(config, comm, topology, backend, kept)
+        if start_epoch >= config.epochs:  # nothing left to train: every rank knows from the checkpoint
+            return _already_finished(config, comm, history, backend, start_epoch)
 
     weights = np.empty(backend.layout.size, dtype=np.float32)
     backend.get_weights(weights)
@@ -301,6 +316,7 @@ def _run(
     history.finish()
     if supervisor is not None:
         supervisor.finish()  # outstanding background validations, callbacks' on_train_end
+    _stop_if_interrupted(job)
 
     if comm.rank == 0:
         _finish(job)
@@ -314,6 +330,47 @@ def _run(
     if job.reader is not None:
         job.reader.close()  # every rank has stopped reading: node-local copies can go
     return comm.bcast_object(history.to_dict() if comm.rank == 0 else None)
+
+
+def _already_finished(config: RunConfig, comm: Communicator, history: History, backend: Any, epochs_done: int) -> dict[str, Any]:
+    """A resumed run whose checkpoint holds all --epochs: rewrite missing outputs, then stop."""
+    run_dir = Path(config.run_dir)
+    if comm.rank == 0:
+        if not (run_dir / MODEL).exists():  # killed between the last checkpoint and the outputs
+            atomic_write_json(run_dir / HISTORY, history.to_dict())
+            save_model_atomic(backend.model, run_dir / MODEL)
+        result("%s already finished: %d of %d epochs trained; nothing to do (a larger --epochs trains on)",
+               run_dir, epochs_done, config.epochs)
+    return history.to_dict()
+
+
+def _stop_if_interrupted(job: Job) -> None:
+    """After the loop: did the job stop for a signal? Rank 0 knows; every rank raises."""
+    comm = job.comm
+    verdict = (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
+    signum, message = comm.bcast_object(verdict) if comm.size > 1 else verdict
+    if not signum:
+        return
+    if job.reader is not None:
+        job.reader.close()
+    error = Interrupted(message, signum)
+    error.collective = True
+    raise error
+
+
+def _interrupt_message(job: Job) -> str:
+    if not STOP.acted:
+        return ""
+    run_dir = job.run_dir
+    done = sum(1 for row in job.history.epochs if row.get("kind") != "updates")
+    what = f"interrupted by {signal_name(STOP.signum)} " + (f"after epoch {done}" if done else "in the first epoch")
+    if not job.config.checkpoint.enabled or run_dir is None:
+        return f"{what}; checkpoints are off (--checkpoint-every), so there is nothing to resume"
+    try:
+        newest = checkpoint.latest(run_dir)
+    except MpilearnError:
+        return f"{what}, before the first checkpoint; nothing to resume"
+    return f"{what}; newest checkpoint {newest}; resume with: mpilearn train --resume {run_dir}"
 
 
 def _epoch_hook(config: RunConfig, history: History, user_hook: EpochHook | None, supervisor: Supervisor | None = None) -> EpochHook:

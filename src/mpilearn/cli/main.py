@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(error: BaseException, rank: int | None) -> None:
+    from ..interrupt import Interrupted
+
     where = "" if rank is None else f" on rank {rank}"
-    print(f"mpilearn: error{where}: {error}", file=sys.stderr, flush=True)
+    kind = "" if isinstance(error, Interrupted) else "error"  # a stop the user asked for is no error
+    print(f"mpilearn: {kind}{where}{': ' if kind or where else ''}{error}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -103,6 +103,14 @@ def train(args: argparse.Namespace, argv: list[str]) -> int:
 
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if config.checkpoint.resume:
+        from ..checkpoint import finished_message
+
+        done = finished_message(config)  # a requeued job whose run already ended: no ranks to start
+        if done:
+            if env.launcher_rank() in (None, 0):
+                print(done, flush=True)
+            return 0
     status = self_launch(args, argv)
     if status is not None:
         return status

@@ -53,12 +53,13 @@ class Job:
     # This rank's shard as a stream of batches (data.pipeline.WorkerData) on ranks that train.
     reader: Any = None
 
-    def checkpoint(self, completed_epochs: int, optimizer: Any) -> None:
-        """On rank 0 after validating: write a checkpoint when one is due."""
+    def checkpoint(self, completed_epochs: int, optimizer: Any, force: bool = False) -> None:
+        """On rank 0 after validating: write a checkpoint when one is due
+        (`force`: stopping for a signal, with checkpoints on)."""
         settings = self.config.checkpoint
         if not settings.enabled or self.run_dir is None:
             return
-        due = (settings.every_epochs and completed_epochs % settings.every_epochs == 0) or (
+        due = force or (settings.every_epochs and completed_epochs % settings.every_epochs == 0) or (
             settings.every_seconds and time.monotonic() - self._last_checkpoint >= settings.every_seconds
         )
         if not due:

@@ -17,6 +17,7 @@ from ..algorithms.learning_rate import LearningRateControl
 from ..comm import Tag, WaitTimeout
 from ..comm.topology import Role
 from ..flat import Header, Message
+from ..interrupt import STOP
 from ..log import get_logger
 from .job import Job
 from .uplink import Uplink
@@ -104,6 +105,8 @@ class _Server:
             round_ = self._account(slots)
             if self.job.on_update():  # rank 0: progress, --validate-every, callbacks; True stops
                 self.stopping = True
+            if self.uplink is None and STOP.requested and not self.stopping and not STOP.wait_for_epoch_end(self.job.config):
+                self.stopping = STOP.acted = True  # SIGTERM/SIGINT: no checkpoint due before the grace ends
             if self.uplink is not None:
                 with self.job.timeline.span("exchange up"):
                     self._exchange_upstream(slots, round_)
@@ -159,6 +162,8 @@ class _Server:
                 client, update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES)), 0
             )
             history.skipped_batches += int(update.get(Header.SKIPPED))
+            if update.get(Header.INTERRUPT):
+                STOP.note(int(update.get(Header.INTERRUPT)))
             if self.tags[slot] == Tag.UPDATE_EPOCH_END:
                 epoch = int(update.get(Header.EPOCH))
                 history.close_worker_epoch(client)
@@ -200,15 +205,18 @@ class _Server:
 
     def _validate(self, epoch: int) -> None:
         job = self.job
+        interrupted = STOP.requested and epoch + 1 < job.config.epochs
         if job.background is not None:  # metrics, callbacks and the stop decision come later, in job.on_update
             job.background.submit(epoch + 1)
-            job.checkpoint(epoch + 1, self.rule.optimizer)
+            job.checkpoint(epoch + 1, self.rule.optimizer, force=interrupted)
+            self.stopping = self.stopping or STOP.act(interrupted)
             return
         with job.timeline.span("validate"):
             metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
         row = job.history.record_epoch(epoch + 1, metrics)
         stop = job.on_epoch_end(row)
-        job.checkpoint(epoch + 1, self.rule.optimizer)
+        job.checkpoint(epoch + 1, self.rule.optimizer, force=interrupted)
+        self.stopping = self.stopping or STOP.act(interrupted)
         if stop:
             self.stopping = True
             job.history.stopped_early = epoch + 1 < job.config.epochs

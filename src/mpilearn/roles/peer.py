@@ -9,6 +9,7 @@ decision to stop is broadcast so all peers stop together.
 from __future__ import annotations
 
 import time
+from signal import SIGINT, SIGTERM
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..comm import WaitTimeout
 from ..errors import NonFiniteLossError
+from ..interrupt import STOP
 from .job import Job
 from .validation import evaluate
 
@@ -26,7 +28,10 @@ def run_peers(job: Job) -> None:
     algorithm = config.algorithm
     layout = backend.layout
     n = layout.num_trainable
-    buffer = np.zeros(layout.size, dtype=np.float32)
+    # Three more slots ride along in every allreduce: peers that received SIGTERM, SIGINT, and
+    # peers that want to stop now rather than at the epoch end (see interrupt.py).
+    exchange = np.zeros(layout.size + 3, dtype=np.float32)
+    buffer, flags = exchange[: layout.size], exchange[layout.size :]
     current = np.empty(layout.size, dtype=np.float32)
     index = topology.worker_index(comm.rank)
     control = LearningRateControl(backend.model.optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
@@ -63,19 +68,26 @@ def run_peers(job: Job) -> None:
             if layout.num_state:
                 backend.get_weights(current)
                 np.multiply(current[n:], np.float32(1.0 / comm.size), out=buffer[n:])
+            flags[:] = (STOP.signum == SIGTERM, STOP.signum == SIGINT, STOP.requested and not STOP.wait_for_epoch_end(config))
             if comm.size > 1:
                 with job.timeline.span("allreduce"):
-                    _allreduce(job, buffer)
+                    _allreduce(job, exchange)
             with job.timeline.span("apply"):
                 backend.apply_gradients(buffer[:n])
             if layout.num_state:
                 buffer[n:] -= current[n:]
                 backend.add_state(buffer[n:])
-            buffer[:] = 0.0
+            if flags[0] or flags[1]:
+                STOP.note(SIGTERM if flags[0] else SIGINT)
+            stop_now = bool(flags[2])  # every peer saw the same sums: all stop after this step
+            exchange[:] = 0.0
             pending = 0
             stats["updates"] += 1
             if comm.rank == 0:  # progress and --validate-every; peers stop together at epoch ends only
                 job.on_update(stats["samples"] * comm.size, stats["loss_sum"] / max(1, stats["batches"]), stats["updates"])
+            if stop_now:
+                STOP.acted = True
+                return
         if _end_epoch(job, epoch, stats):
             return
 
@@ -106,6 +118,8 @@ def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
             metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
         row = history.record_epoch(epoch + 1, metrics)
         stop = job.on_epoch_end(row)
-        job.checkpoint(epoch + 1, job.backend.model.optimizer)
+        interrupted = STOP.requested and epoch + 1 < job.config.epochs
+        job.checkpoint(epoch + 1, job.backend.model.optimizer, force=interrupted)
+        stop = STOP.act(interrupted) or stop
         history.stopped_early = stop and epoch + 1 < job.config.epochs
     return bool(comm.bcast_object(stop)) if comm.size > 1 else stop

@@ -6,6 +6,7 @@ import time
 from ..algorithms import ClientRule
 from ..comm import Communicator, Tag, WaitTimeout
 from ..flat import FlatLayout, Header, Message
+from ..interrupt import STOP
 from .watchdog import Watchdog
 
 
@@ -38,6 +39,7 @@ class Uplink:
         self.rule.fill(update, max(batches, 1))
         update.set(Header.EPOCH, epoch)
         update.set(Header.BASE_STEP, self.base_step)
+        update.set(Header.INTERRUPT, STOP.signum)  # the master decides when the job stops
         receive = self.comm.irecv(reply.buffer, source=self.parent)
         started = time.monotonic()
         limit = self.watchdog.limit()
