@@ -36,7 +36,7 @@ from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
 from .roles.validation import evaluate
-from .roles.watchdog import Watchdog
+from .roles.watchdog import BUSY_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
 from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_leftovers, save_model_atomic
@@ -160,6 +160,7 @@ def train(
     from `config.model` (command line).
     """
     comm = comm or world(config.poll_max_s)
+    comm.limit = Watchdog(config.timeout).limit()  # every collective of the run is bounded (busy notices extend it)
     try:
         topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master)
     except MpilearnError as error:
@@ -195,7 +196,7 @@ def train(
 
     STOP.install()  # SIGTERM/SIGINT from here on: stop at the next safe point (interrupt.py)
     try:
-        agreed: Plan = decide_on_root(comm, plan)
+        agreed: Plan = decide_on_root(comm, plan, "the start-up checks")
         config = config.replace(run_dir=agreed.run_dir)
         _announce_ranks(comm, role)
         try:
@@ -233,7 +234,7 @@ def _resume(
         kept["resume"] = (weights, values, path)
         return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
 
-    state = decide_on_root(comm, load)
+    state = decide_on_root(comm, load, "loading the checkpoint")
     values: list[np.ndarray] | None = None
     if comm.rank == 0:
         weights, values, path = kept.pop("resume")
@@ -269,6 +270,8 @@ def _run(
     callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     if model is None:
+        if "model" not in kept:
+            comm.busy(BUSY_S)  # the others may reach the next collective long before this rank's model is built
         model = kept.get("model") or _build_cli_model(config, agreed.signature, agreed.classes)[0]
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
@@ -319,6 +322,7 @@ def _run(
     _stop_if_interrupted(job)
 
     if comm.rank == 0:
+        comm.busy(BUSY_S)  # final validation and outputs
         _finish(job)
     if monitor is not None:
         write_gathered(comm, monitor, Path(config.run_dir))

@@ -7,14 +7,21 @@ from typing import Any, Callable
 from ..errors import MpilearnError
 from .transport import Communicator
 
+# How long rank 0's part (opening the data, building the model) may take
+# before the others give up on it (see Communicator.busy).
+WORK_LIMIT_S = 600.0
 
-def decide_on_root(comm: Communicator, work: Callable[[], Any]) -> Any:
+
+def decide_on_root(comm: Communicator, work: Callable[[], Any], what: str = "the start-up checks on rank 0") -> Any:
     """Run `work` on rank 0 and give every rank its result, or raise its error
     on every rank (marked `collective`, so that only rank 0 reports it). A
     bad input file then ends all ranks together instead of leaving the
-    others waiting for a rank that gave up."""
+    others waiting for a rank that gave up. Anything `work` raises counts,
+    SystemExit and KeyboardInterrupt included (a user's model file calling
+    sys.exit) becomes that error on every rank."""
     outcome: Any = None
     if comm.rank == 0:
+        comm.busy(WORK_LIMIT_S)
         try:
             outcome = ("ok", work())
         except MpilearnError as exc:
@@ -22,7 +29,9 @@ def decide_on_root(comm: Communicator, work: Callable[[], Any]) -> Any:
         except Exception as exc:  # unexpected: still end every rank, with the cause
             traceback.print_exc()
             outcome = ("error", MpilearnError(f"{type(exc).__name__}: {exc}"))
-    outcome = comm.bcast_object(outcome)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: the others must not wait for an answer
+            outcome = ("error", MpilearnError(f"rank 0 ended {what} with {type(exc).__name__}({exc})"))
+    outcome = comm.bcast_object(outcome, what=what)  # rank 0's busy notice allows WORK_LIMIT_S
     if outcome[0] == "error":
         error = outcome[1]
         error.collective = True

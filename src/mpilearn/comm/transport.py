@@ -24,6 +24,22 @@ class WaitTimeout(CommunicationError):
         self.pending: list[int] = []
 
 
+class CollectiveTimeout(CommunicationError):
+    """A collective did not complete in time; names the ranks it waited for when known."""
+
+    def __init__(self, rank: int, what: str, seconds: float, missing: Sequence[int]) -> None:
+        who = ", ".join(f"rank {r}" for r in missing) if missing else "another rank"
+        super().__init__(f"rank {rank} waited {seconds:.0f}s for {who} in {what}: "
+                         "it is stuck, stopped or has exited (limit: --timeout, else adaptive)")
+        self.missing = list(missing)
+
+
+# Private tags of the control communicator (never seen by the training traffic's any-tag receives).
+_BUSY, _GATHER, _BCAST = 1, 2, 3
+# How often a bounded wait looks for busy notices.
+_NOTICE_POLL_S = 0.02
+
+
 # A collective moves data only while every rank is inside MPI (no progress
 # thread): a rank asleep between polls stalls its peers. So a collective's
 # wait spins for as long as its bytes take at this conservative rate (always
@@ -36,13 +52,26 @@ def _collective_spin(nbytes: int) -> float:
     return max(0.002, nbytes / COLLECTIVE_SPIN_BYTES_PER_S)
 
 
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
+class _Deadline:
+    """A wait's limit, pushed back by busy notices from the ranks it waits on
+    (Communicator.busy): a peer validating or building its model is not silent."""
 
+    def __init__(self, comm: "Communicator", timeout: float | None) -> None:
+        self.comm, self.timeout = comm, timeout
+        self.at = None if timeout is None else time.monotonic() + timeout
+        self.next_look = time.monotonic() + _NOTICE_POLL_S
 
-def _check(deadline: float | None, timeout: float | None) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise WaitTimeout(timeout or 0.0)
+    def check(self) -> None:
+        if self.at is None:
+            return
+        now = time.monotonic()
+        if now >= self.next_look:
+            self.next_look = now + _NOTICE_POLL_S
+            granted = self.comm.take_notices()
+            if granted:
+                self.at = max(self.at, now + granted)
+        if now > self.at:
+            raise WaitTimeout(self.timeout or 0.0)
 
 
 class Backoff:
@@ -88,6 +117,32 @@ class Communicator:
         # World ranks sharing this node (GPU placement needs to know whether the master is here).
         self.node_ranks: tuple[int, ...] = tuple(node.allgather(self.rank))
         node.Free()
+        # Busy notices and the named collectives travel apart from the training traffic.
+        self._control = self._comm.Dup()
+        # Default limit of the collectives (seconds; None: none). Training sets it from the watchdog.
+        self.limit: float | None = None
+        self._notices: list[MPI.Request] = []
+
+    # ---- busy notices --------------------------------------------------------
+    def busy(self, seconds: float, ranks: Sequence[int] | None = None) -> None:
+        """Tell `ranks` (default: all others) that this rank will be busy for up
+        to `seconds` (validating, checkpointing, building its model): their
+        bounded waits allow that much more time before calling it silent."""
+        self._notices = [r for r in self._notices if not r.Test()]
+        payload = np.array([seconds], dtype=np.float64)
+        for rank in range(self.size) if ranks is None else ranks:
+            if rank != self.rank:
+                self._notices.append(self._control.Isend([payload.copy(), MPI.DOUBLE], dest=rank, tag=_BUSY))
+
+    def take_notices(self) -> float:
+        """The longest busy time announced to this rank since the last call (0: none)."""
+        granted = 0.0
+        status = MPI.Status()
+        while (message := self._control.Improbe(ANY_SOURCE, _BUSY, status)) is not None:
+            value = np.empty(1, dtype=np.float64)
+            message.Recv([value, MPI.DOUBLE])
+            granted = max(granted, float(value[0]))
+        return granted
 
     # ---- buffers (hot path) ----------------------------------------------
     def isend(self, buffer: np.ndarray, dest: int, tag: int) -> MPI.Request:
@@ -102,9 +157,9 @@ class Communicator:
         `timeout` seconds (None: wait forever)."""
         status = MPI.Status()
         backoff = Backoff(self.poll_max_s, spin_s=spin_s)
-        deadline = _deadline(timeout)
+        deadline = _Deadline(self, timeout)
         while not request.Test(status):
-            _check(deadline, timeout)
+            deadline.check()
             backoff.pause()
         return status
 
@@ -112,7 +167,7 @@ class Communicator:
         """Complete whichever request finishes first; returns (index, status)."""
         status = MPI.Status()
         backoff = Backoff(self.poll_max_s)
-        deadline = _deadline(timeout)
+        deadline = _Deadline(self, timeout)
         requests = list(requests)
         while True:
             index, done = MPI.Request.Testany(requests, status)
@@ -120,7 +175,7 @@ class Communicator:
                 if index == MPI.UNDEFINED:
                     raise CommunicationError("wait_any called with no active request")
                 return index, status
-            _check(deadline, timeout)
+            deadline.check()
             backoff.pause()
 
     def wait_all(self, requests: Sequence[MPI.Request], timeout: float | None = None) -> list[MPI.Status]:
@@ -128,11 +183,11 @@ class Communicator:
         On timeout, WaitTimeout.pending lists the positions still incomplete."""
         statuses = [MPI.Status() for _ in requests]
         backoff = Backoff(self.poll_max_s)
-        deadline = _deadline(timeout)
+        deadline = _Deadline(self, timeout)
         requests = list(requests)
         while not MPI.Request.Testall(requests, statuses):
             try:
-                _check(deadline, timeout)
+                deadline.check()
             except WaitTimeout as error:
                 error.pending = [i for i, r in enumerate(requests) if r != MPI.REQUEST_NULL and not r.Test()]
                 raise
@@ -166,35 +221,78 @@ class Communicator:
     def recv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Status:
         return self.wait(self.irecv(buffer, source, tag))
 
-    def bcast_array(self, buffer: np.ndarray, root: int = 0) -> None:
-        """Broadcast a float32 buffer in place (non-spinning)."""
-        self.wait(self._comm.Ibcast([buffer, MPI.FLOAT], root=root), spin_s=_collective_spin(buffer.nbytes))
+    def bcast_array(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> None:
+        """Broadcast a float32 buffer in place (non-spinning), within `timeout` (default: self.limit)."""
+        request = self._comm.Ibcast([buffer, MPI.FLOAT], root=root)
+        self._bounded(request, timeout, what, [] if self.rank == root else [root], _collective_spin(buffer.nbytes))
+
+    def _bounded(self, request: MPI.Request, timeout: float | None, what: str, missing: Sequence[int],
+                 spin_s: float = 0.002) -> MPI.Status:
+        limit = self.limit if timeout is None else timeout
+        try:
+            return self.wait(request, limit, spin_s)
+        except WaitTimeout:
+            raise CollectiveTimeout(self.rank, what, limit or 0.0, missing) from None
 
     # ---- small control objects (pickled, never on the hot path) ------------
-    def bcast_object(self, obj: Any, root: int = 0) -> Any:
-        """Broadcast a picklable object, waiting without spinning."""
-        size = np.zeros(1, dtype=np.int64)
-        payload = b""
+    # Point to point on the control communicator, so that a timeout can name the ranks that never came.
+    def bcast_object(self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> Any:
+        """Broadcast a picklable object, waiting without spinning, within `timeout` (default: self.limit)."""
+        if self.size == 1:
+            return obj
         if self.rank == root:
-            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-            size[0] = len(payload)
-        self.wait(self._comm.Ibcast([size, MPI.INT64_T], root=root))
-        data = np.frombuffer(payload, dtype=np.uint8).copy() if self.rank == root else np.empty(int(size[0]), dtype=np.uint8)
-        self.wait(self._comm.Ibcast([data, MPI.BYTE], root=root))
-        return obj if self.rank == root else pickle.loads(data.tobytes())
+            payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+            sends = [self._control.Isend([payload, MPI.BYTE], dest=r, tag=_BCAST) for r in range(self.size) if r != root]
+            others = [r for r in range(self.size) if r != root]
+            limit = self.limit if timeout is None else timeout
+            try:
+                self.wait_all(sends, limit)
+            except WaitTimeout as error:
+                raise CollectiveTimeout(self.rank, what, limit or 0.0, [others[i] for i in error.pending]) from None
+            return obj
+        return self._receive(root, _BCAST, timeout, what)
 
-    def gather_object(self, obj: Any, root: int = 0) -> list[Any] | None:
-        """Gather one small object per rank on root (non-spinning)."""
-        payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
-        sizes = np.zeros(self.size, dtype=np.int64)
-        self.wait(self._comm.Igather([np.array([payload.size], dtype=np.int64), MPI.INT64_T], [sizes, MPI.INT64_T], root=root))
+    def _receive(self, source: int, tag: int, timeout: float | None, what: str) -> Any:
+        limit = self.limit if timeout is None else timeout
+        backoff = Backoff(self.poll_max_s)
+        deadline = _Deadline(self, limit)
+        status = MPI.Status()
+        while (message := self._control.Improbe(source, tag, status)) is None:
+            try:
+                deadline.check()
+            except WaitTimeout:
+                raise CollectiveTimeout(self.rank, what, limit or 0.0, [source]) from None
+            backoff.pause()
+        data = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+        message.Recv([data, MPI.BYTE])
+        return pickle.loads(data.tobytes())
+
+    def gather_object(self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a gather") -> list[Any] | None:
+        """Gather one small object per rank on root (non-spinning), within `timeout` (default: self.limit)."""
         if self.rank != root:
-            self.wait(self._comm.Igatherv([payload, MPI.BYTE], None, root=root))
+            payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+            self._bounded(self._control.Isend([payload, MPI.BYTE], dest=root, tag=_GATHER), timeout, what, [root])
             return None
-        displs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        data = np.empty(int(sizes.sum()), dtype=np.uint8)
-        self.wait(self._comm.Igatherv([payload, MPI.BYTE], [data, sizes, displs, MPI.BYTE], root=root))
-        return [pickle.loads(data[d : d + s].tobytes()) for d, s in zip(displs, sizes)]
+        limit = self.limit if timeout is None else timeout
+        gathered: dict[int, Any] = {root: obj}
+        backoff = Backoff(self.poll_max_s)
+        deadline = _Deadline(self, limit)
+        status = MPI.Status()
+        while len(gathered) < self.size:
+            message = self._control.Improbe(ANY_SOURCE, _GATHER, status)
+            if message is None:
+                try:
+                    deadline.check()
+                except WaitTimeout:
+                    missing = [r for r in range(self.size) if r not in gathered]
+                    raise CollectiveTimeout(self.rank, what, limit or 0.0, missing) from None
+                backoff.pause()
+                continue
+            data = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+            message.Recv([data, MPI.BYTE])
+            gathered[status.Get_source()] = pickle.loads(data.tobytes())
+            backoff.reset()
+        return [gathered[r] for r in range(self.size)]
 
     # Point-to-point control objects: pickled bytes through Isend and a matched
     # probe, so the receiver needs no size in advance and polls without spinning.
@@ -235,10 +333,15 @@ class Communicator:
         part = self._comm.Split(color, self.rank if key is None else key)
         child = Communicator(part, self.poll_max_s)
         part.Free()
+        child.limit = self.limit
         return child
 
-    def barrier(self) -> None:
-        self.wait(self._comm.Ibarrier())
+    def barrier(self, timeout: float | None = None, what: str = "a barrier") -> None:
+        """Every rank reaches this point, within `timeout` (default: self.limit); a
+        gather and a broadcast, so that a timeout names the ranks that never came."""
+        if self.size > 1:
+            self.gather_object(None, timeout=timeout, what=what)
+            self.bcast_object(None, timeout=timeout, what=what)
 
     def abort(self, status: int = 1) -> None:
         """End every rank of the job now (used after an unrecoverable error)."""

@@ -22,6 +22,7 @@ from ..log import get_logger
 from .job import Job
 from .uplink import Uplink
 from .validation import evaluate
+from .watchdog import BUSY_S
 
 
 @dataclass
@@ -205,6 +206,7 @@ class _Server:
 
     def _validate(self, epoch: int) -> None:
         job = self.job
+        self.comm.busy(BUSY_S, self.clients)  # the clients' waits must not count validation and checkpoint
         interrupted = STOP.requested and epoch + 1 < job.config.epochs
         if job.background is not None:  # metrics, callbacks and the stop decision come later, in job.on_update
             job.background.submit(epoch + 1)

@@ -21,6 +21,7 @@ from ..errors import NonFiniteLossError
 from ..interrupt import STOP
 from .job import Job
 from .validation import evaluate
+from .watchdog import BUSY_S
 
 
 def run_peers(job: Job) -> None:
@@ -104,10 +105,11 @@ def _allreduce(job: Job, buffer: np.ndarray) -> None:
 def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
     """Rank 0 records every peer's epoch and validates; all learn whether to stop."""
     comm, history = job.comm, job.history
-    gathered = comm.gather_object(stats) if comm.size > 1 else [stats]
+    gathered = comm.gather_object(stats, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}") if comm.size > 1 else [stats]
     stop = False
     if comm.rank == 0:
         assert gathered is not None
+        comm.busy(BUSY_S)  # the others' wait below must not count validation and checkpoint
         for peer, peer_stats in zip(job.topology.workers, gathered):
             # Peers step together: one optimizer step counts once, not once per peer.
             steps = peer_stats["updates"] if peer == 0 else 0
@@ -122,4 +124,4 @@ def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
         job.checkpoint(epoch + 1, job.backend.model.optimizer, force=interrupted)
         stop = STOP.act(interrupted) or stop
         history.stopped_early = stop and epoch + 1 < job.config.epochs
-    return bool(comm.bcast_object(stop)) if comm.size > 1 else stop
+    return bool(comm.bcast_object(stop, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}")) if comm.size > 1 else stop

@@ -15,6 +15,9 @@ from ..errors import CommunicationError
 FIRST_EXCHANGE_S = 600.0
 MIN_TIMEOUT_S = 120.0
 INTERVAL_FACTOR = 20.0
+# What a rank announces before long work others wait on (validation, checkpoint, model
+# building; see Communicator.busy): their waits allow it on top of their limit.
+BUSY_S = FIRST_EXCHANGE_S
 
 
 class Watchdog:
