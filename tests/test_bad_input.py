@@ -34,6 +34,7 @@ class Ctx:
     data: Path
     run_dir: Path
     options: dict[str, str | None] = field(default_factory=dict)
+    keep: list = field(default_factory=list)  # objects held while the case runs (an open lock)
 
     def train_files(self) -> list[Path]:
         return sorted(self.data.glob("train_*.h5"))
@@ -47,11 +48,13 @@ class Ctx:
         return str(path)
 
 
-def _write_h5(path: Path, samples: int, shape: tuple[int, ...], labels: int | None = None) -> Path:
+def _write_h5(path: Path, samples: int, shape: tuple[int, ...], labels: int | None = None, class_ids: int = 0) -> Path:
+    """One HDF5 file: one-hot labels of 3 classes, or integer ids below `class_ids`."""
     rng = np.random.default_rng(0)
+    count = labels if labels is not None else samples
     with h5py.File(path, "w") as handle:
         handle["features"] = rng.random((samples, *shape, 1), dtype=np.float32)
-        handle["labels"] = np.eye(3, dtype=np.float32)[rng.integers(0, 3, labels if labels is not None else samples)]
+        handle["labels"] = rng.integers(0, class_ids, count) if class_ids else np.eye(3, dtype=np.float32)[rng.integers(0, 3, count)]
     return path
 
 
@@ -183,6 +186,88 @@ def missing_val_file(ctx: Ctx) -> str:
     return r"ghost_val\.h5: file does not exist"
 
 
+def num_classes_too_many(ctx: Ctx) -> str:
+    ctx.options["--model-arg"] = "num_classes=5"  # the labels are 3-class one-hot rows
+    return r"train_000\.h5: labels have shape \(3,\) but the model's output has shape \(5,\)"
+
+
+def class_id_beyond_num_classes(ctx: Ctx) -> str:
+    files = [_write_h5(ctx.tmp / f"ids_{i}.h5", samples=64, shape=(8, 8, 8), class_ids=7) for i in range(3)]
+    ctx.options["--train"] = ctx.write_list("train.txt", files)
+    ctx.options["--val"] = None
+    ctx.options["--model-arg"] = "num_classes=4"
+    return r"ids_0\.h5: labels hold class id 6, but the model's output has 4 classes"
+
+
+def sparse_loss_on_one_hot(ctx: Ctx) -> str:
+    ctx.options["--loss"] = "sparse_categorical_crossentropy"
+    return r"train_000\.h5: labels of shape \(3,\) \(float32\) are one-hot rows, but sparse_categorical_crossentropy"
+
+
+def timeline_missing_dir(ctx: Ctx) -> str:
+    ctx.options["--timeline"] = str(ctx.tmp / "missing" / "t.json")
+    return r"--timeline \S*missing/t\.json: directory \S*missing does not exist"
+
+
+def tensorboard_under_file(ctx: Ctx) -> str:
+    blocker = ctx.tmp / "a_file"
+    blocker.write_text("not a directory\n")
+    ctx.options["--tensorboard"] = str(blocker / "tb")
+    return r"--tensorboard \S*a_file/tb: \S*a_file is not a writable directory"
+
+
+def val_shape_mismatch(ctx: Ctx) -> str:
+    other = _write_h5(ctx.tmp / "val_small.h5", samples=32, shape=(4, 4, 4))
+    ctx.options["--val"] = ctx.write_list("val.txt", [other])
+    return r"val_small\.h5: validation samples have shape \(4, 4, 4, 1\) but the training samples \(8, 8, 8, 1\)"
+
+
+def val_labels_mismatch(ctx: Ctx) -> str:
+    other = _write_h5(ctx.tmp / "val_ids.h5", samples=32, shape=(8, 8, 8), class_ids=3)
+    ctx.options["--val"] = ctx.write_list("val.txt", [other])
+    return r"val_ids\.h5: validation labels have shape \(\) but the training labels \(3,\)"
+
+
+def run_dir_in_use(ctx: Ctx) -> str:
+    import fcntl
+    import os
+
+    ctx.run_dir.mkdir()
+    holder = open(ctx.run_dir / ".lock", "w")
+    holder.write(f"pid {os.getpid()} on testhost\n")
+    holder.flush()
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    ctx.keep.append(holder)  # held until the case ends, like a running job
+    return rf"--run-dir \S*run is in use by pid {os.getpid()} on testhost"
+
+
+def malformed_model_arg(ctx: Ctx) -> str:
+    ctx.options["--model-arg"] = "units"
+    return r"--model-arg must be KEY=VALUE, got 'units'"
+
+
+def zero_keep_checkpoints(ctx: Ctx) -> str:
+    ctx.options["--keep-checkpoints"] = "0"
+    return r"--keep-checkpoints must be a positive integer, got 0"
+
+
+def zero_sync_every(ctx: Ctx) -> str:
+    ctx.options["--sync-every"] = "0"
+    return r"--sync-every must be a positive integer, got 0"
+
+
+def masters_with_sync(ctx: Ctx) -> str:
+    ctx.options["--masters"] = "2"
+    ctx.options["--algo"] = "sync"
+    return r"--masters 2 works with --algo downpour or easgd, not sync"
+
+
+def empty_hdf5(ctx: Ctx) -> str:
+    empty = _write_h5(ctx.tmp / "no_rows.h5", samples=0, shape=(8, 8, 8))
+    ctx.options["--train"] = ctx.write_list("train.txt", [*ctx.train_files()[:3], empty])
+    return r"no_rows\.h5: dataset 'features' holds no samples"
+
+
 CASES: list[tuple[str, Callable[[Ctx], str], int]] = [
     ("missing-train-file", missing_train_file, USAGE),
     ("not-hdf5", not_hdf5, USAGE),
@@ -203,6 +288,19 @@ CASES: list[tuple[str, Callable[[Ctx], str], int]] = [
     ("bad-keras-json", bad_json, USAGE),
     ("unwritable-run-dir", unwritable_run_dir, USAGE),
     ("missing-val-file", missing_val_file, USAGE),
+    ("num-classes-too-many", num_classes_too_many, USAGE),
+    ("class-id-beyond-num-classes", class_id_beyond_num_classes, USAGE),
+    ("sparse-loss-on-one-hot", sparse_loss_on_one_hot, USAGE),
+    ("timeline-missing-dir", timeline_missing_dir, USAGE),
+    ("tensorboard-under-a-file", tensorboard_under_file, USAGE),
+    ("val-shape-mismatch", val_shape_mismatch, USAGE),
+    ("val-labels-mismatch", val_labels_mismatch, USAGE),
+    ("run-dir-in-use", run_dir_in_use, USAGE),
+    ("malformed-model-arg", malformed_model_arg, USAGE),
+    ("zero-keep-checkpoints", zero_keep_checkpoints, USAGE),
+    ("zero-sync-every", zero_sync_every, USAGE),
+    ("masters-with-sync", masters_with_sync, USAGE),
+    ("empty-hdf5-file", empty_hdf5, USAGE),
 ]
 
 # Cases that fail on product bugs: id -> reason (strict xfail, so a fix is noticed).
@@ -243,6 +341,7 @@ def _leftovers(run_dir: Path) -> list[Path]:
 @pytest.mark.parametrize("build, status", _params())
 def test_bad_input(ctx: Ctx, build: Callable[[Ctx], str], status: int) -> None:
     pattern = build(ctx)
+    existed = ctx.run_dir.exists()
     result = run_cli(_argv(ctx.options), timeout=TIMEOUT_S, cwd=ctx.tmp)
     errors = [line for line in result.output.splitlines() if ERROR_MARK in line]
     print(f"exit {result.returncode} in {result.seconds:.2f}s: {errors}")  # shown by pytest -rA / -s
@@ -257,6 +356,7 @@ def test_bad_input(ctx: Ctx, build: Callable[[Ctx], str], status: int) -> None:
     assert re.search(pattern, error_lines[0]), f"error line does not match {pattern!r}\n{report}"
     assert "Traceback" not in result.output, report  # a clear line, not a crash
     assert not _leftovers(ctx.run_dir), report
+    assert existed or not ctx.run_dir.exists(), f"a failed start left {ctx.run_dir}\n{report}"  # nothing written
 
 
 def test_good_input_control(ctx: Ctx) -> None:

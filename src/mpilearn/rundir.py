@@ -76,6 +76,15 @@ class RunDirLock:
             self.handle = None
 
 
+def remove_empty_run_dir(run_dir: Path) -> None:
+    """Undo a run directory made for a run that failed its checks (only our own files in it)."""
+    try:
+        (run_dir / LOCK).unlink(missing_ok=True)
+        run_dir.rmdir()
+    except OSError:
+        pass  # something else is in it: keep it
+
+
 def remove_leftovers(run_dir: Path) -> list[Path]:
     """Delete temporary files a killed run left (call with the run directory locked)."""
     from . import checkpoint

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, checkpoint, models
+from . import backends, checkpoint, models, preflight
 from .comm import Communicator, world
 from .comm.agreement import decide_on_root
 from .comm.topology import Role, Topology
@@ -39,7 +39,7 @@ from .roles.validation import evaluate
 from .roles.watchdog import BUSY_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
-from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_leftovers, save_model_atomic
+from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_empty_run_dir, remove_leftovers, save_model_atomic
 
 # The resolved configuration of a run, written into its directory before training.
 CONFIG = "config.json"
@@ -174,23 +174,42 @@ def train(
     kept: dict[str, Any] = {}  # rank 0's validation samples and built model, never broadcast
 
     def plan() -> Plan:
-        run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
+        """Rank 0: lock the run directory, check everything; a failed check leaves no new directory behind."""
+        fresh = not config.run_dir or not Path(config.run_dir).exists()
+        run_dir = kept["run_dir"] = str(prepare_run_dir(config.run_dir or default_run_dir()))
         kept["lock"] = RunDirLock(Path(run_dir))  # refuses a run directory another job is using
         leftovers = remove_leftovers(Path(run_dir))
         if leftovers:
             log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), run_dir)
+        try:
+            return checked_plan()
+        except BaseException:
+            kept.pop("lock").release()
+            if fresh:
+                remove_empty_run_dir(Path(run_dir))
+            raise
+
+    def checked_plan() -> Plan:
+        run_dir = kept["run_dir"]
+        preflight.check_output_paths(config, run_dir)
         source = _open_train(config, train_arrays, topology.num_workers)
         shard(source.counts, topology.num_workers, 0, pipeline.shard_mode(config.data, source))  # enough data for the workers?
         pipeline.check_preload(config.data, source, topology.num_workers)
         kept["validation"] = _open_validation(config, validation_arrays)
         where = config.data.train_files[0] if config.data.train_files else "training data"
+        preflight.check_validation_fits_training(
+            kept["validation"], source.signature, config.data.val_files[0] if config.data.val_files else "validation data")
         loss = metrics = None
         classes: tuple[int, ...] = ()
+        given = "num_classes" in config.model.model_kwargs
+        preflight.check_loss_fits_labels(config.model.loss if model is None else getattr(model, "loss", None),
+                                         source.signature, where)  # before the model is built: cheap
         if model is None:
-            classes = _count_classes(source, where, given="num_classes" in config.model.model_kwargs)
+            classes = _count_classes(source, where, given=given)
             kept["model"], loss, metrics = _build_cli_model(config, source.signature, classes)
             _check_loss_fits_labels(loss, source.signature, where)
         _check_model_fits_data(kept.get("model", model), source.signature, where)
+        preflight.check_outputs_fit_labels(kept.get("model", model), source, where, counted=model is None and not given)
         _check_algorithm_fits_model(config, kept.get("model", model))
         return Plan(run_dir, source.counts, source.signature, loss, metrics, classes)
 
