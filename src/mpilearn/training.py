@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, checkpoint, models, preflight
+from . import backends, checkpoint, faults, models, preflight
 from .comm import Communicator, world
 from .comm.agreement import decide_on_root
 from .comm.topology import Role, Topology
@@ -218,6 +218,7 @@ def train(
         agreed: Plan = decide_on_root(comm, plan, "the start-up checks")
         config = config.replace(run_dir=agreed.run_dir)
         _announce_ranks(comm, role)
+        faults.at(comm.rank, "start")
         try:
             return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end, callbacks)
         except BaseException as error:
@@ -307,6 +308,7 @@ def _run(
 
     weights = np.empty(backend.layout.size, dtype=np.float32)
     backend.get_weights(weights)
+    comm.barrier(what="the start of training")  # names a rank that never got here (a broadcast cannot)
     comm.bcast_array(weights, root=0)  # every rank starts from rank 0's (initial or resumed) weights
     backend.set_weights(weights)
 
@@ -338,6 +340,7 @@ def _run(
     history.finish()
     if supervisor is not None:
         supervisor.finish()  # outstanding background validations, callbacks' on_train_end
+    faults.at(comm.rank, "end")
     _stop_if_interrupted(job)
 
     if comm.rank == 0:
@@ -370,8 +373,10 @@ def _already_finished(config: RunConfig, comm: Communicator, history: History, b
 def _stop_if_interrupted(job: Job) -> None:
     """After the loop: did the job stop for a signal? Rank 0 knows; every rank raises."""
     comm = job.comm
+    if comm.size > 1:  # a gather first: it names a rank that never finished its loop
+        comm.gather_object(None, what="the end of training")
     verdict = (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
-    signum, message = comm.bcast_object(verdict) if comm.size > 1 else verdict
+    signum, message = comm.bcast_object(verdict, what="the end of training") if comm.size > 1 else verdict
     if not signum:
         return
     if job.reader is not None:

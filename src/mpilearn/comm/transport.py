@@ -341,7 +341,10 @@ class Communicator:
         gather and a broadcast, so that a timeout names the ranks that never came."""
         if self.size > 1:
             self.gather_object(None, timeout=timeout, what=what)
-            self.bcast_object(None, timeout=timeout, what=what)
+            limit = self.limit if timeout is None else timeout
+            # The others wait longer for rank 0's answer than rank 0 waits for them: the
+            # rank that knows who is missing (rank 0) reports first.
+            self.bcast_object(None, timeout=limit and 2 * limit + 5, what=what)
 
     def abort(self, status: int = 1) -> None:
         """End every rank of the job now (used after an unrecoverable error)."""

@@ -118,7 +118,8 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 
 
 def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that count toward --trials: an interrupted one (requeued) does not."""
+    return sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from signal import SIGINT, SIGTERM
 
 import numpy as np
 
-from .. import models
+from .. import faults, models
 from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..comm import WaitTimeout
@@ -39,11 +39,14 @@ def run_peers(job: Job) -> None:
     per_epoch = job.batches_per_epoch(index)
 
     guard = LossGuard(config.skip_bad_batches, n)
+    trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
     for epoch in range(job.start_epoch, config.epochs):
         models.reseed(backend.model, config.seed, index, epoch)
         pending = 0
         stats = {"loss_sum": 0.0, "batches": 0, "samples": 0, "updates": 0, "skipped": 0}
         for step, batch in enumerate(job.epoch_batches(index, epoch)):
+            trained += 1
+            faults.at(comm.rank, trained, batch)
             control.update(epoch + step / per_epoch)
             with job.timeline.span("compute"):
                 try:

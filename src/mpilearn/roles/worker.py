@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import models
+from .. import faults, models
 from ..algorithms import Scaled
 from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
@@ -30,10 +30,13 @@ def run_worker(job: Job) -> None:
     uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
     per_epoch = job.batches_per_epoch(index)
 
+    trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
     for epoch in range(job.start_epoch, config.epochs):
         models.reseed(backend.model, config.seed, index, epoch)
         pending = 0  # batches since the last exchange
         for step, batch in enumerate(job.epoch_batches(index, epoch)):
+            trained += 1
+            faults.at(comm.rank, trained, batch)
             control.update(epoch + step / per_epoch)
             with job.timeline.span("compute"):
                 loss = _train(rule, batch, uplink, comm.rank, epoch, step)
