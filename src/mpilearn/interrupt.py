@@ -31,6 +31,8 @@ from .errors import MpilearnError
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # How long after the request a job with checkpoints on may train on to reach its epoch end.
 GRACE_S = float(os.environ.get("MPILEARN_STOP_GRACE_S", "60"))
+# A signal again within this time is the same request arriving twice.
+DUPLICATE_S = 1.0
 
 
 class Interrupted(MpilearnError):
@@ -84,11 +86,17 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum:
-            self.on_second(signum)
+            # The same signal by two paths at once (`kill -TERM -PGID` reaches the launcher,
+            # which passes it on, and mpiexec) is one request; a second one later stops at once.
+            if time.monotonic() - self.since > DUPLICATE_S:
+                self.on_second(signum)
             return
         self.note(signum)
-        print(f"mpilearn: {signal_name(signum)} received (pid {os.getpid()}): stopping at the next safe point; "
-              "send it again to stop at once", file=sys.stderr, flush=True)
+        from .env import launcher_rank
+
+        if launcher_rank() in (None, 0):  # one notice per job, not one per rank; rank 0 reports the end
+            print(f"mpilearn: {signal_name(signum)} received: stopping at the next safe point; send it again to stop at once",
+                  file=sys.stderr, flush=True)
 
     def install(self) -> None:
         """Catch the signals (main thread only; elsewhere signals keep their handlers)."""

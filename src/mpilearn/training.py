@@ -260,6 +260,11 @@ def _resume(
         weights, values, path = kept.pop("resume")
         backend.set_weights(weights)
         get_logger().info("resuming %s after epoch %d", path, state["epoch"])
+        before = len(state["history"].get("workers", {}))
+        if before and before != topology.num_workers:
+            get_logger().warning(
+                "resuming with %d workers where the run had %d: each worker's shard and batches change, so the run "
+                "continues from the checkpoint but no longer repeats an uninterrupted run exactly", topology.num_workers, before)
     if topology.peers_only and comm.size > 1:
         values = comm.bcast_object(values)
     if values is not None and (comm.rank == 0 or topology.peers_only):

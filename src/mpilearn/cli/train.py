@@ -74,9 +74,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return config
 
 
+# What a resumed run may change: how it runs, not what it trains (shown in --resume's refusal).
+RESUME_MAY_CHANGE = {
+    "": ("epochs", "threads", "timeout", "log_level", "quiet", "progress", "monitor", "timeline", "master_gpu",
+         "skip_bad_batches", "validate_every", "background_validation"),
+    "checkpoint": ("every_epochs", "every_seconds", "keep"),
+    "callbacks": ("early_stopping", "patience", "target_metric", "target_op", "target_value", "tensorboard"),
+    "data": ("prefetch", "preload", "memory_limit", "cache_dir", "copy_command"),
+}
+
+
 def _resumed_config(args: argparse.Namespace) -> RunConfig:
-    """The saved configuration of RUN_DIR; --epochs, --threads, --timeout and
-    --log-level given now still apply (more epochs, another machine)."""
+    """The saved configuration of RUN_DIR, with the options of RESUME_MAY_CHANGE
+    given now applied. Any other option given must equal the saved value (a
+    requeue script may repeat the whole first command), else it is refused:
+    never silently ignored."""
     import json
     from pathlib import Path
 
@@ -88,11 +100,38 @@ def _resumed_config(args: argparse.Namespace) -> RunConfig:
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"--resume {run_dir}: the latest checkpoint has no readable configuration ({exc})") from None
     config = RunConfig.from_dict(saved)
-    changes: dict[str, Any] = {"run_dir": str(run_dir), "threads": args.threads, "timeout": args.timeout,
-                               "log_level": args.log_level or RunConfig().log_level}
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    return config.replace(**changes, checkpoint=dataclasses.replace(config.checkpoint, resume=True))
+    given = {k: v for k, v in vars(args).items() if k not in ("resume", "run_dir")}
+    values = options.command_line_values(given)
+    flags = {(o.section, o.name): o.flag for o in options.cli_options()}
+    changes: dict[tuple[str, str], Any] = {}
+    for (section, name), value in values.items():
+        current = getattr(getattr(config, section) if section else config, name)
+        if name in RESUME_MAY_CHANGE.get(section, ()):
+            changes[(section, name)] = value
+        elif _differs(value, current):
+            raise ConfigError(f"--resume {run_dir}: {flags.get((section, name), name)} {_shown(value)} differs from the run's "
+                              f"{_shown(current)}; a resumed run keeps what it trains (it may change --epochs, --threads, "
+                              "--timeout, --log-level, progress, checkpoint, callback and data-reading options)")
+    for option, (section, name) in (("--train", ("data", "train_files")), ("--val", ("data", "val_files"))):
+        text = getattr(args, option[2:], None)
+        if text and _files_or_function(text)[0] != getattr(config.data, name):
+            raise ConfigError(f"--resume {run_dir}: {option} {text} names other files than the run's")
+    if args.run_dir and Path(args.run_dir).resolve() != run_dir.resolve():
+        raise ConfigError(f"--resume {run_dir}: --run-dir {args.run_dir} is another directory (leave it out)")
+    resumed = options.build(changes, config) if changes else config
+    return resumed.replace(run_dir=str(run_dir), checkpoint=dataclasses.replace(resumed.checkpoint, resume=True))
+
+
+def _differs(value: Any, current: Any) -> bool:
+    if isinstance(current, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value) != current
+    return bool(value != current)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "default"
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def train(args: argparse.Namespace, argv: list[str]) -> int:
