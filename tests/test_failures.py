@@ -261,6 +261,8 @@ def test_resume_errors(data: Path, tmp_path: Path) -> None:
     missing = run_cli(["train", "--resume", str(tmp_path / "nothing"), "-n", "2"], timeout=60)
     assert missing.returncode == 2 and "no checkpoint in" in missing.stderr
     run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--checkpoint-every", "1"), timeout=120)
+    changed = run_cli(["train", "--resume", str(tmp_path / "run"), "-n", "2", "--epochs", "2", "--batch", "16"], timeout=60)
+    assert changed.returncode == 2 and "--batch 16 differs from the run's 32" in changed.stderr, changed.output
     state_file = next((tmp_path / "run" / "checkpoints").glob("ckpt-*")) / "state.json"
     state = json.loads(state_file.read_text())
     state["config"]["model"]["model_args"] = [["units", 7]]  # same spec, other shapes
@@ -269,3 +271,15 @@ def test_resume_errors(data: Path, tmp_path: Path) -> None:
     assert other.returncode == 2, other.output
     assert "was written by a different model" in other.stderr
     assert other.output.count("mpilearn: error") == 1
+
+
+def test_a_rank_stuck_at_start_up_is_named_within_the_timeout(data: Path, tmp_path: Path) -> None:
+    """MPILEARN_INJECT_FAULT=hang@2:start stops rank 2 right after the start-up
+    checks: no launcher notices; rank 0's bounded wait names it."""
+    result = run_cli(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "2", "--timeout", "5"), timeout=120,
+                     env={"MPILEARN_INJECT_FAULT": "hang@2:start"})
+    print(f"rank 2 stuck at start-up, --timeout 5: exit {result.returncode} after {result.seconds:.1f}s")
+    assert result.returncode != 0
+    assert re.search(r"mpilearn: error on rank 0 \(master\): rank 0 waited 5s for rank 2 in the start of training",
+                     result.output), result.output
+    assert result.output.count("mpilearn: error") == 1, result.output

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -54,10 +54,12 @@ def _collective_spin(nbytes: int) -> float:
 
 class _Deadline:
     """A wait's limit, pushed back by busy notices from the ranks it waits on
-    (Communicator.busy): a peer validating or building its model is not silent."""
+    (Communicator.busy): a peer validating or building its model is not silent.
+    `awaited()` gives the ranks still awaited (None: any notice counts)."""
 
-    def __init__(self, comm: "Communicator", timeout: float | None) -> None:
-        self.comm, self.timeout = comm, timeout
+    def __init__(self, comm: "Communicator", timeout: float | None,
+                 awaited: Callable[[], Sequence[int]] | None = None) -> None:
+        self.comm, self.timeout, self.awaited = comm, timeout, awaited
         self.at = None if timeout is None else time.monotonic() + timeout
         self.next_look = time.monotonic() + _NOTICE_POLL_S
 
@@ -67,10 +69,16 @@ class _Deadline:
         now = time.monotonic()
         if now >= self.next_look:
             self.next_look = now + _NOTICE_POLL_S
-            granted = self.comm.take_notices()
-            if granted:
-                self.at = max(self.at, now + granted)
-        if now > self.at:
+            self.comm.take_notices()
+        if now <= self.at:
+            return
+        grants = self.comm.grants
+        ranks = self.awaited() if self.awaited is not None else list(grants)
+        if self.awaited is None:
+            covered = any(grants.get(r, 0.0) >= now for r in ranks)
+        else:
+            covered = bool(ranks) and all(grants.get(r, 0.0) >= now for r in ranks)
+        if not covered:
             raise WaitTimeout(self.timeout or 0.0)
 
 
@@ -122,6 +130,7 @@ class Communicator:
         # Default limit of the collectives (seconds; None: none). Training sets it from the watchdog.
         self.limit: float | None = None
         self._notices: list[MPI.Request] = []
+        self.grants: dict[int, float] = {}  # rank -> until when its busy notice excuses it
 
     # ---- busy notices --------------------------------------------------------
     def busy(self, seconds: float, ranks: Sequence[int] | None = None) -> None:
@@ -134,15 +143,13 @@ class Communicator:
             if rank != self.rank:
                 self._notices.append(self._control.Isend([payload.copy(), MPI.DOUBLE], dest=rank, tag=_BUSY))
 
-    def take_notices(self) -> float:
-        """The longest busy time announced to this rank since the last call (0: none)."""
-        granted = 0.0
+    def take_notices(self) -> None:
+        """Read the busy notices that arrived: self.grants[rank] = until when (monotonic) it is excused."""
         status = MPI.Status()
         while (message := self._control.Improbe(ANY_SOURCE, _BUSY, status)) is not None:
             value = np.empty(1, dtype=np.float64)
             message.Recv([value, MPI.DOUBLE])
-            granted = max(granted, float(value[0]))
-        return granted
+            self.grants[status.Get_source()] = time.monotonic() + float(value[0])
 
     # ---- buffers (hot path) ----------------------------------------------
     def isend(self, buffer: np.ndarray, dest: int, tag: int) -> MPI.Request:
@@ -151,13 +158,14 @@ class Communicator:
     def irecv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Request:
         return self._comm.Irecv([buffer, MPI.FLOAT], source=source, tag=tag)
 
-    def wait(self, request: MPI.Request, timeout: float | None = None, spin_s: float = 0.002) -> MPI.Status:
+    def wait(self, request: MPI.Request, timeout: float | None = None, spin_s: float = 0.002,
+             awaited: Sequence[int] | None = None) -> MPI.Status:
         """Complete one request, polling without sleep for `spin_s`, then
         with growing sleeps; returns its status. Raises WaitTimeout after
         `timeout` seconds (None: wait forever)."""
         status = MPI.Status()
         backoff = Backoff(self.poll_max_s, spin_s=spin_s)
-        deadline = _Deadline(self, timeout)
+        deadline = _Deadline(self, timeout, None if awaited is None else lambda: awaited)
         while not request.Test(status):
             deadline.check()
             backoff.pause()
@@ -230,7 +238,7 @@ class Communicator:
                  spin_s: float = 0.002) -> MPI.Status:
         limit = self.limit if timeout is None else timeout
         try:
-            return self.wait(request, limit, spin_s)
+            return self.wait(request, limit, spin_s, awaited=missing or None)
         except WaitTimeout:
             raise CollectiveTimeout(self.rank, what, limit or 0.0, missing) from None
 
@@ -255,7 +263,7 @@ class Communicator:
     def _receive(self, source: int, tag: int, timeout: float | None, what: str) -> Any:
         limit = self.limit if timeout is None else timeout
         backoff = Backoff(self.poll_max_s)
-        deadline = _Deadline(self, limit)
+        deadline = _Deadline(self, limit, lambda: [source])
         status = MPI.Status()
         while (message := self._control.Improbe(source, tag, status)) is None:
             try:
@@ -276,7 +284,7 @@ class Communicator:
         limit = self.limit if timeout is None else timeout
         gathered: dict[int, Any] = {root: obj}
         backoff = Backoff(self.poll_max_s)
-        deadline = _Deadline(self, limit)
+        deadline = _Deadline(self, limit, lambda: [r for r in range(self.size) if r not in gathered])
         status = MPI.Status()
         while len(gathered) < self.size:
             message = self._control.Improbe(ANY_SOURCE, _GATHER, status)
@@ -285,7 +293,8 @@ class Communicator:
                     deadline.check()
                 except WaitTimeout:
                     missing = [r for r in range(self.size) if r not in gathered]
-                    raise CollectiveTimeout(self.rank, what, limit or 0.0, missing) from None
+                    silent = [r for r in missing if self.grants.get(r, 0.0) < time.monotonic()]  # not excused as busy
+                    raise CollectiveTimeout(self.rank, what, limit or 0.0, silent or missing) from None
                 backoff.pause()
                 continue
             data = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)

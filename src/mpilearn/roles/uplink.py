@@ -44,8 +44,9 @@ class Uplink:
         started = time.monotonic()
         limit = self.watchdog.limit()
         try:
-            self.comm.wait(self.comm.isend(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE), limit)
-            status = self.comm.wait(receive, limit)
+            self.comm.wait(self.comm.isend(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE), limit,
+                           awaited=(self.parent,))
+            status = self.comm.wait(receive, limit, awaited=(self.parent,))  # a busy notice of the master excuses it
         except WaitTimeout:
             raise self.watchdog.error(f"master rank {self.parent}", time.monotonic() - started) from None
         self.watchdog.observe(time.monotonic() - started)
