@@ -124,7 +124,7 @@ def newest_good(run_dir: Path) -> tuple[Path, list[str]]:
     found = sorted(root.glob(f"{PREFIX}*")) if root.is_dir() else []
     if not found:
         raise CheckpointError(f"--resume {run_dir}: no checkpoint in {root} (train with --checkpoint-every to write them)")
-    skipped = []
+    skipped: list[str] = []
     for path in reversed(found):
         problem = damage(path)
         if problem is None:

@@ -380,8 +380,11 @@ def _stop_if_interrupted(job: Job) -> None:
     comm = job.comm
     if comm.size > 1:  # a gather first: it names a rank that never finished its loop
         comm.gather_object(None, what="the end of training")
-    verdict = (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
-    signum, message = comm.bcast_object(verdict, what="the end of training") if comm.size > 1 else verdict
+    verdict: tuple[int, str] | None = (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
+    if comm.size > 1:
+        verdict = comm.bcast_object(verdict, what="the end of training")
+    assert verdict is not None
+    signum, message = verdict
     if not signum:
         return
     if job.reader is not None:

@@ -112,7 +112,7 @@ def _resumed_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--resume {run_dir}: {flags.get((section, name), name)} {_shown(value)} differs from the run's "
                               f"{_shown(current)}; a resumed run keeps what it trains (it may change --epochs, --threads, "
                               "--timeout, --log-level, progress, checkpoint, callback and data-reading options)")
-    for option, (section, name) in (("--train", ("data", "train_files")), ("--val", ("data", "val_files"))):
+    for option, name in (("--train", "train_files"), ("--val", "val_files")):
         text = getattr(args, option[2:], None)
         if text and _files_or_function(text)[0] != getattr(config.data, name):
             raise ConfigError(f"--resume {run_dir}: {option} {text} names other files than the run's")
