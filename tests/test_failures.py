@@ -124,7 +124,7 @@ mpilearn.fit(model, (x, y), validation=(x, y), epochs=20, run_dir=sys.argv[1])
 def test_exception_in_the_master_ends_every_rank_once(tmp_path: Path) -> None:
     script = tmp_path / "master_raises.py"
     script.write_text(MASTER_RAISES)
-    result = run_mpi(3, [sys.executable, str(script), str(tmp_path / "run")], timeout=60)
+    result = run_mpi(3, [sys.executable, str(script), str(tmp_path / "run")], timeout=240)
     assert result.returncode != 0
     assert "mpilearn: error on rank 0 (master): validation exploded" in result.output
     assert result.output.count("mpilearn: error") == 1
