@@ -74,26 +74,28 @@ class Option:
         return str(self.default)
 
 
-def _comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment block right above it in the class body; fields
-    that follow each other with no comment between share the comment above."""
-    lines, _ = inspect.getsourcelines(cls)  # config classes are top-level: no indent to strip
-    body = ast.parse("".join(lines)).body[0]
-    assert isinstance(body, ast.ClassDef)
-    found: dict[str, str] = {}
-    previous = ""
-    for node in body.body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            previous = ""
+@functools.lru_cache(maxsize=None)
+def _comments() -> dict[tuple[str, str], str]:
+    """(class name, field name) -> the comment block right above the field in
+    config.py; fields that follow each other with no comment between share the
+    comment above. The module is parsed once (inspect per class would parse it per class)."""
+    lines = inspect.getsource(config_module).splitlines()
+    found: dict[tuple[str, str], str] = {}
+    for cls in ast.parse("\n".join(lines)).body:
+        if not isinstance(cls, ast.ClassDef):
             continue
-        block: list[str] = []
-        row = node.lineno - 2  # the line above, 0-based
-        while row >= 0 and lines[row].strip().startswith("#"):
-            block.insert(0, lines[row].strip().lstrip("#").strip())
-            row -= 1
-        text = " ".join(block) if block else (previous if lines[node.lineno - 2].strip() else "")
-        found[node.target.id] = text
-        previous = text
+        previous = ""
+        for node in cls.body:
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                previous = ""
+                continue
+            block: list[str] = []
+            row = node.lineno - 2  # the line above, 0-based
+            while row >= 0 and lines[row].strip().startswith("#"):
+                block.insert(0, lines[row].strip().lstrip("#").strip())
+                row -= 1
+            text = " ".join(block) if block else (previous if lines[node.lineno - 2].strip() else "")
+            found[(cls.name, node.target.id)] = previous = text
     return found
 
 
@@ -148,11 +150,10 @@ def table() -> tuple[Option, ...]:
     out: list[Option] = []
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
-        comments = _comments(cls)
         for field in dataclasses.fields(cls):
             if field.name in SECTIONS:
                 continue  # a section of RunConfig, not an option
-            out.append(_option(section, cls, field, hints[field.name], comments.get(field.name, "")))
+            out.append(_option(section, cls, field, hints[field.name], _comments().get((cls.__name__, field.name), "")))
     return tuple(out)
 
 
