@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mpilearn import checkpoint, faults
+from mpilearn.data.cache import OWNERS, remove_stale
 from mpilearn.errors import CheckpointError, ConfigError
 from mpilearn.rundir import RunDirLock, atomic_write_json, default_run_dir, remove_leftovers
 
@@ -76,3 +77,19 @@ def test_fault_specs() -> None:
     assert faults.parse("kill@2:5,hang@1:start") == (faults.Fault("kill", 2, "5"), faults.Fault("hang", 1, "start"))
     with pytest.raises(ConfigError, match="KIND@RANK:WHEN"):
         faults.parse("explode@1:2")
+
+
+def test_cache_copies_of_a_killed_job_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for name, pid in (("mpilearn-dead", gone.pid), ("mpilearn-alive", os.getpid())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "000000-train_000.h5").write_text("copy")
+        (tmp_path / name / OWNERS).write_text(f"{pid}\n")
+        os.utime(tmp_path / name / OWNERS, (1, 1))  # written long ago
+    remove_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mpilearn-alive"]

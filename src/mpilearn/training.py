@@ -295,9 +295,10 @@ def _run(
     callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     if model is None:
-        if "model" not in kept:
-            comm.busy(BUSY_S)  # the others may reach the next collective long before this rank's model is built
-        model = kept.get("model") or _build_cli_model(config, agreed.signature, agreed.classes)[0]
+        model = kept.get("model")
+        if model is None:
+            with comm.busy_while(BUSY_S):  # the others may reach the next collective long before this rank's model is built
+                model = _build_cli_model(config, agreed.signature, agreed.classes)[0]
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
     backend = backends.for_model(model)
@@ -349,8 +350,8 @@ def _run(
     _stop_if_interrupted(job)
 
     if comm.rank == 0:
-        comm.busy(BUSY_S)  # final validation and outputs
-        _finish(job)
+        with comm.busy_while(BUSY_S):  # final validation and outputs
+            _finish(job)
     if monitor is not None:
         write_gathered(comm, monitor, Path(config.run_dir))
     if config.timeline:

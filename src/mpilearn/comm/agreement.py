@@ -21,9 +21,9 @@ def decide_on_root(comm: Communicator, work: Callable[[], Any], what: str = "the
     sys.exit) becomes that error on every rank."""
     outcome: Any = None
     if comm.rank == 0:
-        comm.busy(WORK_LIMIT_S)
         try:
-            outcome = ("ok", work())
+            with comm.busy_while(WORK_LIMIT_S):
+                outcome = ("ok", work())
         except MpilearnError as exc:
             outcome = ("error", exc)
         except Exception as exc:  # unexpected: still end every rank, with the cause
@@ -31,7 +31,7 @@ def decide_on_root(comm: Communicator, work: Callable[[], Any], what: str = "the
             outcome = ("error", MpilearnError(f"{type(exc).__name__}: {exc}"))
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: the others must not wait for an answer
             outcome = ("error", MpilearnError(f"rank 0 ended {what} with {type(exc).__name__}({exc})"))
-    outcome = comm.bcast_object(outcome, what=what)  # rank 0's busy notice allows WORK_LIMIT_S
+    outcome = comm.bcast_object(outcome, what=what)
     if outcome[0] == "error":
         error = outcome[1]
         error.collective = True

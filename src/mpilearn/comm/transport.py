@@ -1,9 +1,10 @@
 """Buffer transport over one duplicated communicator, with non-spinning waits."""
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -55,7 +56,7 @@ def _collective_spin(nbytes: int) -> float:
 class _Deadline:
     """A wait's limit, pushed back by busy notices from the ranks it waits on
     (Communicator.busy): a peer validating or building its model is not silent.
-    `awaited()` gives the ranks still awaited (None: any notice counts)."""
+    `awaited()` gives the ranks still awaited (None: notices do not count)."""
 
     def __init__(self, comm: "Communicator", timeout: float | None,
                  awaited: Callable[[], Sequence[int]] | None = None) -> None:
@@ -72,13 +73,8 @@ class _Deadline:
             self.comm.take_notices()
         if now <= self.at:
             return
-        grants = self.comm.grants
-        ranks = self.awaited() if self.awaited is not None else list(grants)
-        if self.awaited is None:
-            covered = any(grants.get(r, 0.0) >= now for r in ranks)
-        else:
-            covered = bool(ranks) and all(grants.get(r, 0.0) >= now for r in ranks)
-        if not covered:
+        ranks = self.awaited() if self.awaited is not None else ()
+        if not ranks or any(self.comm.grants.get(r, 0.0) < now for r in ranks):
             raise WaitTimeout(self.timeout or 0.0)
 
 
@@ -142,6 +138,15 @@ class Communicator:
         for rank in range(self.size) if ranks is None else ranks:
             if rank != self.rank:
                 self._notices.append(self._control.Isend([payload.copy(), MPI.DOUBLE], dest=rank, tag=_BUSY))
+
+    @contextlib.contextmanager
+    def busy_while(self, seconds: float, ranks: Sequence[int] | None = None) -> Iterator[None]:
+        """busy() for the duration of a block; at its end the excuse is withdrawn."""
+        self.busy(seconds, ranks)
+        try:
+            yield
+        finally:
+            self.busy(0.0, ranks)
 
     def take_notices(self) -> None:
         """Read the busy notices that arrived: self.grants[rank] = until when (monotonic) it is excused."""

@@ -26,6 +26,39 @@ from .options import parse_copy_command
 from .sources import Arrays, Hdf5Source, Source
 
 _FIELD = re.compile(r"\{(src|dst)\}")
+# In each job's cache directory: the PIDs of the ranks of this node that use it.
+OWNERS = ".owners"
+
+
+def _alive_owners(root: Path, ignore: int = 0) -> list[int]:
+    try:
+        pids = [int(line) for line in (root / OWNERS).read_text().split() if line.isdigit()]
+    except OSError:
+        return [0]  # no owner file (yet): treat as in use
+    alive = []
+    for pid in pids:
+        if pid == ignore:
+            continue
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # another user's process: alive
+            alive.append(pid)
+    return alive
+
+
+def remove_stale(cache_dir: Path) -> None:
+    """Delete the copies of killed jobs: directories whose every owner process is gone
+    (node-local directories, so their PIDs are this machine's)."""
+    for root in cache_dir.glob("mpilearn-*"):
+        try:
+            fresh = time.time() - (root / OWNERS).stat().st_mtime < 60  # a job starting now may not have written yet
+        except OSError:
+            continue
+        if root.is_dir() and not fresh and not _alive_owners(root):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def copy_argv(template: Sequence[str], src: str, dst: str) -> list[str]:
@@ -65,8 +98,11 @@ class FileCache:
         self.files = tuple(files)
         self.template = parse_copy_command(command)
         self.root = Path(cache_dir) / f"mpilearn-{token}"
+        remove_stale(Path(cache_dir))
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / OWNERS, "a") as owners:  # one line per rank of this node using the copies
+                owners.write(f"{os.getpid()}\n")
         except OSError as exc:
             raise DataError(f"--cache-dir {cache_dir}: cannot create {self.root} ({exc.strerror or exc})") from None
         self._copied: list[Path] = []  # files this rank copied, deleted by close()
@@ -144,6 +180,8 @@ class FileCache:
         for path in self._copied:
             path.unlink(missing_ok=True)
         try:
+            if not _alive_owners(self.root, ignore=os.getpid()):
+                (self.root / OWNERS).unlink(missing_ok=True)
             self.root.rmdir()  # the last rank of the node to finish removes the directory
         except OSError:
             pass

@@ -205,8 +205,11 @@ class _Server:
             self.receives[slot] = comm.irecv(self.inbox[slot].buffer, source=self.clients[slot])
 
     def _validate(self, epoch: int) -> None:
+        with self.comm.busy_while(BUSY_S, self.clients):  # the clients' waits must not count validation and checkpoint
+            self._validate_now(epoch)
+
+    def _validate_now(self, epoch: int) -> None:
         job = self.job
-        self.comm.busy(BUSY_S, self.clients)  # the clients' waits must not count validation and checkpoint
         interrupted = STOP.requested and epoch + 1 < job.config.epochs
         if job.background is not None:  # metrics, callbacks and the stop decision come later, in job.on_update
             job.background.submit(epoch + 1)

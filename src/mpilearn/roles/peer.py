@@ -112,7 +112,7 @@ def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
     stop = False
     if comm.rank == 0:
         assert gathered is not None
-        comm.busy(BUSY_S)  # the others' wait below must not count validation and checkpoint
+        comm.busy(BUSY_S)  # the others' wait below must not count validation and checkpoint (withdrawn below)
         for peer, peer_stats in zip(job.topology.workers, gathered):
             # Peers step together: one optimizer step counts once, not once per peer.
             steps = peer_stats["updates"] if peer == 0 else 0
@@ -127,4 +127,5 @@ def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
         job.checkpoint(epoch + 1, job.backend.model.optimizer, force=interrupted)
         stop = STOP.act(interrupted) or stop
         history.stopped_early = stop and epoch + 1 < job.config.epochs
+        comm.busy(0.0)
     return bool(comm.bcast_object(stop, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}")) if comm.size > 1 else stop
