@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mpilearn import checkpoint, faults
-from mpilearn.data.cache import OWNERS, remove_stale
+from mpilearn.data.cache import OWNER, remove_stale
 from mpilearn.errors import CheckpointError, ConfigError
 from mpilearn.rundir import RunDirLock, atomic_write_json, default_run_dir, remove_leftovers
 
@@ -89,7 +89,7 @@ def test_cache_copies_of_a_killed_job_are_removed_at_the_next_start(tmp_path: Pa
     for name, pid in (("mpilearn-dead", gone.pid), ("mpilearn-alive", os.getpid())):
         (tmp_path / name).mkdir()
         (tmp_path / name / "000000-train_000.h5").write_text("copy")
-        (tmp_path / name / OWNERS).write_text(f"{pid}\n")
-        os.utime(tmp_path / name / OWNERS, (1, 1))  # written long ago
+        (tmp_path / name / f"{OWNER}{pid}").touch()
+        os.utime(tmp_path / name / f"{OWNER}{pid}", (1, 1))  # written long ago
     remove_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mpilearn-alive"]

@@ -26,19 +26,15 @@ from .options import parse_copy_command
 from .sources import Arrays, Hdf5Source, Source
 
 _FIELD = re.compile(r"\{(src|dst)\}")
-# In each job's cache directory: the PIDs of the ranks of this node that use it.
-OWNERS = ".owners"
+# In each job's cache directory, one file per rank of this node using it: .owner-PID.
+OWNER = ".owner-"
 
 
-def _alive_owners(root: Path, ignore: int = 0) -> list[int]:
-    try:
-        pids = [int(line) for line in (root / OWNERS).read_text().split() if line.isdigit()]
-    except OSError:
-        return [0]  # no owner file (yet): treat as in use
+def _alive_owners(root: Path) -> list[int]:
+    """PIDs of the ranks still using a job's cache directory (node-local, so this machine's)."""
     alive = []
-    for pid in pids:
-        if pid == ignore:
-            continue
+    for owner in root.glob(f"{OWNER}*"):
+        pid = int(owner.name[len(OWNER):]) if owner.name[len(OWNER):].isdigit() else 0
         try:
             os.kill(pid, 0)
             alive.append(pid)
@@ -50,37 +46,16 @@ def _alive_owners(root: Path, ignore: int = 0) -> list[int]:
 
 
 def remove_stale(cache_dir: Path) -> None:
-    """Delete the copies of killed jobs: directories whose every owner process is gone
-    (node-local directories, so their PIDs are this machine's)."""
+    """Delete the copies of killed jobs: directories whose owner files all name dead processes
+    (and that are not brand new: a job starting now may not have written its owner file yet)."""
     for root in cache_dir.glob("mpilearn-*"):
+        owners = list(root.glob(f"{OWNER}*"))
         try:
-            fresh = time.time() - (root / OWNERS).stat().st_mtime < 60  # a job starting now may not have written yet
+            fresh = time.time() - max(p.stat().st_mtime for p in owners) < 60 if owners else True
         except OSError:
             continue
         if root.is_dir() and not fresh and not _alive_owners(root):
             shutil.rmtree(root, ignore_errors=True)
-
-
-def copy_argv(template: Sequence[str], src: str, dst: str) -> list[str]:
-    """The command for one file: each field replaced within its argument, in one pass."""
-    values = {"src": src, "dst": dst}
-    return [_FIELD.sub(lambda m: values[m.group(1)], arg) for arg in template]
-
-
-def run_copy(template: Sequence[str], src: str, dst: str) -> None:
-    """Copy `src` to `dst` with the user's command; a failure names both and the command."""
-    argv = copy_argv(template, src, dst)
-    shown = shlex.join(argv)
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    except OSError as exc:
-        raise DataError(f"{src}: copy command {shown} could not start ({exc.strerror or exc})") from None
-    if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        raise DataError(f"{src}: copy command {shown} failed with exit status {done.returncode}"
-                        + (f": {said[-1]}" if said else ""))
-    if not os.path.isfile(dst):
-        raise DataError(f"{src}: copy command {shown} succeeded but wrote no file {dst}")
 
 
 class FileCache:
@@ -101,8 +76,8 @@ class FileCache:
         remove_stale(Path(cache_dir))
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            with open(self.root / OWNERS, "a") as owners:  # one line per rank of this node using the copies
-                owners.write(f"{os.getpid()}\n")
+            self.owner = self.root / f"{OWNER}{os.getpid()}"
+            self.owner.touch()
         except OSError as exc:
             raise DataError(f"--cache-dir {cache_dir}: cannot create {self.root} ({exc.strerror or exc})") from None
         self._copied: list[Path] = []  # files this rank copied, deleted by close()
@@ -180,8 +155,7 @@ class FileCache:
         for path in self._copied:
             path.unlink(missing_ok=True)
         try:
-            if not _alive_owners(self.root, ignore=os.getpid()):
-                (self.root / OWNERS).unlink(missing_ok=True)
+            self.owner.unlink(missing_ok=True)
             self.root.rmdir()  # the last rank of the node to finish removes the directory
         except OSError:
             pass
