@@ -36,7 +36,7 @@ from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
 from .roles.validation import evaluate
-from .roles.watchdog import BUSY_S, Watchdog
+from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
 from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_empty_run_dir, remove_leftovers, save_model_atomic
@@ -160,7 +160,9 @@ def train(
     from `config.model` (command line).
     """
     comm = comm or world(config.poll_max_s)
-    comm.limit = Watchdog(config.timeout).limit()  # every collective of the run is bounded (busy notices extend it)
+    # Every collective of the run is bounded (busy notices extend it). Until all ranks have started, the
+    # limit is at least the first exchange's: ranks start minutes apart on a loaded machine (imports).
+    comm.limit = max(Watchdog(config.timeout).limit(), FIRST_EXCHANGE_S)
     try:
         topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master)
     except MpilearnError as error:
@@ -336,6 +338,7 @@ def _run(
         supervisor.attach(job, role)
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
+    comm.limit = job.watchdog.limit()  # every rank is here: from now on --timeout (or the adaptive limit)
     history.start_clock()
     if role in (Role.SOLO, Role.PEER):
         run_peers(job)

@@ -58,6 +58,28 @@ def remove_stale(cache_dir: Path) -> None:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def copy_argv(template: Sequence[str], src: str, dst: str) -> list[str]:
+    """The command for one file: each field replaced within its argument, in one pass."""
+    values = {"src": src, "dst": dst}
+    return [_FIELD.sub(lambda m: values[m.group(1)], arg) for arg in template]
+
+
+def run_copy(template: Sequence[str], src: str, dst: str) -> None:
+    """Copy `src` to `dst` with the user's command; a failure names both and the command."""
+    argv = copy_argv(template, src, dst)
+    shown = shlex.join(argv)
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise DataError(f"{src}: copy command {shown} could not start ({exc.strerror or exc})") from None
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise DataError(f"{src}: copy command {shown} failed with exit status {done.returncode}"
+                        + (f": {said[-1]}" if said else ""))
+    if not os.path.isfile(dst):
+        raise DataError(f"{src}: copy command {shown} succeeded but wrote no file {dst}")
+
+
 class FileCache:
     """Local copies of some files of a source, under DIR/mpilearn-TOKEN/.
 
