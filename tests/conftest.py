@@ -65,12 +65,26 @@ def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | 
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_session(process.pid)
         stdout, stderr = process.communicate()
         pytest.fail(f"{' '.join(argv)} did not end within {timeout}s\n{stdout}\n{stderr}")
     if exact_output:
         stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
     return Completed(process.returncode, stdout, stderr, time.monotonic() - start)
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session (started with start_new_session):
+    Open MPI gives each rank a process group of its own, so killing the
+    launcher's group alone would leave its ranks running."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == session:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:  # gone meanwhile, or not ours to see
+            pass
 
 
 def make_data(

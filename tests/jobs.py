@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import kill_session
 
 
 class WatchedJob:
@@ -49,10 +50,7 @@ class WatchedJob:
         return status, time.monotonic() - start
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(self.process.pid)
         self.process.wait()
 
     def rank(self, rank: int, timeout: float = 240) -> tuple[int, str]:
