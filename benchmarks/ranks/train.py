@@ -24,6 +24,17 @@ def _steady(times: list[float], samples: list[float]) -> float | None:
     return (samples[-1] - samples[0]) / (times[-1] - times[0])
 
 
+def _rates(marks: list[float], per_epoch: int) -> dict[str, Any]:
+    """Throughput of a run timed at its start and at each epoch end, `per_epoch` samples an epoch."""
+    epochs = marks[1:]
+    return {
+        "samples_per_s": per_epoch * len(epochs) / (marks[-1] - marks[0]),
+        "steady_samples_per_s": _steady(epochs, [per_epoch * (i + 1) for i in range(len(epochs))]),
+        "train_time_s": marks[-1] - marks[0],
+        "samples": per_epoch * len(epochs),
+    }
+
+
 def _case_fit(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     import keras
 
@@ -43,13 +54,7 @@ def _case_fit(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.n
     profile = _profiler(spec, case)
     model.fit(x, y, batch_size=spec["batch"], epochs=spec["epochs"], shuffle=True, verbose=0, callbacks=[Timer()])
     _save_profile(profile, spec, case)
-    epochs = marks[1:]
-    return {
-        "samples_per_s": n * spec["epochs"] / (marks[-1] - marks[0]),
-        "steady_samples_per_s": _steady(epochs, [n * (i + 1) for i in range(len(epochs))]),
-        "train_time_s": marks[-1] - marks[0],
-        "samples": n * spec["epochs"],
-    }
+    return _rates(marks, n)
 
 
 _SUBCOMMS: dict[Any, Any] = {}
@@ -184,15 +189,7 @@ def _case_ddp(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.n
     set_threads(spec["threads"])
     if ranks.rank != 0:
         return None
-    total = per_rank * ranks.size
-    epochs = marks[1:]
-    return {
-        "samples_per_s": total * spec["epochs"] / (marks[-1] - marks[0]),
-        "steady_samples_per_s": _steady(epochs, [total * (i + 1) for i in range(len(epochs))]),
-        "train_time_s": marks[-1] - marks[0],
-        "samples": total * spec["epochs"],
-        "workers": ranks.size,
-    }
+    return {**_rates(marks, per_rank * ranks.size), "workers": ranks.size}
 
 
 def _profiler(spec: dict[str, Any], case: dict[str, Any]) -> Any:
