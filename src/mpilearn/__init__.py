@@ -5,21 +5,32 @@ line can choose the backend and cap threads first.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from .env import select_keras_backend
+from ._version import __version__
+from .env import keras_loaded_first, launcher_rank, select_keras_backend
 from .errors import MpilearnError
 
-# torch is mpilearn's default Keras backend (Keras's own default is TensorFlow);
-# an explicit KERAS_BACKEND still wins.
-select_keras_backend(None)
+# The first installed of torch, jax, tensorflow is mpilearn's default Keras
+# backend (Keras's own default is TensorFlow); KERAS_BACKEND still wins.
+# Keras reads the choice once, when it loads: imported before us, it has
+# chosen already, and we say so (rank 0 only).
+if "keras" in sys.modules:
+    _late = keras_loaded_first()
+    if _late and launcher_rank() in (None, 0):
+        print(_late, file=sys.stderr, flush=True)
+else:
+    select_keras_backend(None)
 
-__version__ = "0.1.0"
 __all__ = ["MpilearnError", "fit", "__version__"]
 
 
-def fit(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Distributed `Model.fit`; see mpilearn.api.fit."""
-    from .api import fit as _fit
+def __getattr__(name: str) -> Any:
+    # `mpilearn.fit` is the real function (help() shows its signature and every
+    # option), imported on first use so that `import mpilearn` stays light.
+    if name == "fit":
+        from .api import fit
 
-    return _fit(*args, **kwargs)
+        return fit
+    raise AttributeError(f"module 'mpilearn' has no attribute {name!r}")

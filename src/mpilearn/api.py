@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import options as option_table
 from .data.filelist import resolve_files
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .fit_result import History
 
 def _is_pydataset(data: Any) -> bool:
     from .data.python_sources import is_pydataset as check  # h5py and keras load only when fit is called
@@ -33,8 +36,17 @@ def _split(data: Any, what: str) -> tuple[tuple[str, ...], Any]:
 
 
 def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[Any] | None = None, comm: Any = None,
-        **options: Any) -> dict[str, Any]:
-    """Train `model` on every rank of the MPI job; returns the history.
+        **options: Any) -> History:
+    """Train `model` on every rank of the MPI job, like `model.fit`; returns a Keras `History`.
+
+    Run the same script on every rank: `mpiexec -n 3 python train.py` (rank 0
+    is the master, the others workers). Compile the model first, as for
+    `Model.fit`: its optimizer, loss and metrics are the ones used.
+
+    The returned `History` has `history.history` (`loss` and each `val_*`
+    per epoch), `history.epoch`, `history.model`, `history.run_dir` (default
+    `runs/<timestamp>`, announced by rank 0 when training starts) and, as a
+    dict, the history.json record (`history["epochs"]`, `history["samples_seen"]`).
 
     `train` and `validation` take a file-list path, an HDF5 path, a list of
     HDF5 paths, numpy arrays `(x, y)` or `(x, y, sample_weight)` (x and y may
@@ -72,8 +84,11 @@ def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[A
     from .startup import start_ranks
     from .training import train as run
 
+    from .fit_result import History
+
     comm = start_ranks(config, comm, before_keras=False)
-    return run(config, model=model, train_arrays=train_data, validation_arrays=val_data, callbacks=callbacks, comm=comm)
+    record = run(config, model=model, train_arrays=train_data, validation_arrays=val_data, callbacks=callbacks, comm=comm)
+    return History(record, model)
 
 
 fit.__signature__ = option_table.fit_signature(  # type: ignore[attr-defined]

@@ -83,6 +83,13 @@ def epoch_logs(row: dict[str, Any]) -> dict[str, float]:
     return logs
 
 
+def describe_callback(callback: Any) -> str:
+    """`EarlyStopping(monitor='val_loss', patience=3)`, or the class name of another callback."""
+    name = type(callback).__name__
+    fields = [f"{key}={getattr(callback, key)!r}" for key in ("monitor", "patience", "target") if hasattr(callback, key)]
+    return f"{name}({', '.join(fields)})" if fields else name
+
+
 class CallbackRunner:
     """A `keras.callbacks.CallbackList` around the central model, driven by
     the validations of a distributed run instead of `fit`'s loop."""
@@ -100,6 +107,8 @@ class CallbackRunner:
         # Shortcut callbacks whose metric must be in the logs (user callbacks get Keras's own warning).
         self.checked = [m for m in (_monitored(c) for c in checked) if m]
         self.logs: dict[str, float] = {}
+        # The callback that set model.stop_training, described (for the stop message).
+        self.stopped_by = ""
 
     def __bool__(self) -> bool:
         return bool(self.callbacks)
@@ -115,7 +124,7 @@ class CallbackRunner:
             return False
         logs = {} if loss is None else {"loss": float(loss)}
         self.list.on_train_batch_begin(self.batch)
-        self.list.on_train_batch_end(self.batch, logs)
+        self._each("on_train_batch_end", self.batch, logs)
         self.batch += 1
         return bool(self.model.stop_training)
 
@@ -126,7 +135,7 @@ class CallbackRunner:
             if key not in logs:
                 raise ConfigError(f"{option}: {key!r} is not logged by this run; logged: {', '.join(sorted(logs)) or 'nothing'}"
                                   + ("" if any(k.startswith("val_") for k in logs) else " (no validation data: give --val)"))
-        self.list.on_epoch_end(self.epoch, logs)
+        self._each("on_epoch_end", self.epoch, logs)
         self.logs = logs
         stop = bool(self.model.stop_training)
         self.epoch += 1
@@ -134,6 +143,15 @@ class CallbackRunner:
         if not stop and not last:
             self.list.on_epoch_begin(self.epoch)
         return stop
+
+    def _each(self, hook: str, index: int, logs: dict[str, float]) -> None:
+        """Call `hook` on every callback in order, as CallbackList does, noting
+        the first one that stops training."""
+        for callback in self.list.callbacks:
+            was = bool(self.model.stop_training)
+            getattr(callback, hook)(index, logs)
+            if self.model.stop_training and not was and not self.stopped_by:
+                self.stopped_by = describe_callback(callback)
 
     def end(self) -> None:
         self.list.on_train_end(self.logs)

@@ -51,7 +51,10 @@ LAUNCHER_SIZE_VARIABLES = (
     ("SLURM_STEP_NUM_TASKS", "srun"),
 )
 
-DEFAULT_BACKEND = "torch"
+
+# The default Keras backend is the first of these that is installed (torch is
+# 3x faster than the others on CPU for the demo's 3D convolutions).
+BACKEND_PREFERENCE = ("torch", "jax", "tensorflow")
 
 
 def under_mpi_launcher() -> bool:
@@ -101,11 +104,53 @@ def cap_thread_pools(threads: int) -> None:
     os.environ.setdefault(THREADS, str(threads))
 
 
+def default_backend() -> str:
+    """The first installed of torch, jax, tensorflow ('' when none is)."""
+    import importlib.util
+
+    for name in BACKEND_PREFERENCE:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except (ImportError, ValueError):  # marked absent in sys.modules
+            continue
+    return ""
+
+
 def select_keras_backend(name: str | None) -> str:
-    """Fix the Keras backend before keras is imported; returns the name used."""
+    """Fix the Keras backend before keras is imported; returns the name used
+    ('' when no backend is installed and none was asked for). --backend wins,
+    then KERAS_BACKEND, then the first installed."""
     if name:
         os.environ[KERAS_BACKEND] = name
-    return os.environ.setdefault(KERAS_BACKEND, DEFAULT_BACKEND)
+    elif not os.environ.get(KERAS_BACKEND):
+        chosen = default_backend()
+        if not chosen:
+            return ""
+        os.environ[KERAS_BACKEND] = chosen
+    return os.environ[KERAS_BACKEND]
+
+
+def keras_loaded_first() -> str:
+    """When the user's code imported Keras before mpilearn without choosing a
+    backend, Keras took its own default (TensorFlow, or ~/.keras/keras.json),
+    which can no longer change in this process: the message that says so and
+    how to choose; '' otherwise."""
+    import sys
+
+    keras = sys.modules.get("keras")
+    if keras is None or os.environ.get(KERAS_BACKEND):
+        return ""
+    try:
+        loaded = keras.backend.backend()
+    except AttributeError:  # keras still importing
+        return ""
+    wanted = default_backend()
+    if not wanted or loaded == wanted:
+        return ""
+    return (f"mpilearn: Keras was imported before mpilearn and chose its own default backend, {loaded!r}; "
+            f"mpilearn's default here is {wanted!r}. To train on {wanted}, import mpilearn before keras, or set "
+            f"KERAS_BACKEND={wanted} (to keep {loaded} and silence this, set KERAS_BACKEND={loaded}).")
 
 
 def skip_jax_import_unless_used(backend: str) -> None:

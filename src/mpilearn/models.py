@@ -57,7 +57,13 @@ BUILTIN_MODELS: dict[str, Callable[..., Any]] = {"calo-cnn": calo_cnn, "mlp": ml
 
 
 def describe_builtins() -> list[tuple[str, str]]:
-    return [(name, (fn.__doc__ or "").strip().splitlines()[0]) for name, fn in BUILTIN_MODELS.items()]
+    """(name, the first sentence of its docstring), whole even when it spans lines."""
+    out = []
+    for name, fn in BUILTIN_MODELS.items():
+        text = " ".join((fn.__doc__ or "").split())
+        end = text.find(". ")
+        out.append((name, text if end < 0 else text[: end + 1]))
+    return out
 
 
 def load_builder(path: str, function: str) -> Callable[..., Any]:

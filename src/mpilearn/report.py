@@ -137,6 +137,17 @@ def _span_order(names: set[str]) -> list[str]:
     return [n for n in SPAN_ORDER if n in names] + sorted(names - set(SPAN_ORDER))
 
 
+def _updates_word(algorithm: Any) -> str:
+    """What one update of history.json is: a master's step, or a step every peer takes together."""
+    from .algorithms import registry
+
+    try:
+        has_master = registry.spec_of(str(algorithm)).has_master
+    except Exception:  # an algorithm this version does not know
+        return "updates"
+    return "master updates" if has_master else "optimizer steps (every rank, together)"
+
+
 def summary_text(runs: Sequence[Run]) -> str:
     lines: list[str] = []
     for run in runs:
@@ -150,7 +161,7 @@ def summary_text(runs: Sequence[Run]) -> str:
                          f"epochs {trained}/{config.get('epochs')}  batch {config.get('data', {}).get('batch_size')}")
             rate = history.get("samples_per_s")
             lines.append(f"trained {history.get('samples_seen')} samples in {history.get('train_time_s', 0):.1f}s"
-                         + (f" ({rate:.0f} samples/s)" if rate else "") + f", {history.get('updates')} master updates"
+                         + (f" ({rate:.0f} samples/s)" if rate else "") + f", {history.get('updates')} {_updates_word(algo.get('name'))}"
                          + ("  STOPPED EARLY" if history.get("stopped_early") else ""))
             rows = run.epoch_rows
             if rows:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 def start_ranks(config: RunConfig, comm: Communicator | None = None, *, before_keras: bool = True) -> Communicator:
     """Fix the backend, cap thread pools, pin JAX ranks to their cores and
     give each rank its GPU; returns the communicator to train on."""
+    from .optional import require_for_run
+
+    require_for_run(config, backend=before_keras)
     if before_keras:
         backend = env.select_keras_backend(config.backend)
         env.skip_jax_import_unless_used(backend)

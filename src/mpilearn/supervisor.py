@@ -115,7 +115,7 @@ class Supervisor:
             return False
         stop = self.callbacks.epoch_end(row, last=row["epoch"] >= self.config.epochs)
         if stop:
-            self.log.info("a callback (model.stop_training) ends training after epoch %d", row["epoch"])
+            self.log.info("%s stopped training after epoch %d", self.callbacks.stopped_by or "a callback", row["epoch"])
         return stop
 
     def on_update(self, samples: int | None = None, loss: float | None = None, updates: int | None = None) -> bool:
@@ -132,7 +132,7 @@ class Supervisor:
         if self.callbacks is not None and self.callbacks.batch_hooks:
             with self.job.timeline.span("callbacks"):
                 if self.callbacks.update(running()):
-                    stop = self._stop("by a callback at a batch end", early=True)
+                    stop = self._stop(f"by {self.callbacks.stopped_by or 'a callback'} at a batch end", early=True)
         every = self.config.validate_every
         if every and updates_now - self._last_validated >= every and self.job.validation is not None:
             self._last_validated = updates_now

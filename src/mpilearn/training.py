@@ -142,6 +142,15 @@ def _build_cli_model(config: RunConfig, signature: Signature, classes: Sequence[
     return model, loss, metrics
 
 
+def _announce_outputs(config: RunConfig, log: Any, validation_given: bool) -> None:
+    """Rank 0 says where the run writes, and when it has nothing to validate on."""
+    log.info("writing to %s (config.json, history.json, model.keras)", config.run_dir)
+    data = config.data
+    if not (validation_given or data.val_files or data.val_function):
+        log.warning("no validation data (--val LIST, or validation= in mpilearn.fit): nothing is validated; "
+                    "epochs report the training loss only")
+
+
 def train(
     config: RunConfig,
     model: Any = None,
@@ -219,6 +228,8 @@ def train(
     try:
         agreed: Plan = decide_on_root(comm, plan, "the start-up checks")
         config = config.replace(run_dir=agreed.run_dir)
+        if comm.rank == 0:
+            _announce_outputs(config, log, validation_arrays is not None)
         _announce_ranks(comm, role)
         faults.at(comm.rank, "start")
         try:

@@ -46,6 +46,9 @@ def load_file(path: str | Path) -> dict[str, Any]:
                 import tomli as tomllib
             values = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
+            from ..optional import require
+
+            require("yaml", f"--config {file}")
             import yaml
 
             values = yaml.safe_load(text)

@@ -87,13 +87,19 @@ def info(args: argparse.Namespace) -> int:
     ]
     for name, value in rows:
         print(f"{name:13s} {value}")
+    from ..optional import extras_lines
+
+    print()
+    print("extras (pip install 'mpilearn[NAME]'):")
+    for line in extras_lines():
+        print(f"  {line}")
     processes = args.processes or comm.size
     print()
     print(f"layout of {processes} process{'es' if processes > 1 else ''} (--algo {args.algo}, --masters {args.masters}):")
     for line in layout_lines(processes, args.algo, args.masters):
         print(f"  {line}")
     per_node = comm.local_size if args.processes is None else processes
-    print(f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} ranks on it; --threads overrides)")
+    print(f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} rank{'s' if per_node != 1 else ''} on it; --threads overrides)")
     if args.processes is None and comm.size == 1:
         print("  (give -n N for the layout of N processes)")
     if placement:

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=5)
     demo.add_argument("--run-dir", default="", help="output directory (default: runs/<timestamp>)")
     add_launch_arguments(demo)
+    demo.add_argument("--data-dir", default="data/demo", help="where the demo data are written once and kept (default: data/demo)")
 
     commands.add_parser("models", help="list the built-in models")
     from .info import add_info_arguments

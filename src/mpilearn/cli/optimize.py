@@ -79,6 +79,9 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def optimize(args: argparse.Namespace, argv: list[str]) -> int:
+    from ..optional import require
+
+    require("hpo", "mpilearn optimize")
     search = search_config_from_args(args)  # bad options fail here, before any process starts
     if getattr(args, "print_config", False):
         import dataclasses

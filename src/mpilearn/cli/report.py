@@ -12,8 +12,10 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
+    from ..optional import require
     from ..report import write_report
 
+    require("report", "mpilearn report (its plots)")
     written = write_report(args.run_dirs, args.out)
     for path in written:
         print(path)

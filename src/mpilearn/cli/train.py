@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from .. import env, options
 from ..config import RunConfig
-from ..data.filelist import read_file_list
+from ..data.filelist import HDF5_SUFFIXES, resolve_files
 from ..data.python_sources import is_function_spec
 from ..errors import ConfigError
 from .launch_options import add_launch_arguments, launch_hosts, processes_to_launch, without_launch_options
@@ -21,9 +22,9 @@ from .options import add_option_arguments
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("positional", nargs="*", metavar="MODEL TRAIN_LIST VAL_LIST",
                         help="mpi_learn-style positional form: model spec, training list, validation list (default: none)")
-    parser.add_argument("--train", help="training file list (one HDF5 path a line), or path/to/file.py:function "
-                                        "returning batches (required)")
-    parser.add_argument("--val", help="validation file list, or path/to/file.py:function (default: none, no validation)")
+    parser.add_argument("--train", help="training data: a file list (one HDF5 path a line), an HDF5 file, a quoted glob "
+                                        "('data/*.h5'), or path/to/file.py:function returning batches (required)")
+    parser.add_argument("--val", help="validation data, in the forms of --train (default: none, no validation)")
     parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers) "
                                                             "(default: none, the ranks of the current launcher)")
     add_launch_arguments(parser)  # --mpiexec, --hosts, --hostfile
@@ -37,13 +38,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_arguments(parser)
 
 
-def _files_or_function(text: str | None) -> tuple[tuple[str, ...], str]:
-    """--train/--val: a file list, or path/to/file.py:function."""
+def _files_or_function(text: str | None, option: str) -> tuple[tuple[str, ...], str]:
+    """--train/--val: a file list, an HDF5 file, a glob of HDF5 files, or path/to/file.py:function."""
     if not text:
         return (), ""
     if is_function_spec(text):
         return (), text
-    return read_file_list(text), ""
+    return resolve_files(text, option), ""
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -51,6 +52,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return _resumed_config(args)
     given = dict(vars(args))
     if args.positional:
+        if given.get("train") and any(Path(p).suffix.lower() in HDF5_SUFFIXES for p in args.positional):
+            raise ConfigError("--train and --val take one argument each: quote a glob so that mpilearn expands it "
+                              "(--train 'data/*.h5'), or list the files in a text file")
         if len(args.positional) != 3:
             raise ConfigError("the positional form is: mpilearn train MODEL TRAIN_LIST VAL_LIST")
         for key, value in zip(("model", "train", "val"), args.positional):
@@ -62,15 +66,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.processes is not None and args.processes < 1:
         raise ConfigError(f"-n must be a positive integer, got {args.processes}")
     values = options.command_line_values(given)
-    train_files, train_function = _files_or_function(given["train"])
-    val_files, val_function = _files_or_function(given.get("val"))
+    train_files, train_function = _files_or_function(given["train"], "--train")
+    val_files, val_function = _files_or_function(given.get("val"), "--val")
     values.update({("data", "train_files"): train_files, ("data", "train_function"): train_function,
                    ("data", "val_files"): val_files, ("data", "val_function"): val_function})
     config = options.build(values)
-    if config.callbacks.tensorboard:
-        from ..optional import require_tensorboard
+    from ..optional import require_for_run
 
-        require_tensorboard()  # before any process starts
+    require_for_run(config)  # backend, --tensorboard, --monitor: before any process starts
     return config
 
 

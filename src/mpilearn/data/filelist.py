@@ -1,11 +1,25 @@
-"""The mpi_learn file-list format: one HDF5 path a line."""
+"""Which HDF5 files a data argument names: the mpi_learn file-list format
+(one HDF5 path a line), one HDF5 file, a glob pattern, or a list of paths."""
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+# The first bytes of every HDF5 file without a user block.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 def read_file_list(path: str | os.PathLike) -> tuple[str, ...]:
@@ -18,7 +32,8 @@ def read_file_list(path: str | os.PathLike) -> tuple[str, ...]:
     except FileNotFoundError:
         raise DataError(f"file list {list_path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"file list {list_path} cannot be read: {exc}") from None
+        raise DataError(f"file list {list_path} cannot be read: {exc} (give a text file of HDF5 paths, one a line, "
+                        "an HDF5 file, or a quoted glob such as 'data/*.h5')") from None
     files = []
     for line in text.splitlines():
         entry = line.strip()
@@ -32,10 +47,17 @@ def read_file_list(path: str | os.PathLike) -> tuple[str, ...]:
 
 
 def resolve_files(source: str | os.PathLike | Sequence[str | os.PathLike], what: str) -> tuple[str, ...]:
-    """A list file, one HDF5 file, or a sequence of HDF5 paths -> HDF5 paths."""
+    """A list file, one HDF5 file (by its suffix or its first bytes), a glob
+    pattern of HDF5 files (sorted), or a sequence of HDF5 paths -> HDF5 paths."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
+        text = os.fspath(source)
+        if glob.has_magic(text):
+            matches = tuple(sorted(glob.glob(text)))
+            if not matches:
+                raise DataError(f"{what} {text}: no file matches this pattern")
+            return matches
+        path = Path(text)
+        if path.suffix.lower() in HDF5_SUFFIXES or is_hdf5_file(path):
             return (str(path),)
         return read_file_list(path)
     files = tuple(str(f) for f in source)

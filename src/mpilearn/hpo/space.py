@@ -162,6 +162,9 @@ def read_space_file(path: str) -> dict[str, BaseDistribution]:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--space {path} is not valid TOML: {exc}") from None
     elif suffix in (".yaml", ".yml"):
+        from ..optional import require
+
+        require("yaml", f"--space {path}")
         import yaml
 
         try:
