@@ -117,7 +117,7 @@ def _resumed_config(args: argparse.Namespace) -> RunConfig:
                               "--timeout, --log-level, progress, checkpoint, callback and data-reading options)")
     for option, name in (("--train", "train_files"), ("--val", "val_files")):
         text = getattr(args, option[2:], None)
-        if text and _files_or_function(text)[0] != getattr(config.data, name):
+        if text and _files_or_function(text, option)[0] != getattr(config.data, name):
             raise ConfigError(f"--resume {run_dir}: {option} {text} names other files than the run's")
     if args.run_dir and Path(args.run_dir).resolve() != run_dir.resolve():
         raise ConfigError(f"--resume {run_dir}: --run-dir {args.run_dir} is another directory (leave it out)")
