@@ -23,7 +23,15 @@ if "keras" in sys.modules:
 else:
     select_keras_backend(None)
 
-__all__ = ["MpilearnError", "fit", "__version__"]
+__all__ = ["MpilearnError", "fit", "is_root", "__version__"]
+
+
+def is_root() -> bool:
+    """True on rank 0 of the job, or in a process of its own: the rank that
+    runs the callbacks and writes the run directory. Read from the launcher's
+    environment, so a script can ask before training starts (to open one
+    experiment-tracking run per job, not one per rank)."""
+    return launcher_rank() in (None, 0)
 
 
 def __getattr__(name: str) -> Any:
