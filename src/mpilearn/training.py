@@ -396,8 +396,8 @@ def _stop_if_interrupted(job: Job) -> None:
     if comm.size > 1:  # a gather first: it names a rank that never finished its loop
         comm.gather_object(None, what="the end of training")
     verdict: tuple[int, str] | None = (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
-    if comm.size > 1:
-        verdict = comm.bcast_object(verdict, what="the end of training")
+    if comm.size > 1:  # the others wait longer than rank 0 does for them: rank 0, who knows who is missing, reports
+        verdict = comm.bcast_object(verdict, timeout=comm.limit and 2 * comm.limit + 5, what="the end of training")
     assert verdict is not None
     signum, message = verdict
     if not signum:
