@@ -5,13 +5,36 @@ or data problem (status 2, fix your input) from a failure during training.
 """
 from __future__ import annotations
 
+import sys
+import traceback
+from typing import Callable
+
 
 class MpilearnError(Exception):
     """Base class: a problem mpilearn detected and can explain in one line."""
 
     exit_status = 1
-    # Set when every rank raises the same error, so that rank 0 alone reports it.
+    # Raised alike on every rank (one verdict on the same inputs): rank 0 alone reports it,
+    # and no rank aborts the others. Set on the instance with `on_every_rank()`.
     collective = False
+
+    def on_every_rank(self) -> "MpilearnError":
+        self.collective = True
+        return self
+
+
+def is_collective(error: BaseException) -> bool:
+    return isinstance(error, MpilearnError) and error.collective
+
+
+def abort_job(rank: int, role: str, error: BaseException, abort: Callable[[int], None]) -> None:
+    """One rank failed on its own: say where and why, then end every rank of the job with `abort(status)`
+    (the communicator's abort, which does not return)."""
+    if not isinstance(error, MpilearnError):
+        traceback.print_exc()
+    status = error.exit_status if isinstance(error, MpilearnError) else 1
+    print(f"mpilearn: error on rank {rank} ({role}): {error}", file=sys.stderr, flush=True)
+    abort(status)
 
 
 class ConfigError(MpilearnError):
@@ -48,10 +71,6 @@ class LaunchError(CommunicationError):
 
     exit_status = 2
     collective = True  # every process finds it: one line, from the first
-
-
-class WorkerFailedError(MpilearnError):
-    """Another rank failed; this rank stops because of it."""
 
 
 class NonFiniteLossError(MpilearnError):

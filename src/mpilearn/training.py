@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import sys
-import traceback
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,16 +24,17 @@ from .data.sharding import shard
 from .data import pipeline
 from .data.sources import Signature, Source
 from .env import default_threads
-from .errors import ConfigError, DataError, MpilearnError
-from .history import History, progress_line
+from .errors import ConfigError, DataError, MpilearnError, abort_job, is_collective
+from .history import History
 from .log import get_logger, result, setup_logging
 from .monitor import Monitor, write_gathered
-from .supervisor import Supervisor
-from .roles.job import Job
+from . import supervisor as supervising
+from .roles.checkpointer import Checkpointer
+from .roles.job import Job, Workload
 from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
-from .roles.validation import evaluate
+from .roles.validator import InlineValidator
 from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
@@ -43,9 +42,6 @@ from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_d
 
 # The resolved configuration of a run, written into its directory before training.
 CONFIG = "config.json"
-
-# A hook called on the validating rank after each epoch; True stops training.
-EpochHook = Callable[[dict[str, Any]], bool]
 
 ArrayPair = tuple[np.ndarray, np.ndarray]
 
@@ -61,6 +57,19 @@ class Plan:
     metrics: tuple[str, ...] | None
     # Classes per target, for building a command-line model: one-hot width or largest class id + 1.
     classes: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass
+class RootInputs:
+    """What rank 0 opens while it checks the inputs, and keeps to itself (never broadcast)."""
+
+    run_dir: str = ""
+    # Held from the checks to the end of the run: no other job trains into the same directory.
+    lock: RunDirLock | None = None
+    # (x, y) or (x, y, sample_weight) of the validation samples.
+    validation: tuple[Any, ...] | None = None
+    # The model built from the command line's spec (mpilearn.fit passes its own).
+    model: Any = None
 
 
 def _open_train(config: RunConfig, arrays: Any, workers: int) -> Source:
@@ -156,7 +165,7 @@ def train(
     model: Any = None,
     train_arrays: ArrayPair | None = None,
     validation_arrays: ArrayPair | None = None,
-    on_epoch_end: EpochHook | None = None,
+    on_epoch_end: supervising.EpochHook | None = None,
     comm: Communicator | None = None,
     callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
@@ -175,41 +184,42 @@ def train(
     try:
         topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master)
     except MpilearnError as error:
-        error.collective = True  # every rank computes the same layout and the same error
+        error.on_every_rank()  # every rank computes the same layout and the same error
         raise
     role = topology.role(comm.rank)
     log = setup_logging(comm.rank, role.value, "error" if config.quiet else config.log_level)
     if comm.rank == 0:
         log.info("%s", topology.describe())
 
-    kept: dict[str, Any] = {}  # rank 0's validation samples and built model, never broadcast
+    root = RootInputs()
 
     def plan() -> Plan:
         """Rank 0: lock the run directory, check everything; a failed check leaves no new directory behind."""
         fresh = not config.run_dir or not Path(config.run_dir).exists()
-        run_dir = kept["run_dir"] = str(prepare_run_dir(config.run_dir or default_run_dir()))
-        kept["lock"] = RunDirLock(Path(run_dir))  # refuses a run directory another job is using
+        run_dir = root.run_dir = str(prepare_run_dir(config.run_dir or default_run_dir()))
+        root.lock = RunDirLock(Path(run_dir))  # refuses a run directory another job is using
         leftovers = remove_leftovers(Path(run_dir))
         if leftovers:
             log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), run_dir)
         try:
             return checked_plan()
         except BaseException:
-            kept.pop("lock").release()
+            root.lock.release()
+            root.lock = None
             if fresh:
                 remove_empty_run_dir(Path(run_dir))
             raise
 
     def checked_plan() -> Plan:
-        run_dir = kept["run_dir"]
+        run_dir = root.run_dir
         preflight.check_output_paths(config, run_dir)
         source = _open_train(config, train_arrays, topology.num_workers)
         shard(source.counts, topology.num_workers, 0, pipeline.shard_mode(config.data, source))  # enough data for the workers?
         pipeline.check_preload(config.data, source, topology.num_workers)
-        kept["validation"] = _open_validation(config, validation_arrays)
+        root.validation = _open_validation(config, validation_arrays)
         where = config.data.train_files[0] if config.data.train_files else "training data"
         preflight.check_validation_fits_training(
-            kept["validation"], source.signature, config.data.val_files[0] if config.data.val_files else "validation data")
+            root.validation, source.signature, config.data.val_files[0] if config.data.val_files else "validation data")
         loss = metrics = None
         classes: tuple[int, ...] = ()
         given = "num_classes" in config.model.model_kwargs
@@ -217,11 +227,11 @@ def train(
                                          source.signature, where)  # before the model is built: cheap
         if model is None:
             classes = _count_classes(source, where, given=given)
-            kept["model"], loss, metrics = _build_cli_model(config, source.signature, classes)
+            root.model, loss, metrics = _build_cli_model(config, source.signature, classes)
             _check_loss_fits_labels(loss, source.signature, where)
-        _check_model_fits_data(kept.get("model", model), source.signature, where)
-        preflight.check_outputs_fit_labels(kept.get("model", model), source, where, counted=model is None and not given)
-        _check_algorithm_fits_model(config, kept.get("model", model))
+        _check_model_fits_data((root.model or model), source.signature, where)
+        preflight.check_outputs_fit_labels((root.model or model), source, where, counted=model is None and not given)
+        _check_algorithm_fits_model(config, (root.model or model))
         return Plan(run_dir, source.counts, source.signature, loss, metrics, classes)
 
     STOP.install()  # SIGTERM/SIGINT from here on: stop at the next safe point (interrupt.py)
@@ -233,16 +243,16 @@ def train(
         _announce_ranks(comm, role)
         faults.at(comm.rank, "start")
         try:
-            return _run(config, comm, topology, role, agreed, kept, model, train_arrays, on_epoch_end, callbacks)
+            return _run(config, comm, topology, role, agreed, root, model, train_arrays, on_epoch_end, callbacks)
         except BaseException as error:
-            if comm.size == 1 or getattr(error, "collective", False):
+            if comm.size == 1 or is_collective(error):
                 raise
-            abort_job(comm, role, error)
+            abort_job(comm.rank, role.value, error, comm.abort)
             raise  # not reached: abort ends the process
     finally:
         STOP.restore()
-        if "lock" in kept:
-            kept.pop("lock").release()
+        if root.lock is not None:
+            root.lock.release()
 
 
 def _announce_ranks(comm: Communicator, role: Role) -> None:
@@ -254,23 +264,25 @@ def _announce_ranks(comm: Communicator, role: Role) -> None:
 
 
 def _resume(
-    config: RunConfig, comm: Communicator, topology: Topology, backend: Any, kept: dict[str, Any]
+    config: RunConfig, comm: Communicator, topology: Topology, backend: Any
 ) -> tuple[History, int]:
     """Load the latest checkpoint of config.run_dir: rank 0 takes the central
     weights and its optimizer's state (every peer does, under allreduce)."""
+
+    loaded: list[tuple[np.ndarray, list[np.ndarray], Path]] = []  # rank 0's arrays, never broadcast
 
     def load() -> dict[str, Any]:
         path, damaged = checkpoint.newest_good(Path(config.run_dir))
         for line in damaged:
             get_logger().warning("%s: resuming from the older %s", line, path.name)
         weights, values, state = checkpoint.load(path, backend.layout)
-        kept["resume"] = (weights, values, path)
+        loaded.append((weights, values, path))
         return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
 
     state = decide_on_root(comm, load, "loading the checkpoint")
     values: list[np.ndarray] | None = None
     if comm.rank == 0:
-        weights, values, path = kept.pop("resume")
+        weights, values, path = loaded.pop()
         backend.set_weights(weights)
         get_logger().info("resuming %s after epoch %d", path, state["epoch"])
         before = len(state["history"].get("workers", {}))
@@ -286,29 +298,20 @@ def _resume(
     return History.resumed(config.to_dict(), state["history"]), int(state["epoch"])
 
 
-def abort_job(comm: Communicator, role: Role, error: BaseException) -> None:
-    """One rank failed: say where and why, then end every rank of the job."""
-    if not isinstance(error, MpilearnError):
-        traceback.print_exc()
-    status = error.exit_status if isinstance(error, MpilearnError) else 1
-    print(f"mpilearn: error on rank {comm.rank} ({role.value}): {error}", file=sys.stderr, flush=True)
-    comm.abort(status)
-
-
 def _run(
     config: RunConfig,
     comm: Communicator,
     topology: Topology,
     role: Role,
     agreed: Plan,
-    kept: dict[str, Any],
+    root: RootInputs,
     model: Any,
     train_arrays: ArrayPair | None,
-    on_epoch_end: EpochHook | None,
+    on_epoch_end: supervising.EpochHook | None,
     callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     if model is None:
-        model = kept.get("model")
+        model = root.model
         if model is None:
             with comm.busy_while(BUSY_S):  # the others may reach the next collective long before this rank's model is built
                 model = _build_cli_model(config, agreed.signature, agreed.classes)[0]
@@ -321,7 +324,7 @@ def _run(
     history = History(config.to_dict())
     start_epoch = 0
     if config.checkpoint.resume:
-        history, start_epoch = _resume(config, comm, topology, backend, kept)
+        history, start_epoch = _resume(config, comm, topology, backend)
         if start_epoch >= config.epochs:  # nothing left to train: every rank knows from the checkpoint
             return _already_finished(config, comm, history, backend, start_epoch)
 
@@ -331,22 +334,25 @@ def _run(
     comm.bcast_array(weights, root=0)  # every rank starts from rank 0's (initial or resumed) weights
     backend.set_weights(weights)
 
-    # Rank 0: progress display, Keras callbacks, --validate-every, background validation.
-    supervisor = Supervisor(config, history, backend.model, callbacks or ()) if comm.rank == 0 else None
-    hook = _epoch_hook(config, history, on_epoch_end, supervisor) if comm.rank == 0 else (lambda row: False)
     timeline = Timeline(comm.rank, role.value, bool(config.timeline))
-    job = Job(
-        config, comm, topology, backend, source, kept.get("validation"), history, hook, timeline,
-        Watchdog(config.timeout), Path(config.run_dir), start_epoch, models.has_own_train_step(model),
-    )
+    workload = Workload(config, source, topology)
+    reader = None
     if role in (Role.SOLO, Role.PEER, Role.WORKER):  # --preload and --cache-dir start before the clock
-        job.reader = pipeline.WorkerData(
-            source, config.data, config.seed, topology.num_workers, topology.worker_index(comm.rank), config.epochs,
-            job.steps_per_epoch, node,
-        )
-    if supervisor is not None:
+        reader = pipeline.WorkerData(source, config.data, config.seed, topology.num_workers, topology.worker_index(comm.rank),
+                                     config.epochs, workload.steps_per_epoch, node)
+    supervisor = None
+    if comm.rank == 0:  # progress display, Keras callbacks, validation, checkpoints
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
-        supervisor.attach(job, role)
+        supervisor = supervising.build(
+            config, history, backend, workload, timeline,
+            InlineValidator(backend.model, root.validation, config.data.batch_size),
+            Checkpointer(config, backend, history, timeline, Path(config.run_dir)),
+            callbacks=callbacks or (), user_hook=on_epoch_end, background=role is Role.MASTER,
+            shares_terminal=comm.size < comm.world_size, start_epoch=start_epoch,
+        )
+        supervisor.start()
+    job = Job(config, comm, topology, backend, workload, history, timeline, Watchdog(config.timeout), reader, supervisor,
+              start_epoch, models.has_own_train_step(model))
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
     comm.limit = job.watchdog.limit()  # every rank is here: from now on --timeout (or the adaptive limit)
@@ -363,9 +369,10 @@ def _run(
     faults.at(comm.rank, "end")
     _stop_if_interrupted(job)
 
-    if comm.rank == 0:
+    if supervisor is not None:
         with comm.busy_while(BUSY_S):  # final validation and outputs
-            _finish(job)
+            supervisor.final_validation()
+            _write_outputs(job)
     if monitor is not None:
         write_gathered(comm, monitor, Path(config.run_dir))
     if config.timeline:
@@ -404,39 +411,22 @@ def _stop_if_interrupted(job: Job) -> None:
         return
     if job.reader is not None:
         job.reader.close()
-    error = Interrupted(message, signum)
-    error.collective = True
-    raise error
+    raise Interrupted(message, signum).on_every_rank()
 
 
 def _interrupt_message(job: Job) -> str:
     if not STOP.acted:
         return ""
-    run_dir = job.run_dir
+    run_dir = Path(job.config.run_dir)
     done = sum(1 for row in job.history.epochs if row.get("kind") != "updates")
     what = f"interrupted by {signal_name(STOP.signum)} " + (f"after epoch {done}" if done else "in the first epoch")
-    if not job.config.checkpoint.enabled or run_dir is None:
+    if not job.config.checkpoint.enabled:
         return f"{what}; checkpoints are off (--checkpoint-every), so there is nothing to resume"
     try:
         newest = checkpoint.latest(run_dir)
     except MpilearnError:
         return f"{what}, before the first checkpoint; nothing to resume"
     return f"{what}; newest checkpoint {newest}; resume with: mpilearn train --resume {run_dir}"
-
-
-def _epoch_hook(config: RunConfig, history: History, user_hook: EpochHook | None, supervisor: Supervisor | None = None) -> EpochHook:
-    log = get_logger()
-
-    def hook(row: dict[str, Any]) -> bool:
-        if supervisor is not None:
-            stop = supervisor.epoch_end(row)  # progress line (or bar) and Keras callbacks
-        else:
-            elapsed = history.elapsed()
-            log.info("%s", progress_line(row, config.epochs, history.samples_seen / elapsed if elapsed else 0.0))
-            stop = False
-        return (bool(user_hook(row)) if user_hook else False) or stop
-
-    return hook
 
 
 def _write_timeline(job: Job) -> None:
@@ -448,18 +438,12 @@ def _write_timeline(job: Job) -> None:
         get_logger().info("wrote timeline %s (open in ui.perfetto.dev or chrome://tracing)", path)
 
 
-def _finish(job: Job) -> None:
-    """Final validation when updates came after the last one, then outputs."""
-    history = job.history
-    if not history.epochs or history.epochs[-1]["updates"] != history.updates:
-        epochs_done = sum(1 for r in history.epochs if r.get("kind") != "updates")  # not --validate-every rows
-        row = history.record_epoch(epochs_done + 1, evaluate(job.model, job.validation, job.config.data.batch_size))
-        row["final"] = True
-        get_logger().info("%s", progress_line(row, job.config.epochs, history.samples_seen / max(history.train_time_s, 1e-9)))
-    assert job.run_dir is not None
-    atomic_write_json(job.run_dir / HISTORY, history.to_dict())
+def _write_outputs(job: Job) -> None:
+    """Rank 0 after training: the history, the model and the final line."""
+    history, run_dir = job.history, Path(job.config.run_dir)
+    atomic_write_json(run_dir / HISTORY, history.to_dict())
     job.backend.sync_optimizer()
-    save_model_atomic(job.model, job.run_dir / MODEL)
+    save_model_atomic(job.model, run_dir / MODEL)
     last = history.epochs[-1] if history.epochs else {}
     result(
         "trained %d samples in %.1fs (%.0f samples/s)%s; wrote %s and %s",
@@ -467,6 +451,6 @@ def _finish(job: Job) -> None:
         history.train_time_s,
         history.samples_seen / max(history.train_time_s, 1e-9),
         "".join(f", {k} {v:.4f}" for k, v in last.items() if k.startswith("val_")),
-        job.run_dir / HISTORY,
-        job.run_dir / MODEL,
+        run_dir / HISTORY,
+        run_dir / MODEL,
     )

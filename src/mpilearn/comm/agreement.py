@@ -33,7 +33,5 @@ def decide_on_root(comm: Communicator, work: Callable[[], Any], what: str = "the
             outcome = ("error", MpilearnError(f"rank 0 ended {what} with {type(exc).__name__}({exc})"))
     outcome = comm.bcast_object(outcome, what=what)
     if outcome[0] == "error":
-        error = outcome[1]
-        error.collective = True
-        raise error
+        raise outcome[1].on_every_rank()
     return outcome[1]

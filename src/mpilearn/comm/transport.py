@@ -114,6 +114,8 @@ class Communicator:
         self._comm = comm.Dup()
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
+        # Ranks of the whole job: more than size on one block of a hyperparameter search.
+        self.world_size: int = MPI.COMM_WORLD.Get_size()
         self.poll_max_s = poll_max_s
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_rank: int = node.Get_rank()

@@ -77,8 +77,7 @@ def serve(ctx: BlockContext) -> None:
         message = ctx.block.bcast_object(message) if ctx.block.size > 1 else message
         if isinstance(message, Stop):
             if message.error is not None:
-                message.error.collective = True  # the coordinator reports it
-                raise message.error
+                raise message.error.on_every_rank()  # the coordinator reports it
             return
         assert isinstance(message, Assignment)
         fold = f" fold {ctx.fold_index}" if ctx.layout.n_fold > 1 else ""
@@ -105,7 +104,7 @@ def run_trial(ctx: BlockContext, assignment: Assignment) -> Outcome | None:
     try:
         history = train(config, comm=ctx.fold, on_epoch_end=watch.on_epoch_end if watch else None)
     except MpilearnError as error:
-        if not getattr(error, "collective", False):
+        if not error.collective:
             raise  # not a verdict shared by the fold: fail fast
         problem = str(error)
     finally:

@@ -7,16 +7,15 @@ the whole job, as in training.
 """
 from __future__ import annotations
 
-import sys
-import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..comm.agreement import decide_on_root
 from ..comm import Communicator, world
 from ..data.sharding import shard
 from ..data.sources import Hdf5Source
-from ..errors import MpilearnError
+from ..errors import MpilearnError, abort_job, is_collective
 from ..log import get_logger, setup_logging
 from ..rundir import default_run_dir, prepare_run_dir
 from .block import BlockContext, serve
@@ -24,8 +23,22 @@ from .config import SearchConfig
 from .folds import kfold
 from .layout import COORDINATOR, Layout
 
+if TYPE_CHECKING:
+    from .space import SearchSpace
+
 # Waiting between trials and for reports needs no sub-millisecond latency.
 CONTROL_POLL_MAX_S = 0.01
+
+
+@dataclass
+class Opened:
+    """What the coordinator (rank 0) opens while it checks the inputs, and keeps to itself (never broadcast)."""
+
+    space: SearchSpace
+    # (training files, validation files) of each fold; empty without --n-fold.
+    folds: list[tuple[tuple[str, ...], tuple[str, ...]]]
+    url: str
+    study: Any  # optuna.Study: Optuna loads on the coordinator only
 
 
 def run_search(search: SearchConfig) -> int:
@@ -36,7 +49,7 @@ def run_search(search: SearchConfig) -> int:
         layout = Layout(comm.size, search.block_size or max(1, comm.size - 1), search.n_fold)
         topology = layout.check_algorithm(search.run.algorithm)
     except MpilearnError as error:
-        error.collective = True  # every rank finds the same
+        error.on_every_rank()  # every rank finds the same
         raise
     block_index, fold_index = layout.block_of(comm.rank), layout.fold_of(comm.rank)
     # Private communicators: control (everyone), this block, this fold (the training's).
@@ -45,29 +58,27 @@ def run_search(search: SearchConfig) -> int:
     fold = block.split(fold_index or 0)
     control.poll_max_s = block.poll_max_s = max(search.run.poll_max_s, CONTROL_POLL_MAX_S)
 
-    kept: dict[str, Any] = {}
-    run_dir = Path(decide_on_root(control, lambda: _prepare(search, layout, topology.num_workers, kept)))
+    opened: list[Opened] = []
+    run_dir = Path(decide_on_root(control, lambda: _prepare(search, layout, topology.num_workers, opened)))
     if comm.rank != COORDINATOR:  # load Keras and its backend now that the inputs are known to be good
         import keras  # noqa: F401
 
         from .. import training  # noqa: F401
     control.barrier()  # every block is ready: a trial's time is its own, not the start-up's
     if comm.rank == COORDINATOR:
-        return _coordinate(search, layout, control, run_dir, kept, layout.describe(topology))
+        return _coordinate(search, layout, control, run_dir, opened[0], layout.describe(topology))
     assert block_index is not None and fold_index is not None
     ctx = BlockContext(control, block, fold, layout, block_index, fold_index, search.metric, search.run.skip_bad_batches)
     try:
         serve(ctx)
-    except MpilearnError as error:
-        if not getattr(error, "collective", False):
-            _abort(comm, f"block {block_index}", error)
-        raise
     except BaseException as error:
-        _abort(comm, f"block {block_index}", error)
+        if not is_collective(error):
+            abort_job(comm.rank, f"block {block_index}", error, comm.abort)
+        raise
     return 0
 
 
-def _prepare(search: SearchConfig, layout: Layout, workers: int, kept: dict[str, Any]) -> str:
+def _prepare(search: SearchConfig, layout: Layout, workers: int, opened: list[Opened]) -> str:
     """Rank 0's checks before any trial: run directory, data, space, study."""
     from .space import check_space, load_space
     from .study import open_study, storage_url
@@ -90,28 +101,29 @@ def _prepare(search: SearchConfig, layout: Layout, workers: int, kept: dict[str,
     check_space(space, search.run)
     epochs_tuned = space.distributions is None or "epochs" in space.distributions
     url = storage_url(search, run_dir)
-    kept.update(space=space, folds=folds, url=url, study=open_study(search, url, epochs_tuned))
+    opened.append(Opened(space, folds, url, open_study(search, url, epochs_tuned)))
     return str(run_dir)
 
 
 def _coordinate(
-    search: SearchConfig, layout: Layout, control: Communicator, run_dir: Path, kept: dict[str, Any], described: str
+    search: SearchConfig, layout: Layout, control: Communicator, run_dir: Path, opened: Opened, described: str
 ) -> int:
     from .coordinator import Coordinator, format_table
 
     log = get_logger()
     log.info("%s", described)
-    coordinator = Coordinator(search, layout, control, kept["study"], kept["space"], run_dir, kept["folds"], kept["url"])
+    coordinator = Coordinator(search, layout, control, opened.study, opened.space, run_dir, opened.folds, opened.url)
     try:
         coordinator.run()
         summary = coordinator.write_best()
     except MpilearnError as error:
         if error is not coordinator.fatal:
-            _abort(control, "coordinator", error)
-        error.collective = True  # every block raises it too
+            abort_job(control.rank, "coordinator", error, control.abort)
+        error.on_every_rank()  # every block raises it too
         raise
     except BaseException as error:
-        _abort(control, "coordinator", error)
+        abort_job(control.rank, "coordinator", error, control.abort)
+        raise
     print(format_table(summary), flush=True)
     best = summary["best"]
     if best is None:
@@ -120,12 +132,3 @@ def _coordinate(
     print(f"best: trial {best['number']}, {summary['metric']} {best['value']:.6g}: {settings}", flush=True)
     print(f"wrote {run_dir / 'best.json'} (study: {summary['storage']})", flush=True)
     return 0
-
-
-def _abort(comm: Communicator, role: str, error: BaseException) -> None:
-    """Fail fast: say where and why, then end every rank of the job."""
-    if not isinstance(error, MpilearnError):
-        traceback.print_exc()
-    status = error.exit_status if isinstance(error, MpilearnError) else 1
-    print(f"mpilearn: error on rank {comm.rank} ({role}): {error}", file=sys.stderr, flush=True)
-    comm.abort(status)

@@ -18,10 +18,8 @@ from ..comm import Tag, WaitTimeout
 from ..comm.topology import Role
 from ..flat import Header, Message
 from ..interrupt import STOP
-from ..log import get_logger
 from .job import Job
 from .uplink import Uplink
-from .validation import evaluate
 from .watchdog import BUSY_S
 
 
@@ -79,7 +77,6 @@ class _Server:
         self.pending_upstream = 0
         self.tags = [0 for _ in clients]  # tag of the latest message from each client
         self.silence = [0.0 for _ in clients]  # seconds this master idled since each client's last message
-        self.log = get_logger()
 
     def run(self) -> None:
         history = self.job.history
@@ -98,13 +95,14 @@ class _Server:
                 else:
                     accepted.append((slot, update))
             if accepted:
-                self.control.update(history.samples_seen / max(1, self.job.samples_per_epoch))
+                self.control.update(history.samples_seen / max(1, self.job.workload.samples_per_epoch))
                 with self.job.timeline.span("apply"):
                     self.rule.absorb(accepted)
                 self.step += 1
                 history.updates += 1  # master steps, not messages
             round_ = self._account(slots)
-            if self.job.on_update():  # rank 0: progress, --validate-every, callbacks; True stops
+            supervisor = self.job.supervisor
+            if supervisor is not None and supervisor.on_update():  # rank 0: progress, --validate-every, callbacks
                 self.stopping = True
             if self.uplink is None and STOP.requested and not self.stopping and not STOP.wait_for_epoch_end(self.job.config):
                 self.stopping = STOP.acted = True  # SIGTERM/SIGINT: no checkpoint due before the grace ends
@@ -114,8 +112,9 @@ class _Server:
             with self.job.timeline.span("reply"):
                 for slot in slots:
                     self._answer(slot, stop=self.stopping or slot in round_.done_slots)
-            if self.uplink is None and round_.finished_epoch is not None and not self.stopping:
-                self._validate(round_.finished_epoch)
+            if supervisor is not None and round_.finished_epoch is not None and not self.stopping:
+                with self.comm.busy_while(BUSY_S, self.clients):  # the clients' waits must not count validation and checkpoint
+                    self.stopping = supervisor.epoch_reached(round_.finished_epoch + 1, self.rule.optimizer)
         self.comm.wait_all(self.sends)
 
     def _wait(self) -> list[int]:
@@ -203,26 +202,3 @@ class _Server:
             self.active.discard(slot)
         else:
             self.receives[slot] = comm.irecv(self.inbox[slot].buffer, source=self.clients[slot])
-
-    def _validate(self, epoch: int) -> None:
-        with self.comm.busy_while(BUSY_S, self.clients):  # the clients' waits must not count validation and checkpoint
-            self._validate_now(epoch)
-
-    def _validate_now(self, epoch: int) -> None:
-        job = self.job
-        interrupted = STOP.requested and epoch + 1 < job.config.epochs
-        if job.background is not None:  # metrics, callbacks and the stop decision come later, in job.on_update
-            job.background.submit(epoch + 1)
-            job.checkpoint(epoch + 1, self.rule.optimizer, force=interrupted)
-            self.stopping = self.stopping or STOP.act(interrupted)
-            return
-        with job.timeline.span("validate"):
-            metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
-        row = job.history.record_epoch(epoch + 1, metrics)
-        stop = job.on_epoch_end(row)
-        job.checkpoint(epoch + 1, self.rule.optimizer, force=interrupted)
-        self.stopping = self.stopping or STOP.act(interrupted)
-        if stop:
-            self.stopping = True
-            job.history.stopped_early = epoch + 1 < job.config.epochs
-            self.log.info("stopping: requested after epoch %d", epoch + 1)

@@ -9,6 +9,7 @@ decision to stop is broadcast so all peers stop together.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from signal import SIGINT, SIGTERM
 
 import numpy as np
@@ -20,8 +21,18 @@ from ..comm import WaitTimeout
 from ..errors import NonFiniteLossError
 from ..interrupt import STOP
 from .job import Job
-from .validation import evaluate
 from .watchdog import BUSY_S
+
+
+@dataclass
+class _EpochStats:
+    """One peer's counts over an epoch, gathered on rank 0 at its end."""
+
+    loss_sum: float = 0.0
+    batches: int = 0
+    samples: int = 0
+    updates: int = 0
+    skipped: int = 0
 
 
 def run_peers(job: Job) -> None:
@@ -36,15 +47,15 @@ def run_peers(job: Job) -> None:
     current = np.empty(layout.size, dtype=np.float32)
     index = topology.worker_index(comm.rank)
     control = LearningRateControl(backend.model.optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
-    per_epoch = job.batches_per_epoch(index)
+    per_epoch = job.workload.batches_per_epoch(index)
 
     guard = LossGuard(config.skip_bad_batches, n)
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
     for epoch in range(job.start_epoch, config.epochs):
         models.reseed(backend.model, config.seed, index, epoch)
         pending = 0
-        stats = {"loss_sum": 0.0, "batches": 0, "samples": 0, "updates": 0, "skipped": 0}
-        for step, batch in enumerate(job.epoch_batches(index, epoch)):
+        stats = _EpochStats()
+        for step, batch in enumerate(job.epoch_batches(epoch)):
             trained += 1
             faults.at(comm.rank, trained, batch)
             control.update(epoch + step / per_epoch)
@@ -52,17 +63,14 @@ def run_peers(job: Job) -> None:
                 try:
                     loss = guard.accumulate(backend, batch, buffer[:n])
                 except NonFiniteLossError as error:
-                    raise NonFiniteLossError(
-                        f"{topology.role(comm.rank).value} rank {comm.rank}: {error} at epoch {epoch + 1}, batch {step + 1} "
-                        f"(batch starts in file {batch.origin}); lower the learning rate, check the data, or pass --skip-bad-batches"
-                    ) from None
+                    raise job.bad_loss(error, epoch, step, batch) from None
             pending += 1
             if loss is None:
-                stats["skipped"] += 1
+                stats.skipped += 1
             else:
-                stats["loss_sum"] += loss
-                stats["batches"] += 1
-                stats["samples"] += batch.size
+                stats.loss_sum += loss
+                stats.batches += 1
+                stats.samples += batch.size
             if pending < algorithm.sync_every and not batch.last:
                 continue
             # Scaled before the sum, in one pass: the mean over batches and peers of the
@@ -86,9 +94,9 @@ def run_peers(job: Job) -> None:
             stop_now = bool(flags[2])  # every peer saw the same sums: all stop after this step
             exchange[:] = 0.0
             pending = 0
-            stats["updates"] += 1
-            if comm.rank == 0:  # progress and --validate-every; peers stop together at epoch ends only
-                job.on_update(stats["samples"] * comm.size, stats["loss_sum"] / max(1, stats["batches"]), stats["updates"])
+            stats.updates += 1
+            if job.supervisor is not None:  # progress and --validate-every; peers stop together at epoch ends only
+                job.supervisor.on_update(stats.samples * comm.size, stats.loss_sum / max(1, stats.batches), stats.updates)
             if stop_now:
                 STOP.acted = True
                 return
@@ -105,27 +113,20 @@ def _allreduce(job: Job, buffer: np.ndarray) -> None:
     job.watchdog.observe(time.monotonic() - started)
 
 
-def _end_epoch(job: Job, epoch: int, stats: dict) -> bool:
+def _end_epoch(job: Job, epoch: int, stats: _EpochStats) -> bool:
     """Rank 0 records every peer's epoch and validates; all learn whether to stop."""
     comm, history = job.comm, job.history
     gathered = comm.gather_object(stats, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}") if comm.size > 1 else [stats]
     stop = False
-    if comm.rank == 0:
+    if job.supervisor is not None:
         assert gathered is not None
         comm.busy(BUSY_S)  # the others' wait below must not count validation and checkpoint (withdrawn below)
         for peer, peer_stats in zip(job.topology.workers, gathered):
             # Peers step together: one optimizer step counts once, not once per peer.
-            steps = peer_stats["updates"] if peer == 0 else 0
-            history.record_update(peer, peer_stats["loss_sum"], peer_stats["batches"], peer_stats["samples"], steps)
+            steps = peer_stats.updates if peer == 0 else 0
+            history.record_update(peer, peer_stats.loss_sum, peer_stats.batches, peer_stats.samples, steps)
             history.close_worker_epoch(peer)
-            history.skipped_batches += peer_stats["skipped"]
-        with job.timeline.span("validate"):
-            metrics = evaluate(job.model, job.validation, job.config.data.batch_size)
-        row = history.record_epoch(epoch + 1, metrics)
-        stop = job.on_epoch_end(row)
-        interrupted = STOP.requested and epoch + 1 < job.config.epochs
-        job.checkpoint(epoch + 1, job.backend.model.optimizer, force=interrupted)
-        stop = STOP.act(interrupted) or stop
-        history.stopped_early = stop and epoch + 1 < job.config.epochs
+            history.skipped_batches += peer_stats.skipped
+        stop = job.supervisor.epoch_reached(epoch + 1, job.backend.model.optimizer)
         comm.busy(0.0)
     return bool(comm.bcast_object(stop, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}")) if comm.size > 1 else stop

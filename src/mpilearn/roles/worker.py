@@ -9,7 +9,6 @@ from .. import faults, models
 from ..algorithms import Scaled
 from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
-from ..data.batches import Batch
 from ..errors import NonFiniteLossError
 from .job import Job
 from .uplink import Uplink
@@ -28,18 +27,21 @@ def run_worker(job: Job) -> None:
     local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule}.get(spec.scales)
     control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
     uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
-    per_epoch = job.batches_per_epoch(index)
+    per_epoch = job.workload.batches_per_epoch(index)
 
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
     for epoch in range(job.start_epoch, config.epochs):
         models.reseed(backend.model, config.seed, index, epoch)
         pending = 0  # batches since the last exchange
-        for step, batch in enumerate(job.epoch_batches(index, epoch)):
+        for step, batch in enumerate(job.epoch_batches(epoch)):
             trained += 1
             faults.at(comm.rank, trained, batch)
             control.update(epoch + step / per_epoch)
             with job.timeline.span("compute"):
-                loss = _train(rule, batch, uplink, comm.rank, epoch, step)
+                try:
+                    loss = rule.train(batch, uplink.update)
+                except NonFiniteLossError as error:
+                    raise job.bad_loss(error, epoch, step, batch) from None
             pending += 1
             if loss is None:
                 uplink.add_skipped(1)
@@ -55,13 +57,3 @@ def run_worker(job: Job) -> None:
             if stop:
                 return
             pending = 0
-
-
-def _train(rule: Any, batch: Batch, uplink: Uplink, rank: int, epoch: int, step: int) -> float | None:
-    try:
-        return rule.train(batch, uplink.update)
-    except NonFiniteLossError as error:
-        raise NonFiniteLossError(
-            f"worker rank {rank}: {error} at epoch {epoch + 1}, batch {step + 1} (batch starts in file {batch.origin}); "
-            "lower the learning rate, check the data, or pass --skip-bad-batches"
-        ) from None
