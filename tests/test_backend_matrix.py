@@ -81,7 +81,7 @@ def test_every_algorithm_on_the_backend(small_data: Path, tmp_path: Path, row: s
         run = tmp_path / "runs" / algorithm
         history = json.loads((run / "history.json").read_text())
         assert history["config"]["algorithm"]["name"] == algorithm
-        assert history["config"]["backend"] in (backend, None), algorithm  # None: the default, torch
+        assert history["config"]["backend"] == backend, algorithm
         assert history["samples_seen"] == 2 * 4 * 64, algorithm  # 2 epochs of the 4 files, none lost or repeated
         losses = [row["train_loss"] for row in history["epochs"]]
         assert losses[-1] < losses[0], (algorithm, losses)  # it learned

@@ -303,16 +303,8 @@ CASES: list[tuple[str, Callable[[Ctx], str], int]] = [
     ("empty-hdf5-file", empty_hdf5, USAGE),
 ]
 
-# Cases that fail on product bugs: id -> reason (strict xfail, so a fix is noticed).
-KNOWN_BUGS: dict[str, str] = {}
-
-
 def _params() -> list:
-    params = []
-    for case_id, build, status in CASES:
-        marks = [pytest.mark.xfail(reason=KNOWN_BUGS[case_id], strict=True)] if case_id in KNOWN_BUGS else []
-        params.append(pytest.param(build, status, id=case_id, marks=marks))
-    return params
+    return [pytest.param(build, status, id=case_id) for case_id, build, status in CASES]
 
 
 @pytest.fixture

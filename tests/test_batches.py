@@ -7,25 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fakes import IdSource
 from mpilearn.data.batches import BatchStream, worker_epoch
 from mpilearn.data.sharding import shard
-from mpilearn.data.sources import ArraySource, Source
-
-
-class _Parts(Source):
-    """A source of several in-memory parts whose samples carry their own id."""
-
-    def __init__(self, counts: list[int]) -> None:
-        self.counts = tuple(counts)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        self._ids = [np.arange(offsets[i], offsets[i + 1], dtype=np.float32) for i in range(len(counts))]
-
-    def read(self, part: int, start: int, stop: int):
-        ids = self._ids[part][start:stop]
-        return ids.reshape(-1, 1), ids.copy()
-
-    def name(self, part: int) -> str:
-        return f"part{part}"
+from mpilearn.data.sources import ArraySource
 
 
 @settings(max_examples=60, deadline=None)
@@ -36,7 +21,7 @@ class _Parts(Source):
     seed=st.integers(0, 2**16),
 )
 def test_each_sample_once_per_epoch_in_seeded_order(counts, workers, batch, seed) -> None:
-    source = _Parts(counts)
+    source = IdSource(counts)
     mode = "files" if len(counts) >= workers else "samples"
     if mode == "samples" and sum(counts) < workers:
         return
@@ -71,7 +56,7 @@ def test_epochs_are_reshuffled_and_read_ahead_keeps_order() -> None:
 
 
 def test_read_ahead_errors_reach_the_consumer() -> None:
-    class Broken(_Parts):
+    class Broken(IdSource):
         def read(self, part, start, stop):
             raise OSError("disk on fire")
 

@@ -61,7 +61,12 @@ def test_timeline_is_valid_json_with_events_from_every_rank(plateau: tuple[Path,
     assert {e["pid"] for e in spans} == {0, 1, 2}
     names = {(e["pid"], e["name"]) for e in spans}
     assert {(0, "apply"), (0, "validate"), (1, "compute"), (2, "compute"), (1, "exchange")} <= names
-    assert all(e["dur"] >= 0 for e in spans)
+    rows = {e["pid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "process_name"}
+    assert rows == {0: "rank 0 master", 1: "rank 1 worker", 2: "rank 2 worker"}
+    for pid in rows:  # a rank's loop does one thing at a time: its spans follow each other, never overlap
+        row = sorted((e["ts"], e["dur"]) for e in spans if e["pid"] == pid and e["tid"] == 0)
+        assert all(dur >= 0 for _, dur in row)
+        assert all(later >= start + dur - 0.2 for (start, dur), (later, _) in zip(row, row[1:])), pid  # 0.1 us rounding
 
 
 def test_monitor_has_samples_of_every_rank(plateau: tuple[Path, Completed]) -> None:

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli, run_command
+from fakes import IdSource
 from mpilearn.config import DataConfig
 from mpilearn.data.batches import worker_epoch
 from mpilearn.data.cache import FileCache, copy_argv
@@ -25,29 +26,11 @@ from mpilearn.data.pipeline import WorkerData, epoch_steps
 from mpilearn.data.preload import check_fits
 from mpilearn.data.python_sources import GeneratorSource, PyDatasetSource
 from mpilearn.data.sharding import shard
-from mpilearn.data.sources import Hdf5Source, Source
+from mpilearn.data.sources import Hdf5Source
 from mpilearn.errors import ConfigError, DataError
 
 TIMEOUT_S = 150
 INJECTION = "a b;touch PWNED.h5"
-
-
-class _Ids(Source):
-    """Parts whose samples carry their global id; records every read."""
-
-    def __init__(self, counts: list[int]) -> None:
-        self.counts = tuple(counts)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        self._ids = [np.arange(offsets[i], offsets[i + 1], dtype=np.float32) for i in range(len(counts))]
-        self.reads: list[tuple[int, int, int]] = []
-
-    def read(self, part: int, start: int, stop: int):
-        self.reads.append((part, start, stop))
-        ids = self._ids[part][start:stop]
-        return ids.reshape(-1, 1), ids.copy()
-
-    def name(self, part: int) -> str:
-        return f"part{part}"
 
 
 def _ids(batches) -> list[list[int]]:
@@ -72,8 +55,8 @@ def test_stream_delivers_every_sample_once_per_epoch_in_the_seeded_order(counts,
     for epoch in range(2):
         seen: list[int] = []
         for w in range(workers):
-            reader = WorkerData(_Ids(counts), data, seed, workers, w, epochs=2)
-            again = WorkerData(_Ids(counts), data, seed, workers, w, epochs=2)
+            reader = WorkerData(IdSource(counts), data, seed, workers, w, epochs=2)
+            again = WorkerData(IdSource(counts), data, seed, workers, w, epochs=2)
             try:
                 if epoch:  # the stream runs across epochs: consume epoch 0 first
                     list(reader.epoch(0)), list(again.epoch(0))
@@ -81,7 +64,7 @@ def test_stream_delivers_every_sample_once_per_epoch_in_the_seeded_order(counts,
                 assert _ids(batches) == _ids(again.epoch(epoch))  # same seed, same order
             finally:
                 reader.close(), again.close()
-            inline = worker_epoch(_Ids(counts), reader.pieces, batch, seed, w, epoch, None, chunk, window)
+            inline = worker_epoch(IdSource(counts), reader.pieces, batch, seed, w, epoch, None, chunk, window)
             assert _ids(batches) == _ids(inline)  # reading ahead changes nothing
             assert all(len(b.y) == batch for b in batches[:-1]) and 0 < len(batches[-1].y) <= batch
             assert [b.last for b in batches] == [False] * (len(batches) - 1) + [True]
@@ -90,7 +73,7 @@ def test_stream_delivers_every_sample_once_per_epoch_in_the_seeded_order(counts,
 
 
 def test_large_files_are_read_chunk_by_chunk_and_reshuffled_every_epoch() -> None:
-    source = _Ids([1000])
+    source = IdSource([1000])
     orders = []
     for epoch in range(2):
         source.reads.clear()
@@ -103,7 +86,7 @@ def test_large_files_are_read_chunk_by_chunk_and_reshuffled_every_epoch() -> Non
 
 
 def test_the_next_file_is_opened_while_the_current_one_is_read() -> None:
-    class Hinted(_Ids):
+    class Hinted(IdSource):
         def prefetch(self, part: int) -> None:
             self.reads.append((part, -1, -1))  # (part, -1, -1): asked to open or copy `part` ahead
 
@@ -119,7 +102,7 @@ def test_the_next_file_is_opened_while_the_current_one_is_read() -> None:
 
 def test_a_stream_abandoned_mid_epoch_restarts_with_the_same_order() -> None:
     data = DataConfig(batch_size=4, prefetch=2, shuffle_chunk=5, shuffle_window=2)
-    reader = WorkerData(_Ids([40, 30]), data, 3, 1, 0, epochs=3)
+    reader = WorkerData(IdSource([40, 30]), data, 3, 1, 0, epochs=3)
     try:
         full = _ids(reader.epoch(1))
         partial = reader.epoch(1)
@@ -131,7 +114,7 @@ def test_a_stream_abandoned_mid_epoch_restarts_with_the_same_order() -> None:
 
 @pytest.mark.parametrize("policy, steps", [("cycle", 10), ("drop", 3)])
 def test_even_policy_gives_every_worker_the_same_steps(policy: str, steps: int) -> None:
-    source = _Ids([100, 30])
+    source = IdSource([100, 30])
     data = DataConfig(batch_size=10, even_policy=policy)  # type: ignore[arg-type]
     assert epoch_steps(data, source, 2) == steps
     for w in range(2):

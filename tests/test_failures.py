@@ -260,7 +260,8 @@ def test_ctrl_c_stops_every_rank_without_mpich_alarm(data: Path, tmp_path: Path)
 def test_resume_errors(data: Path, tmp_path: Path) -> None:
     missing = run_cli(["train", "--resume", str(tmp_path / "nothing"), "-n", "2"], timeout=60)
     assert missing.returncode == 2 and "no checkpoint in" in missing.stderr
-    run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--checkpoint-every", "1"), timeout=120)
+    first = run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--checkpoint-every", "1"), timeout=120)
+    assert first.returncode == 0, first.output
     changed = run_cli(["train", "--resume", str(tmp_path / "run"), "-n", "2", "--epochs", "2", "--batch", "16"], timeout=60)
     assert changed.returncode == 2 and "--batch 16 differs from the run's 32" in changed.stderr, changed.output
     state_file = next((tmp_path / "run" / "checkpoints").glob("ckpt-*")) / "state.json"

@@ -20,7 +20,7 @@ DTYPE = np.float32
 class Header(enum.IntEnum):
     """Slots of the float32 header in front of every training message."""
 
-    EPOCH = 0  # worker: epoch of the batches in this update; master: its step count
+    EPOCH = 0  # worker: epoch of the batches in this update (the master's replies leave it 0)
     SAMPLES = 1  # worker: samples behind this update
     LOSS_SUM = 2  # worker: sum of per-batch mean losses behind this update
     BATCHES = 3  # worker: batches behind this update

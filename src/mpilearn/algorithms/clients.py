@@ -40,7 +40,6 @@ class LossGuard:
     def __init__(self, skip: bool = False, size: int = 0) -> None:
         self.skip = skip
         self.scratch = np.zeros(size, dtype=np.float32) if skip else None
-        self.skipped = 0
 
     def accumulate(self, backend: ModelBackend, batch: Batch, out: np.ndarray) -> float | None:
         """Add the batch's gradients to `out`; None when the batch was skipped."""
@@ -56,7 +55,6 @@ class LossGuard:
         if math.isfinite(loss) and np.isfinite(self.scratch).all():
             out += self.scratch
             return loss
-        self.skipped += 1
         return None
 
 

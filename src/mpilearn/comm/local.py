@@ -12,6 +12,7 @@ never overtake each other. Waits block on a condition variable, never spin.
 """
 from __future__ import annotations
 
+import functools
 import pickle
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import CommunicationError
-from .transport import ANY_SOURCE, ANY_TAG, WaitTimeout
+from .transport import ANY_SOURCE, ANY_TAG, CollectiveTimeout, WaitTimeout
 
 # Longest wait on the condition variable between two checks of a deadline or an abort.
 _TICK_S = 0.05
@@ -102,6 +103,8 @@ class _Hub:
         self.unexpected: list[list[_Message]] = [[] for _ in range(size)]
         self.collectives: dict[int, _Collective] = {}
         self.aborted: list[int] = []  # shared by every hub of one world
+        # Busy notices: grants[rank][sender] = until when (monotonic) the sender is excused.
+        self.grants: list[dict[int, float]] = [{} for _ in range(size)]
 
 
 def _fits(receive: _Receive, message: _Message) -> bool:
@@ -123,23 +126,40 @@ class LocalCommunicator:
         self.local_rank, self.local_size = rank, hub.size
         self.node_ranks: tuple[int, ...] = tuple(range(hub.size))
         self._collectives = 0  # collective calls made by this rank, to pair them across ranks
+        # Default limit of the collectives (seconds; None: none), as on the MPI communicator.
+        self.limit: float | None = None
+        self.grants = hub.grants[rank]
+
+    # ---- busy notices ------------------------------------------------------------
+    def busy(self, seconds: float, ranks: Sequence[int] | None = None) -> None:
+        """Excuse this rank for `seconds` in the bounded waits of `ranks` (default: all others)."""
+        until = time.monotonic() + seconds
+        with self._hub.lock:
+            for rank in range(self.size) if ranks is None else ranks:
+                if rank != self.rank:
+                    self._hub.grants[rank][self.rank] = until
+
+    def take_notices(self) -> None:
+        """Notices are in `grants` as soon as they are sent."""
 
     # ---- waiting ---------------------------------------------------------------
     def _block(self, ready: Callable[[], bool], timeout: float | None, pending: Callable[[], list[int]] | None = None) -> None:
-        """Wait under the lock until ready(); WaitTimeout after `timeout` seconds."""
+        """Wait under the lock until ready(); WaitTimeout after `timeout` seconds, unless a busy notice
+        of another rank still excuses the wait."""
         hub = self._hub
         deadline = None if timeout is None else time.monotonic() + timeout
         while not ready():
             if hub.aborted:
                 raise Aborted(hub.aborted[0])
-            left = _TICK_S if deadline is None else min(_TICK_S, deadline - time.monotonic())
-            if left <= 0:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and not any(until > now for until in self.grants.values()):
                 error = WaitTimeout(timeout or 0.0)
                 error.pending = pending() if pending else []
                 raise error
-            hub.lock.wait(left)
+            hub.lock.wait(_TICK_S if deadline is None else max(0.001, min(_TICK_S, deadline - now)))
 
-    def wait(self, request: Request, timeout: float | None = None, spin_s: float = 0.002) -> Status:
+    def wait(self, request: Request, timeout: float | None = None, spin_s: float = 0.002,
+             awaited: Sequence[int] | None = None) -> Status:
         with self._hub.lock:
             self._block(lambda: request.done, timeout)
             request.spent = True
@@ -243,42 +263,52 @@ class LocalCommunicator:
                 return received
             probe = _Receive(Request(), None, source, tag)
             with self._hub.lock:
-                self._block(lambda: any(_fits(probe, m) for m in self._hub.unexpected[self.rank]), None)
+                self._block(functools.partial(self._has_unexpected, probe), None)
+
+    def _has_unexpected(self, probe: _Receive) -> bool:
+        return any(_fits(probe, m) for m in self._hub.unexpected[self.rank])
 
     # ---- collectives -------------------------------------------------------------
-    def _collective(self, contribution: Any, combine: Callable[[dict[int, Any]], Any], timeout: float | None = None) -> Any:
-        """Every rank contributes; once all have, `combine` (run once) makes the result all of them get."""
+    def _collective(self, contribution: Any, combine: Callable[[dict[int, Any]], Any], timeout: float | None = None,
+                    what: str = "a collective") -> Any:
+        """Every rank contributes; once all have, `combine` (run once) makes the result all of them get.
+        Bounded by `timeout` (default: self.limit); a timeout names the ranks that never came."""
         hub = self._hub
         seq = self._collectives
         self._collectives += 1
+        limit = self.limit if timeout is None else timeout
         with hub.lock:
             call = hub.collectives.setdefault(seq, _Collective())
             call.contributions[self.rank] = contribution
             if len(call.contributions) == hub.size:
                 call.result, call.complete = combine(call.contributions), True
                 hub.lock.notify_all()
-            self._block(lambda: call.complete, timeout)
+            try:
+                self._block(lambda: call.complete, limit)
+            except WaitTimeout:
+                missing = [r for r in range(hub.size) if r not in call.contributions]
+                raise CollectiveTimeout(self.rank, what, limit or 0.0, missing) from None
             call.collected += 1
             if call.collected == hub.size:
                 del hub.collectives[seq]
             return call.result
 
-    def barrier(self) -> None:
-        self._collective(None, lambda parts: None)
+    def barrier(self, timeout: float | None = None, what: str = "a barrier") -> None:
+        self._collective(None, lambda parts: None, timeout, what)
 
-    def bcast_array(self, buffer: np.ndarray, root: int = 0) -> None:
-        data = self._collective(buffer.copy() if self.rank == root else None, lambda parts: parts[root])
+    def bcast_array(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> None:
+        data = self._collective(buffer.copy() if self.rank == root else None, lambda parts: parts[root], timeout, what)
         if self.rank != root:
             np.copyto(buffer, data)
 
-    def bcast_object(self, obj: Any, root: int = 0) -> Any:
+    def bcast_object(self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> Any:
         payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL) if self.rank == root else None
-        data = self._collective(payload, lambda parts: parts[root])
+        data = self._collective(payload, lambda parts: parts[root], timeout, what)
         return obj if self.rank == root else pickle.loads(data)
 
-    def gather_object(self, obj: Any, root: int = 0) -> list[Any] | None:
+    def gather_object(self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a gather") -> list[Any] | None:
         payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        parts = self._collective(payload, lambda parts: [parts[r] for r in range(len(parts))])
+        parts = self._collective(payload, lambda parts: [parts[r] for r in range(len(parts))], timeout, what)
         return [pickle.loads(p) for p in parts] if self.rank == root else None
 
     def allreduce_sum(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
@@ -296,7 +326,10 @@ class LocalCommunicator:
             return acc
 
         mine = buffer.astype(wire) if wire is not None else buffer.copy()
-        np.copyto(buffer, self._collective(mine, total, timeout))
+        try:
+            np.copyto(buffer, self._collective(mine, total, timeout, "an allreduce"))
+        except CollectiveTimeout as error:  # as the MPI communicator: the caller names who it waited for
+            raise WaitTimeout(timeout or 0.0) from error
 
     def allreduce_mean(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
         buffer *= np.float32(1.0 / self.size)
@@ -317,6 +350,7 @@ class LocalCommunicator:
                 child.aborted = hub.aborted
                 for new_rank, (_, rank) in enumerate(ordered):
                     placed[rank] = LocalCommunicator(child, new_rank, self.poll_max_s)
+                    placed[rank].limit = self.limit
             return placed
 
         return self._collective((color, self.rank if key is None else key), groups)[self.rank]

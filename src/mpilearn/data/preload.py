@@ -67,10 +67,6 @@ class PreloadedSource(Source):
             self._held[piece.part] = (piece.start, source.read(piece.part, piece.start, piece.stop))
         source.close()  # no file stays open once everything is in memory
 
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for _, arrays in self._held.values() for a in arrays)
-
     def read(self, part: int, start: int, stop: int) -> Arrays:
         offset, arrays = self._held[part]
         return tuple(a[start - offset : stop - offset] for a in arrays)

@@ -25,11 +25,6 @@ from .sharding import Piece
 
 Arrays = tuple[np.ndarray, ...]
 
-# How several arrays reach the model: one array, a list (HDF5 group sorted by key,
-# comma-separated names, a list from Python) or a dict keyed by name.
-FORMS = ("array", "list", "dict")
-
-
 @dataclass(frozen=True)
 class Signature:
     """What one sample looks like, identical across all parts of a source."""
@@ -64,10 +59,6 @@ class Signature:
         """Positions (among the targets) of integer class-id labels, one id per sample."""
         return tuple(i for i, (shape, dtype) in enumerate(zip(self.label_shapes, self.label_dtypes))
                      if "int" in dtype and shape in ((), (1,)))
-
-    @property
-    def num_arrays(self) -> int:
-        return len(self.sample_shapes) + len(self.label_shapes) + int(self.weighted)
 
     def sample_bytes(self) -> int:
         """Memory of one sample once read (inputs and weights as float32)."""
@@ -369,14 +360,6 @@ class ArraySource(Source):
         )
         self.arrays = _normalise(arrays, self.signature)
         self.counts: tuple[int, ...] = (len(arrays[0]),)
-
-    @property
-    def x(self) -> Any:
-        return self.signature.pack(self.arrays)[0]
-
-    @property
-    def y(self) -> Any:
-        return self.signature.pack(self.arrays)[1]
 
     def read(self, part: int, start: int, stop: int) -> Arrays:
         return tuple(a[start:stop] for a in self.arrays)
