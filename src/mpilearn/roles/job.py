@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..backends import ModelBackend
 from ..comm import Communicator
@@ -94,10 +94,16 @@ class Job:
         assert self.reader is not None, "only ranks that train read batches"
         return self.reader.epoch(epoch)
 
-    def bad_loss(self, error: NonFiniteLossError, epoch: int, step: int, batch: Batch) -> NonFiniteLossError:
-        """The error a NaN or infinite loss ends the run with: where it happened, and what to do."""
-        rank = self.comm.rank
-        return NonFiniteLossError(
-            f"{self.topology.role(rank).value} rank {rank}: {error} at epoch {epoch + 1}, batch {step + 1} "
-            f"(batch starts in file {batch.origin}); lower the learning rate, check the data, or pass --skip-bad-batches"
-        )
+    def compute(self, train: Callable[[Batch], float | None], epoch: int, step: int, batch: Batch) -> float | None:
+        """One batch's local work (its loss, None when skipped). A NaN or infinite loss ends the run
+        with where it happened and what to do."""
+        with self.timeline.span("compute"):
+            try:
+                return train(batch)
+            except NonFiniteLossError as error:
+                rank = self.comm.rank
+                raise NonFiniteLossError(
+                    f"{self.topology.role(rank).value} rank {rank}: {error} at epoch {epoch + 1}, batch {step + 1} "
+                    f"(batch starts in file {batch.origin}); lower the learning rate, check the data, or pass "
+                    "--skip-bad-batches"
+                ) from None

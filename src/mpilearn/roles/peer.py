@@ -18,7 +18,6 @@ from .. import faults, models
 from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..comm import WaitTimeout
-from ..errors import NonFiniteLossError
 from ..interrupt import STOP
 from .job import Job
 from .watchdog import BUSY_S
@@ -59,11 +58,7 @@ def run_peers(job: Job) -> None:
             trained += 1
             faults.at(comm.rank, trained, batch)
             control.update(epoch + step / per_epoch)
-            with job.timeline.span("compute"):
-                try:
-                    loss = guard.accumulate(backend, batch, buffer[:n])
-                except NonFiniteLossError as error:
-                    raise job.bad_loss(error, epoch, step, batch) from None
+            loss = job.compute(lambda b: guard.accumulate(backend, b, buffer[:n]), epoch, step, batch)
             pending += 1
             if loss is None:
                 stats.skipped += 1

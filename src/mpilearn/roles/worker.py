@@ -37,11 +37,7 @@ def run_worker(job: Job) -> None:
             trained += 1
             faults.at(comm.rank, trained, batch)
             control.update(epoch + step / per_epoch)
-            with job.timeline.span("compute"):
-                try:
-                    loss = rule.train(batch, uplink.update)
-                except NonFiniteLossError as error:
-                    raise job.bad_loss(error, epoch, step, batch) from None
+            loss = job.compute(lambda b: rule.train(b, uplink.update), epoch, step, batch)
             pending += 1
             if loss is None:
                 uplink.add_skipped(1)
