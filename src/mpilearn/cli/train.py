@@ -161,7 +161,7 @@ def train(args: argparse.Namespace, argv: list[str]) -> int:
     comm = start_ranks(config)
     from ..training import train as run
 
-    run(config, comm=comm)  # a failure on one rank aborts every rank (training.abort_job)
+    run(config, comm=comm)  # a failure on one rank aborts every rank (errors.abort_job)
     return 0
 
 
