@@ -12,12 +12,13 @@ never overtake each other. Waits block on a condition variable, never spin.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import pickle
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -138,6 +139,15 @@ class LocalCommunicator:
             for rank in range(self.size) if ranks is None else ranks:
                 if rank != self.rank:
                     self._hub.grants[rank][self.rank] = until
+
+    @contextlib.contextmanager
+    def busy_while(self, seconds: float, ranks: Sequence[int] | None = None) -> Iterator[None]:
+        """busy() for the duration of a block; at its end the excuse is withdrawn."""
+        self.busy(seconds, ranks)
+        try:
+            yield
+        finally:
+            self.busy(0.0, ranks)
 
     def take_notices(self) -> None:
         """Notices are in `grants` as soon as they are sent."""
