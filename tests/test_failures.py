@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import make_data, run_cli, run_mpi
+from jobs import WatchedJob
 
 # A failed job must be gone within this many seconds of the failure.
 STOP_LIMIT_S = 10.0
@@ -26,51 +26,14 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_data(tmp_path_factory.mktemp("fail"), files=4, events=256)
 
 
-class Job:
+class Job(WatchedJob):
     """A self-launched training run whose output we can watch while it runs."""
 
     def __init__(self, args: list[str], log: Path) -> None:
-        env = dict(os.environ)
-        env.pop("MPILEARN_LAUNCHED", None)
-        self.log = log
-        self.handle = open(log, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=self.handle,
-                                        stderr=subprocess.STDOUT, start_new_session=True, env=env)
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.text())
-            if found:
-                return found
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.kill()
-        pytest.fail(f"never saw {pattern!r}:\n{self.text()}")
-
-    def finish(self, timeout: float) -> tuple[int, float]:
-        start = time.monotonic()
-        try:
-            status = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"job did not stop within {timeout}s:\n{self.text()}")
-        return status, time.monotonic() - start
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        super().__init__([sys.executable, "-m", "mpilearn", *args], log)
 
     def pid_of(self, rank: int) -> int:
-        ranks = self.wait_for(r"ranks: (.*)").group(1)
-        return int(re.search(rf"\b{rank} \S+ pid (\d+)@", ranks).group(1))
+        return self.rank(rank)[0]
 
 
 def _train_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
