@@ -31,6 +31,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"wheel": wheel, "sdist": sdist}
 
 
+@pytest.mark.timeout(600)
 def test_wheel_and_sdist_hold_the_package_and_its_metadata(built: dict[str, Path]) -> None:
     from mpilearn import __version__
 
@@ -61,6 +62,7 @@ def core_venv(built: dict[str, Path]) -> Path:
     return CORE / "bin"
 
 
+@pytest.mark.timeout(1200)  # several fresh processes and a 2-rank job
 def test_the_wheel_trains_two_ranks_in_a_core_venv_outside_the_checkout(core_venv: Path, tmp_path: Path) -> None:
     python = str(core_venv / "python")
     where = subprocess.run([python, "-c", "import mpilearn, sys; print(mpilearn.__file__)"], capture_output=True,

@@ -35,11 +35,12 @@ if mpilearn.is_root():
 '''
 
 
+@pytest.mark.timeout(900)  # 3 Keras ranks on a loaded 2-core machine
 def test_an_mlflow_callback_logs_one_run_per_job(tmp_path: Path) -> None:
     mlflow = pytest.importorskip("mlflow")
     (tmp_path / "track.py").write_text(SCRIPT)
     store = (tmp_path / "mlruns").as_uri()
-    result = run_mpi(3, [sys.executable, "track.py", store, str(tmp_path / "run")], timeout=300, cwd=tmp_path)
+    result = run_mpi(3, [sys.executable, "track.py", store, str(tmp_path / "run")], timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.output
     client = mlflow.tracking.MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("mpilearn")
