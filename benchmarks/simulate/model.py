@@ -1,0 +1,254 @@
+"""The algorithms as event processes: asynchronous masters (downpour, easgd,
+trees), synchronous rounds, and the allreduce ring; analytic bounds."""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from .engine import Engine, Meter, compute_time, make_link
+from .params import (
+    MASTER_PASSES,
+    SUB_UPLINK_PASSES,
+    SYNC_MEAN_PASSES_PER_WORKER,
+    TOP_PASSES,
+    WORKER_PASSES,
+    Params,
+    notice_delay,
+)
+
+
+class _Server:
+    """A master (or sub-master): updates wait in a FIFO queue and are served
+    one at a time. A job gets `release`, to call when the server is free again."""
+
+    def __init__(self, engine: Engine, p: Params, meter: Meter, service: float) -> None:
+        self.engine, self.p, self.meter, self.service = engine, p, meter, service
+        self.inbound = make_link(engine, p)
+        self.outbound = make_link(engine, p)
+        self.queue: deque[Callable[[Callable[[], None]], None]] = deque()
+        self.busy = False
+        self.idle_since = 0.0
+
+    def submit(self, job: Callable[[Callable[[], None]], None]) -> None:
+        self.queue.append(job)
+        if not self.busy:  # asleep in its polled wait: it notices at its next test
+            self.busy = True
+            delay = notice_delay(self.engine.now - self.idle_since, self.p)
+            self.engine.at(self.engine.now + delay, self._next)
+
+    def _next(self) -> None:
+        if not self.queue:
+            self.busy = False
+            self.idle_since = self.engine.now
+            return
+        self.busy = True
+        self.queue.popleft()(self._next)
+
+    def work(self, seconds: float, then: Callable[[], None]) -> None:
+        """CPU work of this server (counted as busy time), then `then`."""
+        self.meter.busy_for(self.engine.now, seconds)
+        self.engine.cpu(seconds, then)
+
+
+def _window(p: Params, workers: int, algo: str, cycles: int) -> tuple[float, float]:
+    """A simulated time long enough for `cycles` exchanges of every worker."""
+    service = p.apply_s + MASTER_PASSES.get(algo, 1.0) * p.copy_s + p.master_fixed_s
+    cycle = p.compute_s * p.sync_every + 2 * (p.latency + p.bytes / p.bandwidth) + service + p.worker_fixed_s
+    busy = workers * max(service, p.bytes / p.bandwidth) if p.masters == 1 else cycle
+    if p.cores:
+        cycle *= max(1.0, (workers + 1) / p.cores)
+    end = cycles * max(cycle, busy if algo != "sync" else cycle + busy)
+    return 0.25 * end, end
+
+
+def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int = 20, seed: int = 0) -> dict[str, float]:
+    """Downpour or EASGD, with one master or a two-level tree (p.masters >= 2)."""
+    engine = Engine(p.cores, seed)
+    start, end = _window(p, workers, algo, cycles)
+    meter = Meter(start, end)
+    k = p.sync_every
+    local = p.local_apply_s if algo == "easgd" else 0.0
+    worker_cpu = WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s
+    service = master_service_s(p, algo)
+    subs = max(1, p.masters - 1) if p.masters > 1 else 0
+    top = _Server(engine, p, Meter(start, end), service if subs == 0 else TOP_PASSES * p.copy_s + p.master_fixed_s)
+    servers = [top] if subs == 0 else [_Server(engine, p, Meter(start, end), service) for _ in range(subs)]
+    steps = [0] * len(servers)
+
+    waiting_since = [0.0] * workers
+
+    def compute(worker: int) -> None:
+        engine.cpu(compute_time(engine, p, k) + k * local + worker_cpu, send, worker)
+
+    def send(worker: int) -> None:
+        server = servers[worker % len(servers)]
+        waiting_since[worker] = engine.now
+        server.inbound.send(p.bytes, sent, worker)
+
+    def sent(worker: int) -> None:
+        server = servers[worker % len(servers)]
+        server.submit(lambda release: serve(worker, release))
+        waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
+
+    def received(worker: int) -> None:
+        engine.at(engine.now + notice_delay(engine.now - waiting_since[worker], p), compute, worker)
+
+    def serve(worker: int, release: Callable[[], None]) -> None:
+        index = worker % len(servers)
+        server = servers[index]
+
+        def applied() -> None:
+            meter.count(engine.now, k * p.batch)
+            steps[index] += 1
+            if subs and steps[index] % (p.upstream_every or k) == 0:
+                upstream(server, lambda: (reply(worker), release()))  # the sub-master waits for the top
+            else:
+                reply(worker)
+                release()
+
+        server.work(server.service, applied)
+
+    def upstream(sub: _Server, then: Callable[[], None]) -> None:
+        """A sub-master's round trip to the top with its weight delta."""
+        half = SUB_UPLINK_PASSES * p.copy_s / 2
+
+        def at_top(release: Callable[[], None]) -> None:
+            top.work(top.service, lambda: (top.outbound.send(p.bytes, lambda: sub.work(half, then)), release()))
+
+        sub.work(half, lambda: top.inbound.send(p.bytes, top.submit, at_top))
+
+    def reply(worker: int) -> None:
+        servers[worker % len(servers)].outbound.send(p.bytes, received, worker)
+
+    for worker in range(workers):
+        engine.at(0.0, compute, worker)
+    engine.run(end)
+    window = end - start
+    return {"samples_per_s": meter.rate(), "master_utilisation": top.meter.busy / window,
+            "submaster_utilisation": float(np.mean([s.meter.busy / window for s in servers])) if subs else None,
+            "events": engine.events}
+
+
+def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
+    """Rounds: all workers compute, all updates reach the master, one averaged
+    step, the master answers every worker in turn."""
+    engine = Engine(p.cores, seed)
+    start, end = _window(p, workers, "sync", cycles)
+    meter = Meter(start, end)
+    master = _Server(engine, p, meter, 0.0)  # its queue is unused: a round is one block of work
+    k = p.sync_every
+    worker_cpu = WORKER_PASSES["sync"] * p.copy_s + p.worker_fixed_s
+    state = {"arrived": 0, "round_start": 0.0}
+    waiting_since = [0.0] * workers
+
+    def compute(worker: int) -> None:
+        engine.cpu(compute_time(engine, p, k), lambda: engine.cpu(worker_cpu, send, worker))
+
+    def send(worker: int) -> None:
+        waiting_since[worker] = engine.now
+        master.inbound.send(p.bytes, arrive, worker)
+
+    def arrive(worker: int) -> None:
+        waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
+        state["arrived"] += 1
+        if state["arrived"] == workers:  # the master's polled wait_all notices the last one
+            state["arrived"] = 0
+            delay = notice_delay(engine.now - state["round_start"], p)
+            mean = (SYNC_MEAN_PASSES_PER_WORKER * (workers - 1) + (1 if workers > 1 else 0)) * p.copy_s
+            engine.at(engine.now + delay, master.work, p.apply_s + mean + p.master_fixed_s, lambda: answer(0))
+
+    def answer(worker: int) -> None:
+        """The master's replies, one after the other: copy the weights, send."""
+        if worker == 0:
+            meter.count(engine.now, workers * k * p.batch)
+        if worker < workers:
+            master.work(p.copy_s, lambda: (master.outbound.send(p.bytes, received, worker), answer(worker + 1)))
+        else:
+            state["round_start"] = engine.now
+
+    def received(worker: int) -> None:
+        engine.at(engine.now + notice_delay(engine.now - waiting_since[worker], p), compute, worker)
+
+    for worker in range(workers):
+        engine.at(0.0, compute, worker)
+    engine.run(end)
+    window = end - start
+    return {"samples_per_s": meter.rate(), "master_utilisation": meter.busy / window, "events": engine.events}
+
+
+def ring_allreduce_s(nbytes: float, peers: int, bandwidth: float, latency: float) -> float:
+    """Ring allreduce: reduce-scatter + allgather, 2(p-1) steps of bytes/p each."""
+    if peers <= 1:
+        return 0.0
+    return 2 * (peers - 1) / peers * nbytes / bandwidth + 2 * (peers - 1) * latency
+
+
+def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
+    """Each peer computes, joins the allreduce, and once it has noticed the
+    result (its polled wait) takes the optimizer step and computes again; the
+    allreduce ends a ring time after the last peer joined."""
+    engine = Engine(p.cores, seed)
+    ring = ring_allreduce_s(p.bytes, peers, p.allreduce_bandwidth or p.bandwidth, p.allreduce_latency or p.latency)
+    cycle = p.compute_s * p.sync_every + ring + p.apply_s
+    if p.cores:
+        cycle *= max(1.0, peers / p.cores)
+    end = cycles * cycle
+    start = 0.25 * end
+    meter = Meter(start, end)
+    k = p.sync_every
+    fixed = p.allreduce_fixed_s if peers > 1 else 0.0
+    step_cpu = p.apply_s + WORKER_PASSES["allreduce"] * p.copy_s + fixed
+    joined: list[tuple[int, float]] = []
+
+    def compute(peer: int) -> None:
+        engine.cpu(compute_time(engine, p, k), join, peer)
+
+    def join(peer: int) -> None:
+        if peers == 1:
+            meter.count(engine.now, k * p.batch)
+            engine.cpu(step_cpu, compute, peer)
+            return
+        joined.append((peer, engine.now))
+        if len(joined) == peers:
+            done = engine.now + ring
+            meter.count(done, peers * k * p.batch)
+            for other, since in joined:
+                engine.at(done + notice_delay(done - since, p), engine.cpu, step_cpu, compute, other)
+            joined.clear()
+
+    for peer in range(peers):
+        engine.at(0.0, compute, peer)
+    engine.run(end)
+    return {"samples_per_s": meter.rate(), "master_utilisation": None, "events": engine.events}
+
+
+def simulate(p: Params, algo: str, workers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
+    if algo == "allreduce":
+        return simulate_allreduce(p, workers, cycles, seed)
+    if algo == "sync":
+        return simulate_sync(p, workers, cycles, seed)
+    return simulate_async(p, workers, algo, cycles, seed)
+
+
+def single_worker_rate(p: Params) -> float:
+    """Samples/s of one process training alone (the efficiency baseline)."""
+    return p.batch / (p.compute_s + p.apply_s + WORKER_PASSES["allreduce"] * p.copy_s)
+
+
+def master_service_s(p: Params, algo: str) -> float:
+    if algo == "easgd":
+        return MASTER_PASSES["easgd"] * p.copy_s + p.master_fixed_s
+    return p.apply_s + MASTER_PASSES.get(algo, 1.0) * p.copy_s + p.master_fixed_s
+
+
+def saturation_workers(p: Params, algo: str) -> float:
+    """Workers at which one master is busy all the time: a worker's cycle with
+    an idle master over the master's time per update (CPU or link, the larger)."""
+    service = max(master_service_s(p, algo), p.bytes / p.bandwidth)
+    local = p.local_apply_s * p.sync_every if algo == "easgd" else 0.0
+    cycle = (p.compute_s * p.sync_every + local + WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s
+             + 2 * (p.latency + p.bytes / p.bandwidth) + master_service_s(p, algo))
+    return cycle / service
+
