@@ -181,6 +181,19 @@ def _simulate_tables(result: dict[str, Any]) -> list[str]:
             fitted = c.get("fitted_s")
             lines.append(f"| {c['floats']:.0e} floats | {c['measured_s'] * 1e3:.2f} ms | {c['predicted_s'] * 1e3:.2f} ms | {c['error']:+.0%} | "
                          + (f"{fitted * 1e3:.2f} ms | {fitted / c['measured_s'] - 1:+.0%} |" if fitted else "n/a | |"))
+    if result.get("cases"):
+        lines += ["", "Efficiency at 1024 and 4096 workers (three cases, network preset; in brackets the share of ranks that "
+                      "are servers or masters, and the master's or each server's utilisation):", "",
+                  "| case | layout | 1024 workers | 4096 workers |", "|---|---|---|---|"]
+        keys = list(dict.fromkeys((c["case"], c["layout"]) for c in result["cases"]))
+        for case, layout in keys:
+            cells = []
+            for workers in (1024, 4096):
+                hit = next((c for c in result["cases"] if c["case"] == case and c["layout"] == layout and c["workers"] == workers), None)
+                util = hit and hit.get("master_utilisation")
+                cells.append("" if hit is None else f"{hit['efficiency']:.2f} ({hit['server_share']:.1%}"
+                             + (f", {util:.2f})" if util is not None else ")"))
+            lines.append(f"| {case} | {layout} | " + " | ".join(cells) + " |")
     if result.get("inputs"):
         lines += ["", "Inputs (seconds, bytes/s):", ""]
         for model, p in result["inputs"].items():

@@ -12,9 +12,11 @@ from .. import common
 from .inputs import LINKS, measured_inputs, params_for, training_label
 from .model import ring_allreduce_s, saturation_workers, simulate, single_worker_rate
 from .params import Params
+from .scenarios import run_cases
 
 WORKER_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 ALGOS = ("downpour", "sync", "easgd", "allreduce")
+DILOCO_H = 16  # mpilearn's default --inner-steps (config.py)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-every", type=int, default=1)
     parser.add_argument("--jitter", type=float, default=0.05, help="coefficient of variation of the compute time")
     parser.add_argument("--cycles", type=int, default=20, help="exchanges per worker simulated")
+    parser.add_argument("--inner-steps", type=int, default=DILOCO_H, help="DiLoCo's H for calo-cnn in the 1024/4096-worker cases")
+    parser.add_argument("--no-cases", action="store_true", help="skip the 1024/4096-worker cases")
     # Direct inputs (instead of the measurements): one synthetic model named "given".
     parser.add_argument("--compute-ms", type=float, default=None, help="compute time per batch (ms)")
     parser.add_argument("--params", type=float, default=None, help="model parameters")
@@ -177,6 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checks = [] if args.quick or "scaling" not in inputs else validate(inputs, args)
     allreduce_check = _allreduce_check(inputs)
     rows = _result_rows(table, checks, saturation)
+    calo = base.get("calo-cnn")
+    cases = [] if args.quick or args.no_cases or calo is None else run_cases(calo, inputs, min(cycles, 10), args.inner_steps)
+    rows += _case_rows(cases)
     return {
         "inputs": {name: asdict(p) for name, p in models.items()},
         "sources": inputs.get("sources", {}),
@@ -185,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "saturation": saturation,
         "validation": checks,
         "allreduce_validation": allreduce_check,
+        "cases": cases,
         "rows": rows,
         "summary": _summary(checks, saturation),
     }
@@ -218,6 +226,25 @@ def _result_rows(table: list[dict[str, Any]], checks: list[dict[str, Any]], satu
             if s["analytic"] is not None:
                 rows.append(common.row(f"{model} {algo}: workers one master can feed", [s["analytic"]], "workers",
                                        group="saturation", simulated_first_at_95pct=s["simulated_first_at_95pct"]))
+    return rows
+
+
+def _case_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per case and worker count: the best asynchronous layout with servers at
+    most 5% of the ranks, and the best allreduce (goals at 1024 workers)."""
+    rows = []
+    for name in dict.fromkeys(c["case"] for c in cases):
+        for workers in sorted({c["workers"] for c in cases if c["case"] == name}):
+            mine = [c for c in cases if c["case"] == name and c["workers"] == workers]
+            asynchronous = [c for c in mine if c["algo"] in ("downpour", "easgd", "diloco") and c["server_share"] <= 0.05]
+            allreduce = [c for c in mine if c["algo"] == "allreduce"]
+            for kind, group in (("asynchronous, servers <= 5% of ranks", asynchronous), ("allreduce", allreduce)):
+                if not group:
+                    continue
+                best = max(group, key=lambda c: c["efficiency"])
+                goal = workers == 1024 and (kind != "allreduce" or name.startswith("calo-cnn"))
+                rows.append(common.row(f"{name}, {workers} workers: best {kind} ({best['layout']})", [best["efficiency"]],
+                                       "efficiency", ">= 0.9" if goal else None, group="1024/4096 workers"))
     return rows
 
 

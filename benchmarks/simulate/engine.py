@@ -114,29 +114,29 @@ def make_link(engine: Engine, p: Params) -> Link:
 
 
 class Meter:
-    """Throughput inside a measuring window, from the first to the last count
-    in it (no partial cycles at its edges), and a server's busy time."""
+    """Throughput inside a measuring window, and a server's busy time. Each
+    stream of counts (a worker's updates, or the rounds of a synchronous
+    job) is rated from its first to its last count in the window (no partial
+    cycles at its edges), and the streams' rates add up: exact for periodic
+    streams even when many of them arrive in bursts."""
 
     def __init__(self, start: float, end: float) -> None:
         self.start, self.end = start, end
-        self.first: float | None = None
-        self.last = 0.0
-        self.samples = 0.0  # counted after the first count in the window
+        self.streams: dict[int, list[float]] = {}  # key -> [first, last, samples after the first]
         self.busy = 0.0
 
-    def count(self, now: float, samples: float) -> None:
+    def count(self, now: float, samples: float, key: int = -1) -> None:
         if not self.start <= now <= self.end:
             return
-        if self.first is None:
-            self.first = now
+        stream = self.streams.get(key)
+        if stream is None:
+            self.streams[key] = [now, now, 0.0]
         else:
-            self.samples += samples
-        self.last = now
+            stream[1] = now
+            stream[2] += samples
 
     def rate(self) -> float:
-        if self.first is None or self.last <= self.first:
-            return 0.0
-        return self.samples / (self.last - self.first)
+        return sum(samples / (last - first) for first, last, samples in self.streams.values() if last > first)
 
     def busy_for(self, begin: float, seconds: float) -> None:
         lo, hi = max(begin, self.start), min(begin + seconds, self.end)
@@ -150,3 +150,17 @@ def compute_time(engine: Engine, p: Params, batches: int = 1) -> float:
     sigma = math.sqrt(math.log(1 + p.jitter**2))
     return float(p.compute_s * np.sum(engine.rng.lognormal(-sigma**2 / 2, sigma, batches)))
 
+
+
+def send_pair(first: Link | None, second: Link, nbytes: float, callback: Callable[..., None], *args: Any) -> None:
+    """A message of a server's slice (`nbytes`) crossing a worker's link
+    (`first`, None when not modelled) and a server's link at once (cut-through):
+    it leaves when both are free, and holds each for its bytes. With S servers
+    the worker's link carries S such slices one after the other."""
+    if first is None:
+        second.send(nbytes, callback, *args)
+        return
+    engine = second.engine
+    start = max(engine.now, first.free_at, second.free_at)
+    first.free_at = second.free_at = start + nbytes / second.bandwidth
+    engine.at(second.free_at + second.latency, callback, *args)

@@ -23,7 +23,7 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _loglog(xs: list[float], ys: list[float], x: float) -> float:
+def loglog(xs: list[float], ys: list[float], x: float) -> float:
     """Piecewise-linear interpolation in log-log space (extrapolated at the
     ends): memory-bound costs change slope where arrays leave the caches."""
     lx, ly = np.log(np.asarray(xs, float)), np.log(np.maximum(np.asarray(ys, float), 1e-12))
@@ -104,7 +104,7 @@ def params_for(model: str, model_result: dict[str, Any], inputs: dict[str, Any],
             return float(np.median(pieces[piece]))
         if key not in inputs:
             return default
-        return _loglog(*inputs[key], n)
+        return loglog(*inputs[key], n)
 
     apply_s = at("apply", "fused optimizer step", 28 * n / 15e9)
     copy_s = at("copy", "get_weights (one pass)", 8 * n / 15e9)

@@ -2,12 +2,13 @@
 trees), synchronous rounds, and the allreduce ring; analytic bounds."""
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 
-from .engine import Engine, Meter, compute_time, make_link
+from .engine import Engine, Link, Meter, compute_time, make_link, send_pair
 from .params import (
     MASTER_PASSES,
     SUB_UPLINK_PASSES,
@@ -52,30 +53,47 @@ class _Server:
         self.engine.cpu(seconds, then)
 
 
+def _local_s(p: Params, algo: str) -> float:
+    """A worker's own optimizer step per batch (EASGD's SGD, DiLoCo's inner
+    step) and the reset of its gradient buffer."""
+    return {"easgd": p.local_apply_s + p.reset_s, "diloco": p.own_apply_s + p.reset_s}.get(algo, 0.0)
+
+
 def _window(p: Params, workers: int, algo: str, cycles: int) -> tuple[float, float]:
     """A simulated time long enough for `cycles` exchanges of every worker."""
-    service = p.apply_s + MASTER_PASSES.get(algo, 1.0) * p.copy_s + p.master_fixed_s
-    cycle = p.compute_s * p.sync_every + 2 * (p.latency + p.bytes / p.bandwidth) + service + p.worker_fixed_s
-    busy = workers * max(service, p.bytes / p.bandwidth) if p.masters == 1 else cycle
+    service = master_service_s(p, algo)
+    wire = p.shard_bytes / p.bandwidth
+    local = _local_s(p, algo) * p.sync_every
+    cycle = p.compute_s * p.sync_every + local + 2 * (p.latency + p.bytes / p.bandwidth) + service + p.worker_fixed_s
+    busy = workers * max(service, wire) if p.masters == 1 else cycle
     if p.cores:
-        cycle *= max(1.0, (workers + 1) / p.cores)
-    end = cycles * max(cycle, busy if algo != "sync" else cycle + busy)
+        cycle *= max(1.0, (workers + p.servers) / p.cores)
+    end = cycles * max(cycle, busy if not algo.endswith("sync") else cycle + busy)
     return 0.25 * end, end
 
 
 def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int = 20, seed: int = 0) -> dict[str, float]:
-    """Downpour or EASGD, with one master or a two-level tree (p.masters >= 2)."""
+    """Downpour, EASGD or asynchronous DiLoCo, with one master, S sharded
+    servers (p.servers) or a two-level tree (p.masters >= 2).
+
+    S servers are symmetric: every worker sends each of them its slice at the
+    same time, so each sees the same arrivals and serves them in the same
+    order; one server with a slice's costs (and its own links) stands for all
+    S, and the worker's link (when modelled) carries all S slices."""
     engine = Engine(p.cores, seed)
     start, end = _window(p, workers, algo, cycles)
     meter = Meter(start, end)
     k = p.sync_every
-    local = p.local_apply_s if algo == "easgd" else 0.0
-    worker_cpu = WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s
+    local = _local_s(p, algo)
+    worker_cpu = WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s + (p.servers - 1) * p.server_fixed_s
     service = master_service_s(p, algo)
     subs = max(1, p.masters - 1) if p.masters > 1 else 0
     top = _Server(engine, p, Meter(start, end), service if subs == 0 else TOP_PASSES * p.copy_s + p.master_fixed_s)
     servers = [top] if subs == 0 else [_Server(engine, p, Meter(start, end), service) for _ in range(subs)]
     steps = [0] * len(servers)
+    nic_out = [Link(engine, p.bandwidth, p.latency) for _ in range(workers)] if p.worker_link else None
+    nic_in = [Link(engine, p.bandwidth, p.latency) for _ in range(workers)] if p.worker_link else None
+    slices = p.servers if subs == 0 else 1
 
     waiting_since = [0.0] * workers
 
@@ -85,7 +103,9 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
     def send(worker: int) -> None:
         server = servers[worker % len(servers)]
         waiting_since[worker] = engine.now
-        server.inbound.send(p.bytes, sent, worker)
+        if nic_out is not None:  # the other slices leave before the one the stand-in server gets
+            nic_out[worker].free_at = max(engine.now, nic_out[worker].free_at) + (slices - 1) * p.shard_bytes / p.bandwidth
+        send_pair(nic_out[worker] if nic_out else None, server.inbound, p.shard_bytes, sent, worker)
 
     def sent(worker: int) -> None:
         server = servers[worker % len(servers)]
@@ -93,14 +113,15 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
         waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
 
     def received(worker: int) -> None:
-        engine.at(engine.now + notice_delay(engine.now - waiting_since[worker], p), compute, worker)
+        delay = (slices - 1) * p.shard_bytes / p.bandwidth if nic_in is not None else 0.0  # the other slices arrive too
+        engine.at(engine.now + delay + notice_delay(engine.now + delay - waiting_since[worker], p), compute, worker)
 
     def serve(worker: int, release: Callable[[], None]) -> None:
         index = worker % len(servers)
         server = servers[index]
 
         def applied() -> None:
-            meter.count(engine.now, k * p.batch)
+            meter.count(engine.now, k * p.batch, worker)
             steps[index] += 1
             if subs and steps[index] % (p.upstream_every or k) == 0:
                 upstream(server, lambda: (reply(worker), release()))  # the sub-master waits for the top
@@ -120,7 +141,7 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
         sub.work(half, lambda: top.inbound.send(p.bytes, top.submit, at_top))
 
     def reply(worker: int) -> None:
-        servers[worker % len(servers)].outbound.send(p.bytes, received, worker)
+        send_pair(nic_in[worker] if nic_in else None, servers[worker % len(servers)].outbound, p.shard_bytes, received, worker)
 
     for worker in range(workers):
         engine.at(0.0, compute, worker)
@@ -131,24 +152,28 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
             "events": engine.events}
 
 
-def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
-    """Rounds: all workers compute, all updates reach the master, one averaged
-    step, the master answers every worker in turn."""
+def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0, algo: str = "sync") -> dict[str, float]:
+    """Rounds: all workers compute (DiLoCo: H inner steps), all updates reach
+    the master, one averaged step, the master answers every worker in turn.
+    S sharded servers do the same on their slices, in parallel (symmetric)."""
     engine = Engine(p.cores, seed)
-    start, end = _window(p, workers, "sync", cycles)
+    start, end = _window(p, workers, algo, cycles)
     meter = Meter(start, end)
     master = _Server(engine, p, meter, 0.0)  # its queue is unused: a round is one block of work
     k = p.sync_every
-    worker_cpu = WORKER_PASSES["sync"] * p.copy_s + p.worker_fixed_s
+    base = "diloco" if algo.startswith("diloco") else "sync"
+    local = _local_s(p, base)
+    worker_cpu = WORKER_PASSES[base] * p.copy_s + p.worker_fixed_s + (p.servers - 1) * p.server_fixed_s
+    apply = p.slice_apply_s  # sync: the model's optimizer; DiLoCo: the outer one, both fused steps
     state = {"arrived": 0, "round_start": 0.0}
     waiting_since = [0.0] * workers
 
     def compute(worker: int) -> None:
-        engine.cpu(compute_time(engine, p, k), lambda: engine.cpu(worker_cpu, send, worker))
+        engine.cpu(compute_time(engine, p, k) + k * local, lambda: engine.cpu(worker_cpu, send, worker))
 
     def send(worker: int) -> None:
         waiting_since[worker] = engine.now
-        master.inbound.send(p.bytes, arrive, worker)
+        master.inbound.send(p.shard_bytes, arrive, worker)
 
     def arrive(worker: int) -> None:
         waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
@@ -156,15 +181,15 @@ def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0) -> d
         if state["arrived"] == workers:  # the master's polled wait_all notices the last one
             state["arrived"] = 0
             delay = notice_delay(engine.now - state["round_start"], p)
-            mean = (SYNC_MEAN_PASSES_PER_WORKER * (workers - 1) + (1 if workers > 1 else 0)) * p.copy_s
-            engine.at(engine.now + delay, master.work, p.apply_s + mean + p.master_fixed_s, lambda: answer(0))
+            mean = (SYNC_MEAN_PASSES_PER_WORKER * (workers - 1) + (1 if workers > 1 else 0)) * p.slice_copy_s
+            engine.at(engine.now + delay, master.work, apply + mean + p.master_fixed_s, lambda: answer(0))
 
     def answer(worker: int) -> None:
         """The master's replies, one after the other: copy the weights, send."""
         if worker == 0:
             meter.count(engine.now, workers * k * p.batch)
         if worker < workers:
-            master.work(p.copy_s, lambda: (master.outbound.send(p.bytes, received, worker), answer(worker + 1)))
+            master.work(p.slice_copy_s, lambda: (master.outbound.send(p.shard_bytes, received, worker), answer(worker + 1)))
         else:
             state["round_start"] = engine.now
 
@@ -185,12 +210,32 @@ def ring_allreduce_s(nbytes: float, peers: int, bandwidth: float, latency: float
     return 2 * (peers - 1) / peers * nbytes / bandwidth + 2 * (peers - 1) * latency
 
 
+def rabenseifner_allreduce_s(nbytes: float, peers: int, bandwidth: float, latency: float) -> float:
+    """Recursive-halving reduce-scatter + recursive-doubling allgather (what
+    MPICH uses for all but tiny messages): the ring's bytes in 2 log2(p) steps."""
+    if peers <= 1:
+        return 0.0
+    return 2 * (peers - 1) / peers * nbytes / bandwidth + 2 * math.ceil(math.log2(peers)) * latency
+
+
+def allreduce_s(p: Params, peers: int) -> float:
+    bandwidth, latency = p.allreduce_bandwidth or p.bandwidth, p.allreduce_latency or p.latency
+    if p.allreduce_algorithm == "ring":
+        return ring_allreduce_s(p.bytes, peers, bandwidth, latency)
+    if p.allreduce_algorithm == "rabenseifner":
+        return rabenseifner_allreduce_s(p.bytes, peers, bandwidth, latency)
+    # hierarchical: reduce inside each node (shared memory, one pass per rank), across nodes, broadcast back.
+    local = min(p.ranks_per_node, peers)
+    node = 2 * (local - 1) * p.copy_s / local if local > 1 else 0.0
+    return node + rabenseifner_allreduce_s(p.bytes, math.ceil(peers / local), bandwidth, latency)
+
+
 def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
     """Each peer computes, joins the allreduce, and once it has noticed the
     result (its polled wait) takes the optimizer step and computes again; the
-    allreduce ends a ring time after the last peer joined."""
+    allreduce ends an allreduce time after the last peer joined."""
     engine = Engine(p.cores, seed)
-    ring = ring_allreduce_s(p.bytes, peers, p.allreduce_bandwidth or p.bandwidth, p.allreduce_latency or p.latency)
+    ring = allreduce_s(p, peers)
     cycle = p.compute_s * p.sync_every + ring + p.apply_s
     if p.cores:
         cycle *= max(1.0, peers / p.cores)
@@ -199,7 +244,7 @@ def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -
     meter = Meter(start, end)
     k = p.sync_every
     fixed = p.allreduce_fixed_s if peers > 1 else 0.0
-    step_cpu = p.apply_s + WORKER_PASSES["allreduce"] * p.copy_s + fixed
+    step_cpu = p.own_apply_s + p.reset_s + fixed
     joined: list[tuple[int, float]] = []
 
     def compute(peer: int) -> None:
@@ -207,7 +252,7 @@ def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -
 
     def join(peer: int) -> None:
         if peers == 1:
-            meter.count(engine.now, k * p.batch)
+            meter.count(engine.now, k * p.batch, peer)
             engine.cpu(step_cpu, compute, peer)
             return
         joined.append((peer, engine.now))
@@ -225,30 +270,32 @@ def simulate_allreduce(p: Params, peers: int, cycles: int = 20, seed: int = 0) -
 
 
 def simulate(p: Params, algo: str, workers: int, cycles: int = 20, seed: int = 0) -> dict[str, float]:
+    """algo: downpour, sync, easgd, diloco (asynchronous), diloco-sync, allreduce."""
     if algo == "allreduce":
         return simulate_allreduce(p, workers, cycles, seed)
-    if algo == "sync":
-        return simulate_sync(p, workers, cycles, seed)
+    if algo in ("sync", "diloco-sync"):
+        return simulate_sync(p, workers, cycles, seed, algo)
     return simulate_async(p, workers, algo, cycles, seed)
 
 
 def single_worker_rate(p: Params) -> float:
     """Samples/s of one process training alone (the efficiency baseline)."""
-    return p.batch / (p.compute_s + p.apply_s + WORKER_PASSES["allreduce"] * p.copy_s)
+    return p.batch / (p.compute_s + p.own_apply_s + p.reset_s)
 
 
 def master_service_s(p: Params, algo: str) -> float:
-    if algo == "easgd":
-        return MASTER_PASSES["easgd"] * p.copy_s + p.master_fixed_s
-    return p.apply_s + MASTER_PASSES.get(algo, 1.0) * p.copy_s + p.master_fixed_s
+    """A server's time per update: on a slice of the weights when sharded."""
+    base = "diloco" if algo.startswith("diloco") else algo
+    apply = 0.0 if base == "easgd" else p.slice_apply_s
+    return MASTER_PASSES.get(base, 1.0) * p.slice_copy_s + apply + p.master_fixed_s
 
 
 def saturation_workers(p: Params, algo: str) -> float:
-    """Workers at which one master is busy all the time: a worker's cycle with
-    an idle master over the master's time per update (CPU or link, the larger)."""
-    service = max(master_service_s(p, algo), p.bytes / p.bandwidth)
-    local = p.local_apply_s * p.sync_every if algo == "easgd" else 0.0
-    cycle = (p.compute_s * p.sync_every + local + WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s
+    """Workers at which one master (each of S servers) is busy all the time: a
+    worker's cycle with idle servers over a server's time per update (CPU or link, the larger)."""
+    base = "diloco" if algo.startswith("diloco") else algo
+    service = max(master_service_s(p, algo), p.shard_bytes / p.bandwidth)
+    local = _local_s(p, base) * p.sync_every
+    cycle = (p.compute_s * p.sync_every + local + WORKER_PASSES[base] * p.copy_s + p.worker_fixed_s
              + 2 * (p.latency + p.bytes / p.bandwidth) + master_service_s(p, algo))
     return cycle / service
-

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 # compute (clients.py, worker.py): downpour/sync: the NaN check, get_weights
 # for the state delta, set_weights and the copy of the base on the reply,
 # and zeroing the update buffer; easgd: one more for the elastic step.
-WORKER_PASSES = {"downpour": 4.5, "sync": 4.5, "easgd": 5.5, "allreduce": 0.5}
+# diloco: the NaN check, get_weights, the pseudo-gradient, set_weights and the base copy on the reply, zeroing.
+WORKER_PASSES = {"downpour": 4.5, "sync": 4.5, "easgd": 5.5, "diloco": 5.5, "allreduce": 0.5}
 # Passes at the master per update besides the optimizer step (centers.py):
 # the reply copy; EASGD: get/set weights and the elastic arithmetic.
-MASTER_PASSES = {"downpour": 1.0, "sync": 1.0, "easgd": 7.0}
+# DiLoCo: the outer Nesterov step runs as a fused optimizer step on the pseudo-gradient (costed as apply_s), then the reply.
+MASTER_PASSES = {"downpour": 1.0, "sync": 1.0, "easgd": 7.0, "diloco": 1.0}
+# Algorithms whose workers take local optimizer steps between exchanges.
+LOCAL_STEPS = ("easgd", "diloco")
 SYNC_MEAN_PASSES_PER_WORKER = 1.5  # mean_of: one add (read 2, write 1) per extra worker
 TOP_PASSES = 4.5  # DeltaCenter at the top of a tree: get, add, set, reply
 SUB_UPLINK_PASSES = 4.5  # DeltaClient: get + subtract, then set + copy base
@@ -41,6 +45,25 @@ class Params:
     upstream_every: int | None = None  # sub-master steps per exchange with the top (None: sync_every, as mpilearn does)
     cores: int | None = None  # None: a core per rank; else ranks share this many cores
     masters: int = 1
+    # Sharded parameter servers: the weights split into this many slices, each on its own server rank
+    # with its own links; a worker exchanges with all of them at once, each exchange costing it server_fixed_s more.
+    servers: int = 1
+    server_fixed_s: float = 5e-5
+    # One server's optimizer step and pass over its slice (None: apply_s and copy_s over servers;
+    # measured curves give them at the slice's size, where fixed costs do not shrink).
+    server_apply_s: float | None = None
+    server_copy_s: float | None = None
+    # A worker's own optimizer step (DiLoCo's inner step, and the solo baseline); None: apply_s.
+    worker_apply_s: float | None = None
+    # A worker's reset of its gradient buffer each batch (None: half a pass at copy_s; on a GPU, device memory).
+    worker_reset_s: float | None = None
+    # The worker's network link is modelled too (a network preset): it carries all slices of its exchanges.
+    worker_link: bool = False
+    # MPI's allreduce: "ring" (2(p-1) latency steps) or "rabenseifner" (MPICH's choice: recursive halving and
+    # doubling, 2 log2(p) latency steps, the same bytes); "hierarchical": a shared-memory reduce among
+    # ranks_per_node ranks, Rabenseifner across nodes, a shared-memory broadcast.
+    allreduce_algorithm: str = "ring"
+    ranks_per_node: int = 4
     # mpilearn's non-spinning waits (comm.transport.Backoff): a waiting rank tests, then sleeps
     # 20 us, 40 us, ... up to poll_max_s between tests, each sleep overshooting by about sleep_slack_s.
     poll_first_s: float = 2e-5
@@ -50,6 +73,27 @@ class Params:
     @property
     def bytes(self) -> float:
         return 4.0 * self.params
+
+    @property
+    def shard_bytes(self) -> float:
+        """Bytes of one server's slice of a message."""
+        return self.bytes / self.servers
+
+    @property
+    def slice_apply_s(self) -> float:
+        return self.apply_s / self.servers if self.server_apply_s is None else self.server_apply_s
+
+    @property
+    def slice_copy_s(self) -> float:
+        return self.copy_s / self.servers if self.server_copy_s is None else self.server_copy_s
+
+    @property
+    def own_apply_s(self) -> float:
+        return self.apply_s if self.worker_apply_s is None else self.worker_apply_s
+
+    @property
+    def reset_s(self) -> float:
+        return WORKER_PASSES["allreduce"] * self.copy_s if self.worker_reset_s is None else self.worker_reset_s
 
 
 def notice_delay(waited: float, p: Params) -> float:
