@@ -25,8 +25,9 @@ def _pair(make_optimizer):
 @pytest.mark.parametrize(
     "make_optimizer",
     [lambda: keras.optimizers.Adam(0.01), lambda: keras.optimizers.Adam(0.003, beta_1=0.8, epsilon=1e-4),
-     lambda: keras.optimizers.SGD(0.1)],
-    ids=["adam", "adam-custom", "sgd"],
+     lambda: keras.optimizers.SGD(0.1), lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+     lambda: keras.optimizers.SGD(0.7, momentum=0.9, nesterov=True)],
+    ids=["adam", "adam-custom", "sgd", "sgd-momentum", "sgd-nesterov"],
 )
 def test_fused_path_matches_keras_optimizer(make_optimizer) -> None:
     fast, reference = _pair(make_optimizer)
@@ -52,5 +53,5 @@ def test_unsupported_optimizers_fall_back_to_keras() -> None:
     assert supports(keras.optimizers.Adam())
     assert not supports(keras.optimizers.AdamW())
     assert not supports(keras.optimizers.Adam(clipnorm=1.0))
-    assert not supports(keras.optimizers.SGD(momentum=0.9))
+    assert supports(keras.optimizers.SGD(momentum=0.9, nesterov=True))
     assert not supports(keras.optimizers.RMSprop())

@@ -34,7 +34,8 @@ class KerasModelBackend(FlatBackend):
         self._sizes = self.layout.trainable_sizes + self.layout.state_sizes
         # The model's own optimizer runs through torch's fused kernels when it can.
         self.fast_optimizer = True
-        self._fused: torch_optim.FusedApply | None = None
+        # One fused path per optimizer that applies gradients here (the model's; DiLoCo's outer one, EASGD's), None: Keras.
+        self._fused_paths: dict[int, torch_optim.FusedApply | None] = {}
 
     def _tensors(self) -> list[torch.Tensor]:
         return [v.value for v in self.trainable + self.state]
@@ -89,22 +90,37 @@ class KerasModelBackend(FlatBackend):
         for variable, size in zip(self.trainable, self.layout.trainable_sizes):
             tensors.append(source[offset : offset + size].view(tuple(variable.shape)))
             offset += size
-        if optimizer is None and self._fused is None and self.fast_optimizer and torch_optim.supports(self.model.optimizer):
-            self._fused = torch_optim.FusedApply(self.model.optimizer, self.trainable)
-        if optimizer is None and self._fused is not None:
-            self._fused.step(tensors)
+        target = optimizer or self.model.optimizer
+        fused = self._fused_for(target)
+        if fused is not None:
+            fused.step(tensors)
         else:
-            (optimizer or self.model.optimizer).apply(tensors, self.trainable)
+            target.apply(tensors, self.trainable)
+
+    @property
+    def _fused(self) -> torch_optim.FusedApply | None:
+        """The model optimizer's fused path, once it has run."""
+        return self._fused_paths.get(id(self.model.optimizer))
+
+    def _fused_for(self, optimizer: Any) -> torch_optim.FusedApply | None:
+        if not self.fast_optimizer:
+            return None
+        key = id(optimizer)
+        if key not in self._fused_paths:
+            self._fused_paths[key] = torch_optim.FusedApply(optimizer, self.trainable) if torch_optim.supports(optimizer) else None
+        return self._fused_paths[key]
 
     def sync_optimizer(self) -> None:
-        """Bring the Keras optimizer's variables up to date (before saving)."""
-        if self._fused is not None:
-            self._fused.save_to_keras()
+        """Bring the Keras optimizers' variables up to date (before saving)."""
+        for fused in self._fused_paths.values():
+            if fused is not None:
+                fused.save_to_keras()
 
     def reload_optimizer(self) -> None:
-        """Take the Keras optimizer's variables as the state (after restoring them)."""
-        if self._fused is not None:
-            self._fused.load_from_keras()
+        """Take the Keras optimizers' variables as the state (after restoring them)."""
+        for fused in self._fused_paths.values():
+            if fused is not None:
+                fused.load_from_keras()
 
 
 def wrap_module(module: Any, input_shape: tuple[int, ...]) -> Any:

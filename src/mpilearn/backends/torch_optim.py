@@ -16,7 +16,7 @@ import torch
 
 
 def supports(optimizer: Any) -> bool:
-    """Adam and plain SGD without clipping, decay, EMA or accumulation."""
+    """Adam and SGD (plain, momentum, Nesterov) without clipping, decay, EMA or accumulation."""
     import keras
 
     plain = (
@@ -33,9 +33,7 @@ def supports(optimizer: Any) -> bool:
         return False
     if _is(optimizer, keras.optimizers.Adam):
         return not optimizer.amsgrad
-    if _is(optimizer, keras.optimizers.SGD):
-        return optimizer.momentum == 0
-    return False
+    return _is(optimizer, keras.optimizers.SGD)
 
 
 def _is(optimizer: Any, cls: type) -> bool:
@@ -49,6 +47,9 @@ class FusedApply:
 
     Adam: Keras adds epsilon to sqrt(v) before the bias correction, torch
     after it; passing torch eps / sqrt(1 - beta_2^t) makes the two equal.
+    SGD with momentum: Keras's own update (m = mu m - lr g; w += m, or
+    w += mu m - lr g with Nesterov) in foreach kernels, on the Keras momentum
+    variables themselves, so there is no state to convert.
     """
 
     def __init__(self, optimizer: Any, variables: list[Any]) -> None:
@@ -65,14 +66,25 @@ class FusedApply:
             )
         if not optimizer.built:
             optimizer.build(variables)
+        momentum = 0.0 if self.is_adam else float(optimizer.momentum)
+        self.momentum, self.nesterov = momentum, bool(getattr(optimizer, "nesterov", False))
+        self.momentums = [optimizer.momentums[optimizer._get_variable_index(v)].value for v in variables] if momentum else []
         self.load_from_keras()
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor]) -> None:
         optimizer = self.keras_optimizer
         lr = float(optimizer.learning_rate)  # read each step: warmup, ReduceLROnPlateau
-        if not self.is_adam:
+        if not self.is_adam and not self.momentum:
             torch._foreach_add_(self.params, grads, alpha=-lr)
+        elif not self.is_adam:
+            torch._foreach_mul_(self.momentums, self.momentum)
+            torch._foreach_add_(self.momentums, grads, alpha=-lr)
+            if self.nesterov:
+                torch._foreach_add_(self.params, self.momentums, alpha=self.momentum)
+                torch._foreach_add_(self.params, grads, alpha=-lr)
+            else:
+                torch._foreach_add_(self.params, self.momentums)
         else:
             t = int(optimizer.iterations.numpy()) + 1
             group = self.torch_optimizer.param_groups[0]
