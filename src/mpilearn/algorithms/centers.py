@@ -81,3 +81,29 @@ class ElasticCenter(_Center):
 
     def reply(self, slot: int, out: Message) -> None:
         np.copyto(out.payload, self.diffs[slot])
+
+
+class OuterCenter(_Center):
+    """DiLoCo's outer step: pseudo-gradients go through the outer optimizer
+    (Nesterov SGD). Synchronous: their mean over the round, as in the paper.
+    Asynchronous: each one as it arrives, divided by the number of clients,
+    so that a round of N arrivals moves the weights as far as one synchronous
+    step does (momentum included, in the steady state). Layer state moves by
+    the same (scaled) differences."""
+
+    def __init__(self, backend: ModelBackend, optimizer: Any, clients: int, synchronous: bool) -> None:
+        super().__init__(backend)
+        self.outer = optimizer
+        self.scale = 1.0 if synchronous else 1.0 / clients
+
+    def absorb(self, updates: Sequence[tuple[int, Message]]) -> None:
+        if len(updates) > 1:
+            payload = mean_of([m.payload for _, m in updates], self.scratch)
+        elif self.scale != 1.0:
+            payload = np.multiply(updates[0][1].payload, np.float32(self.scale), out=self.scratch)
+        else:
+            payload = updates[0][1].payload
+        n = self.layout.num_trainable
+        self.backend.apply_gradients(payload[:n], self.outer)
+        if self.layout.num_state:
+            self.backend.add_state(np.negative(payload[n:], out=self.scratch[n:]))

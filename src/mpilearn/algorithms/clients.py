@@ -183,3 +183,27 @@ class GemClient(_Base):
         n = self.layout.num_trainable
         np.subtract(reply.trainable, self.base[:n], out=self.central_moment)
         self._take_weights(reply)
+
+
+class DilocoClient(_Base):
+    """DiLoCo worker (Douillard et al. 2023, arXiv:2311.08105): inner steps
+    with the model's own compiled optimizer (its state kept across rounds);
+    at an exchange it sends the pseudo-gradient, the weights at the round's
+    start minus the weights now, and starts the next round from the master's
+    weights. Layer state travels in the same difference."""
+
+    def __init__(self, backend: ModelBackend) -> None:
+        super().__init__(backend)
+        self.grads = np.zeros(self.layout.num_trainable, dtype=np.float32)
+
+    def train(self, batch: Batch, update: Message) -> float | None:
+        self.grads[:] = 0.0
+        loss = self.guard.accumulate(self.backend, batch, self.grads)
+        if loss is not None:
+            self.backend.apply_gradients(self.grads)
+        return loss
+
+    def fill(self, update: Message, batches: int) -> None:
+        np.subtract(self.base, self._current(), out=update.payload)
+
+    absorb = _Base._take_weights

@@ -9,6 +9,9 @@ class Tag(enum.IntEnum):
     # worker -> master
     UPDATE = 1  # gradients (and state deltas) of some batches
     UPDATE_EPOCH_END = 2  # same, and the last update of the worker's epoch
+    LEAVE = 3  # sharded servers: another server told this worker to stop; no answer expected
     # master -> worker
     WEIGHTS = 10  # central weights; go on training
     STOP = 11  # central weights; training is over, stop now
+    # sharded server -> rank 0
+    SLICE = 20  # a server's slice of the weights (and its optimizer state) at an epoch end

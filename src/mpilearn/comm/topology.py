@@ -7,6 +7,9 @@ Layouts:
 - M masters (two-level tree, as in the mpi_learn paper): rank 0 is the top
   master, ranks 1..M-1 sub-masters, and the remaining ranks are workers dealt
   to the sub-masters in contiguous blocks whose sizes differ by at most one.
+- S sharded servers: ranks 0..S-1 each hold one contiguous slice of the flat
+  weight vector (rank 0 also validates and writes outputs); every other rank
+  is a worker that exchanges with all S servers at once.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ class Role(str, enum.Enum):
     SOLO = "solo"  # a single process trains alone
     MASTER = "master"  # holds the central model, applies updates, validates
     SUBMASTER = "sub-master"  # a master for its block of workers, a client of the top master
+    SERVER = "server"  # holds one slice of the central weights (sharded servers; rank 0 is the master)
     WORKER = "worker"  # trains on its shard, exchanges with its master
     PEER = "peer"  # allreduce: trains and averages gradients with all other peers
 
@@ -32,12 +36,22 @@ class Topology:
     masters: int = 1
     # True for allreduce: no master, every rank computes.
     peers_only: bool = False
+    # Sharded parameter servers: ranks 0..servers-1 each hold a slice of the weights.
+    servers: int = 1
 
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ConfigError(f"number of processes must be at least 1, got {self.size}")
+        if self.servers < 1:
+            raise ConfigError(f"--servers must be a positive integer, got {self.servers}")
+        if self.servers > 1 and (self.peers_only or self.masters > 1):
+            raise ConfigError(f"--servers {self.servers} shards one master's weights; it does not combine with "
+                              + ("--algo allreduce (no master)" if self.peers_only else f"--masters {self.masters} (a tree)"))
         if self.size == 1 or self.peers_only:
             return
+        if self.servers > 1 and self.size <= self.servers:
+            raise ConfigError(f"--servers {self.servers} needs more than {self.servers} processes (at least one worker), "
+                              f"the job has {self.size}")
         if self.masters >= self.size:
             raise ConfigError(f"--masters {self.masters} needs more than {self.masters} processes, the job has {self.size}")
         if self.masters > 1 and self.size - self.masters < self.masters - 1:
@@ -59,7 +73,7 @@ class Topology:
             return (0,)
         if self.peers_only:
             return tuple(range(self.size))
-        return tuple(range(self.masters, self.size))
+        return tuple(range(max(self.masters, self.servers), self.size))
 
     @property
     def num_workers(self) -> int:
@@ -76,7 +90,14 @@ class Topology:
             return Role.PEER
         if rank == 0:
             return Role.MASTER
+        if rank < self.servers:
+            return Role.SERVER
         return Role.SUBMASTER if rank in self.submasters else Role.WORKER
+
+    @property
+    def server_ranks(self) -> tuple[int, ...]:
+        """Ranks holding a slice of the central weights (rank 0 alone without sharding)."""
+        return tuple(range(self.servers)) if not self.solo and not self.peers_only else ()
 
     def worker_index(self, rank: int) -> int:
         """Position among the workers, used for data sharding and seeds."""
@@ -101,7 +122,7 @@ class Topology:
         """The ranks a master or sub-master serves."""
         if self.role(rank) is Role.SUBMASTER:
             return self.block(rank)
-        if self.role(rank) is Role.MASTER:
+        if self.role(rank) in (Role.MASTER, Role.SERVER):
             return self.submasters or self.workers
         return ()
 
@@ -110,6 +131,9 @@ class Topology:
             return "1 process: local training, no master"
         if self.peers_only:
             return f"{self.size} processes: allreduce peers 0-{self.size - 1}, rank 0 validates"
+        if self.servers > 1:
+            return (f"{self.size} processes: ranks {_span(self.server_ranks)} sharded servers (rank 0 also validates), "
+                    f"ranks {_span(self.workers)} workers ({self.num_workers}), each exchanging with every server")
         if not self.submasters:
             return f"{self.size} processes: rank 0 master, ranks {_span(self.workers)} workers ({self.num_workers})"
         blocks = "; ".join(f"sub-master {s} serves {_span(self.block(s))}" for s in self.submasters)
@@ -118,3 +142,9 @@ class Topology:
 
 def _span(ranks: tuple[int, ...]) -> str:
     return str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}"
+
+
+def shard_bounds(size: int, servers: int, index: int) -> tuple[int, int]:
+    """[start, stop) of server `index`'s contiguous slice of a flat vector of
+    `size` floats; slice lengths differ by at most one."""
+    return size * index // servers, size * (index + 1) // servers

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..algorithms import ClientRule
 from ..comm import Communicator, Tag, WaitTimeout
-from ..flat import FlatLayout, Header, Message
+from ..comm.topology import shard_bounds
+from ..flat import DTYPE, HEADER_SIZE, FlatLayout, Header, Message
 from ..interrupt import STOP
 from .watchdog import Watchdog
 
@@ -54,3 +57,54 @@ class Uplink:
         self.base_step = reply.get(Header.BASE_STEP)
         update.buffer[:] = 0.0
         return status.Get_tag() == Tag.STOP
+
+
+class ShardedUplink(Uplink):
+    """A worker's exchanges with S sharded servers: slice i of the update,
+    behind a copy of the header, goes to server i, all S sends and receives
+    in flight at once; the slices of the answers make one reply for the rule.
+    When some servers say stop and others do not (rank 0 stopped early), the
+    worker tells the others it leaves, so none of them waits for it."""
+
+    def __init__(self, comm: Communicator, servers: tuple[int, ...], rule: ClientRule, layout: FlatLayout,
+                 watchdog: Watchdog) -> None:
+        super().__init__(comm, servers[0], rule, layout, watchdog)
+        self.servers = servers
+        self.bounds = [shard_bounds(layout.size, len(servers), i) for i in range(len(servers))]
+        self.outgoing = [np.zeros(HEADER_SIZE + stop - start, dtype=DTYPE) for start, stop in self.bounds]
+        self.incoming = [np.zeros_like(buffer) for buffer in self.outgoing]
+        self.base_steps = [0.0 for _ in servers]  # each server counts its own steps
+
+    def exchange(self, epoch: int, epoch_end: bool, batches: int) -> bool:
+        update, reply, comm = self.update, self.reply, self.comm
+        self.rule.fill(update, max(batches, 1))
+        update.set(Header.EPOCH, epoch)
+        update.set(Header.INTERRUPT, STOP.signum)  # the master decides when the job stops
+        tag = Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE
+        receives = [comm.irecv(buffer, source=server) for buffer, server in zip(self.incoming, self.servers)]
+        sends = []
+        for i, (start, stop) in enumerate(self.bounds):
+            out = self.outgoing[i]
+            out[:HEADER_SIZE] = update.header
+            out[HEADER_SIZE + Header.BASE_STEP] = self.base_steps[i]
+            out[HEADER_SIZE:] = update.payload[start:stop]
+            sends.append(comm.isend(out, self.servers[i], tag))
+        started = time.monotonic()
+        try:
+            statuses = comm.wait_all(sends + receives, self.watchdog.limit())
+        except WaitTimeout as error:
+            pending = sorted({self.servers[i % len(self.servers)] for i in error.pending})
+            raise self.watchdog.error(", ".join(f"server rank {r}" for r in pending), time.monotonic() - started) from None
+        self.watchdog.observe(time.monotonic() - started)
+        stops = [status.Get_tag() == Tag.STOP for status in statuses[len(sends):]]
+        for i, (start, stop) in enumerate(self.bounds):
+            reply.payload[start:stop] = self.incoming[i][HEADER_SIZE:]
+            self.base_steps[i] = float(self.incoming[i][Header.BASE_STEP])
+        reply.header[:] = self.incoming[0][:HEADER_SIZE]
+        if any(stops) and not all(stops):
+            leaving = [comm.isend(self.outgoing[i][:HEADER_SIZE], self.servers[i], Tag.LEAVE)
+                       for i, said_stop in enumerate(stops) if not said_stop]
+            comm.wait_all(leaving, self.watchdog.limit())
+        self.rule.absorb(reply)
+        update.buffer[:] = 0.0
+        return any(stops)
