@@ -22,13 +22,14 @@ def test_every_spec_is_complete_and_names_real_options() -> None:
         assert not spec.trees or spec.has_master, spec.name
         assert (spec.worker_optimizer is not None) == (spec.scales is Scaled.WORKER), spec.name
         assert AlgorithmConfig(name=spec.name).has_master == spec.has_master
-    with pytest.raises(ConfigError, match="--algo must be one of downpour, sync, easgd, gem, allreduce; got 'adam'"):
+    with pytest.raises(ConfigError, match="--algo must be one of downpour, sync, easgd, gem, diloco, allreduce; got 'adam'"):
         AlgorithmConfig(name="adam")
 
 
 def test_lockstep_and_trees_come_from_the_spec() -> None:
-    assert [AlgorithmConfig(name=n).lockstep for n in ALGORITHMS] == [False, True, False, False, True]
+    assert [AlgorithmConfig(name=n).lockstep for n in ALGORITHMS] == [False, True, False, False, False, True]
     assert AlgorithmConfig(name="easgd", synchronous=True).lockstep
+    assert AlgorithmConfig(name="diloco", synchronous=True).lockstep
     assert registry.names(lambda s: s.trees) == ("downpour", "easgd")
     assert registry.names(lambda s: s.own_train_step) == ("downpour", "easgd")
     with pytest.raises(ConfigError, match="--masters 2 works with --algo downpour or easgd, not gem"):

@@ -177,8 +177,14 @@ class AlgorithmConfig:
     elastic_momentum: float = 0.0
     # EASGD: the workers' own optimizer.
     worker_optimizer: str = "sgd"
-    # EASGD: exchange with all workers at once instead of whoever is ready.
+    # EASGD, DiLoCo: exchange with all workers at once instead of whoever is ready.
     synchronous: bool = False
+    # DiLoCo: inner steps H each worker takes with the model's optimizer between two exchanges.
+    inner_steps: int = 16
+    # DiLoCo: learning rate of the master's outer Nesterov SGD (the paper's 0.7).
+    outer_lr: float = 0.7
+    # DiLoCo: Nesterov momentum of the outer SGD (the paper's 0.9).
+    outer_momentum: float = 0.9
     # GEM: learning rate of the proxy.
     gem_lr: float = 0.01
     # GEM: momentum of the proxy.
@@ -191,6 +197,8 @@ class AlgorithmConfig:
     max_staleness: int | None = None
     # Masters in a two-level tree: 1 = a single master; M >= 2 = a top master and M-1 sub-masters.
     masters: int = 1
+    # Sharded parameter servers: the central weights split into S contiguous slices, one a server rank.
+    servers: int = 1
     # Learning rate multiplied by the number of workers (linear) or its square root.
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     # Epochs of linear warmup to the scaled learning rate (Goyal et al. 2017).
@@ -202,6 +210,15 @@ class AlgorithmConfig:
         _choice("--compression", self.compression, COMPRESSIONS)
         _choice("--lr-scaling", self.lr_scaling, LR_SCALINGS)
         _positive_int("--masters", self.masters)
+        _positive_int("--servers", self.servers)
+        _positive_int("--inner-steps", self.inner_steps)
+        if not self.outer_lr > 0:
+            raise ConfigError(f"--outer-lr must be a positive number, got {self.outer_lr!r}")
+        if not 0 <= self.outer_momentum < 1:
+            raise ConfigError(f"--outer-momentum must be in [0, 1), got {self.outer_momentum!r}")
+        if "inner_steps" in spec.options and self.sync_every != 1:
+            raise ConfigError(f"--sync-every {self.sync_every}: --algo {self.name} exchanges every --inner-steps "
+                              f"({self.inner_steps}) batches")
         if not 0 < self.elastic_force <= 1:
             raise ConfigError(f"--elastic-force must be in (0, 1], got {self.elastic_force!r}")
         if self.elastic_lr is not None and not self.elastic_lr > 0:
@@ -216,6 +233,11 @@ class AlgorithmConfig:
             _non_negative_int("--max-staleness", self.max_staleness)
         if self.warmup_epochs < 0:
             raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}")
+        if self.servers > 1 and not spec.has_master:
+            raise ConfigError(f"--servers {self.servers} shards a master's weights; --algo {self.name} has no master")
+        if self.servers > 1 and self.masters > 1:
+            raise ConfigError(f"--servers {self.servers} and --masters {self.masters}: sharded servers replace the tree "
+                              "of masters; use one or the other")
         if self.masters > 1 and not spec.trees:
             raise ConfigError(f"--masters {self.masters} works with --algo "
                               f"{' or '.join(registry.names(lambda s: s.trees))}, not {self.name}")
@@ -238,6 +260,11 @@ class AlgorithmConfig:
     def lockstep(self) -> bool:
         """True when every worker must take the same number of steps per epoch."""
         return self.spec.lockstep(self)
+
+    @property
+    def exchange_every(self) -> int:
+        """Batches a worker trains between two exchanges (--sync-every; DiLoCo: --inner-steps)."""
+        return self.spec.exchange_every(self)
 
 
 @dataclass(frozen=True)
@@ -337,6 +364,13 @@ class RunConfig:
         if not 0 < self.poll_max_s <= 1:
             raise ConfigError(f"poll_max_s must be in (0, 1] seconds, got {self.poll_max_s!r}")
         _non_negative_int("--validate-every", self.validate_every)
+        servers = self.algorithm.servers
+        if servers > 1 and (self.validate_every or self.background_validation):
+            raise ConfigError(f"--servers {servers}: rank 0 holds the full weights at epoch ends only, so it validates "
+                              "there; drop --validate-every and --background-validation")
+        if servers > 1 and (self.checkpoint.enabled or self.checkpoint.resume):
+            raise ConfigError(f"--servers {servers} does not write or resume checkpoints yet; drop --checkpoint-every, "
+                              "--checkpoint-every-seconds and --resume")
         _choice("--progress", self.progress, PROGRESS_MODES)
 
     def replace(self, **changes: Any) -> "RunConfig":

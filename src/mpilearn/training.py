@@ -182,7 +182,8 @@ def train(
     # limit is at least the first exchange's: ranks start minutes apart on a loaded machine (imports).
     comm.limit = max(Watchdog(config.timeout).limit(), FIRST_EXCHANGE_S)
     try:
-        topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master)
+        topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master,
+                            servers=config.algorithm.servers)
     except MpilearnError as error:
         error.on_every_rank()  # every rank computes the same layout and the same error
         raise
@@ -359,7 +360,7 @@ def _run(
     history.start_clock()
     if role in (Role.SOLO, Role.PEER):
         run_peers(job)
-    elif role in (Role.MASTER, Role.SUBMASTER):
+    elif role in (Role.MASTER, Role.SUBMASTER, Role.SERVER):
         run_master(job)
     else:
         run_worker(job)

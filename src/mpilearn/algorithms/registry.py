@@ -6,6 +6,8 @@
 | sync      | mean gradient           | optimizer, mean of a round  | weights        |
 | easgd     | its weights             | elastic averaging           | elastic diff   |
 | gem       | energy-matched step     | adds the step               | weights        |
+| diloco    | pseudo-gradient after H | outer Nesterov SGD          | weights        |
+|           | inner steps             | (mean of a round: sync)     |                |
 | allreduce | (no master: gradients averaged with MPI Allreduce by all peers)  |
 
 Everything outside this module asks the spec (`spec_of(name)` or
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..backends.base import ModelBackend
 from ..errors import ConfigError
-from .centers import CenterRule, DeltaCenter, ElasticCenter, OptimizerCenter
-from .clients import ClientRule, DeltaClient, ElasticClient, GemClient, GradientClient
+from .centers import CenterRule, DeltaCenter, ElasticCenter, OptimizerCenter, OuterCenter
+from .clients import ClientRule, DeltaClient, DilocoClient, ElasticClient, GemClient, GradientClient
 from .rules import elastic_alpha
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ class Scaled(enum.Enum):
     WORKER = "each worker's own optimizer"
     PROXY = "each worker's proxy step"
     PEERS = "every peer's optimizer"
+    INNER = "each worker's compiled optimizer (its inner steps)"
 
 
 # (config, backend, the worker's own optimizer or None, the model trains through its own train_step)
@@ -76,6 +79,8 @@ class AlgorithmSpec:
     own_train_step: bool = False
     # AlgorithmConfig fields only this algorithm (and others listing them) reads; common ones are not listed.
     options: tuple[str, ...] = ()
+    # Batches a worker trains between two exchanges with its master.
+    exchange_every: Callable[[AlgorithmConfig], int] = lambda config: config.sync_every
 
     def lockstep(self, config: AlgorithmConfig) -> bool:
         return self.lockstep_rule(config)
@@ -138,6 +143,17 @@ def _synchronous_option(config: AlgorithmConfig) -> bool:
     return config.synchronous
 
 
+def _diloco_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
+    return DilocoClient(backend)
+
+
+def _diloco_center(config: AlgorithmConfig, backend: ModelBackend, clients: int, deltas: bool) -> CenterRule:
+    from .. import models
+
+    outer = models.make_optimizer("sgd", config.outer_lr, config.outer_momentum)  # Nesterov momentum
+    return OuterCenter(backend, outer, clients, config.synchronous)
+
+
 SPECS: tuple[AlgorithmSpec, ...] = (
     AlgorithmSpec(
         "downpour", "asynchronous SGD: the master applies each worker's gradient as it arrives",
@@ -158,6 +174,13 @@ SPECS: tuple[AlgorithmSpec, ...] = (
         "gem", "gradient energy matching: asynchronous proxy steps rescaled to match their energy",
         has_master=True, scales=Scaled.PROXY, client=_gem_client, center=_delta_center,
         options=("gem_lr", "gem_momentum", "gem_kappa"),
+    ),
+    AlgorithmSpec(
+        "diloco", "local SGD (DiLoCo): workers take --inner-steps steps with the model's optimizer, the master applies "
+        "Nesterov SGD to their pseudo-gradients (--synchronous: to the mean of a round, as in the paper)",
+        has_master=True, scales=Scaled.INNER, lockstep_rule=_synchronous_option, client=_diloco_client,
+        center=_diloco_center, options=("inner_steps", "outer_lr", "outer_momentum", "synchronous"),
+        exchange_every=lambda config: config.inner_steps,
     ),
     AlgorithmSpec(
         "allreduce", "no master: every peer averages gradients with MPI Allreduce and takes the same step",

@@ -20,6 +20,7 @@ def add_info_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show the layout for N processes (default: the ranks of this job, under a launcher)")
     parser.add_argument("--algo", default=registry.DEFAULT, choices=registry.names(), help="training algorithm of the layout")
     parser.add_argument("--masters", type=int, default=1, help="masters of the layout (M >= 2: a tree)")
+    parser.add_argument("--servers", type=int, default=1, help="sharded parameter servers of the layout")
     parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend to report")
     parser.add_argument("--mpiexec", default=None, metavar="PATH",
                         help=f"report this mpiexec for -n (default: ${env.MPIEXEC}, else the one beside this Python, else PATH's)")
@@ -34,20 +35,24 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def layout_lines(processes: int, algo: str, masters: int) -> list[str]:
+def layout_lines(processes: int, algo: str, masters: int, servers: int = 1) -> list[str]:
     """The topology's description and one line per rank (abbreviated past MAX_RANK_LINES)."""
     from ..comm.topology import Role, Topology
 
-    topology = Topology(processes, masters, peers_only=not registry.spec_of(algo).has_master)
+    topology = Topology(processes, masters, peers_only=not registry.spec_of(algo).has_master, servers=servers)
     lines = [topology.describe()]
     shown = list(range(processes)) if processes <= MAX_RANK_LINES else list(range(MAX_RANK_LINES - 2)) + [processes - 1]
     for rank in shown:
         role = topology.role(rank)
         text = f"  rank {rank:<5d} {role.value}"
-        if role is Role.WORKER or role is Role.SUBMASTER:
+        if role is Role.WORKER and servers > 1:
+            text += f" -> ranks {topology.server_ranks[0]}-{topology.server_ranks[-1]}"
+        elif role is Role.WORKER or role is Role.SUBMASTER:
             text += f" -> rank {topology.parent(rank)}"
-        if role in (Role.MASTER, Role.SUBMASTER):
+        if role in (Role.MASTER, Role.SUBMASTER, Role.SERVER):
             text += f" serves {len(topology.children(rank))}"
+        if servers > 1 and role in (Role.MASTER, Role.SERVER):
+            text += f", slice {rank + 1} of {servers} of the weights"
         if rank == processes - 1 and processes > MAX_RANK_LINES:
             lines.append(f"  ... ({processes - MAX_RANK_LINES + 1} more ranks)")
         lines.append(text)
@@ -95,8 +100,9 @@ def info(args: argparse.Namespace) -> int:
         print(f"  {line}")
     processes = args.processes or comm.size
     print()
-    print(f"layout of {processes} process{'es' if processes > 1 else ''} (--algo {args.algo}, --masters {args.masters}):")
-    for line in layout_lines(processes, args.algo, args.masters):
+    print(f"layout of {processes} process{'es' if processes > 1 else ''} (--algo {args.algo}, --masters {args.masters}, "
+          f"--servers {args.servers}):")
+    for line in layout_lines(processes, args.algo, args.masters, args.servers):
         print(f"  {line}")
     per_node = comm.local_size if args.processes is None else processes
     print(f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} rank{'s' if per_node != 1 else ''} on it; --threads overrides)")

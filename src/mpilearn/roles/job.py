@@ -61,7 +61,7 @@ class Workload:
     def updates_per_epoch(self) -> int:
         """Roughly the master updates in one epoch (Keras's `steps` param)."""
         algorithm = self.config.algorithm
-        per_update = self.config.data.batch_size * algorithm.sync_every
+        per_update = self.config.data.batch_size * algorithm.exchange_every
         if algorithm.lockstep:
             per_update *= self.topology.num_workers
         return max(1, math.ceil(self.samples_per_epoch / per_update))

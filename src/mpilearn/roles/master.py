@@ -19,6 +19,7 @@ from ..comm.topology import Role
 from ..flat import Header, Message
 from ..interrupt import STOP
 from .job import Job
+from .shards import Shard
 from .uplink import Uplink
 from .watchdog import BUSY_S
 
@@ -42,14 +43,17 @@ def run_master(job: Job) -> None:
     # The top of a tree takes deltas (or elastic exchanges) from its sub-masters, and so does a master
     # whose model trains through its own step.
     deltas = (top and bool(topology.submasters)) or job.own_train_step
-    rule = spec.center(algorithm, backend, len(clients), deltas)
+    shard = Shard(comm, backend, topology.server_ranks) if topology.servers > 1 else None
+    rule = spec.center(algorithm, shard.backend if shard else backend, len(clients), deltas)
     uplink = None
     if not top:
         assert spec.upstream is not None, f"{spec.name} has no trees"
         uplink = Uplink(comm, topology.parent(comm.rank), spec.upstream(algorithm, backend), backend.layout, job.watchdog)
     control = LearningRateControl(rule.optimizer if spec.scales is Scaled.MASTER else None, topology.num_workers,
                                   algorithm.lr_scaling, algorithm.warmup_epochs)
-    _Server(job, clients, rule, algorithm.lockstep, uplink, control).run()
+    _Server(job, clients, rule, algorithm.lockstep, uplink, control, shard).run()
+    if shard is not None:
+        shard.finish()
 
 
 class _Server:
@@ -61,11 +65,13 @@ class _Server:
         synchronous: bool,
         uplink: Uplink | None,
         control: LearningRateControl,
+        shard: Shard | None = None,
     ) -> None:
         self.job, self.clients, self.rule = job, clients, rule
         self.synchronous, self.uplink, self.control = synchronous, uplink, control
+        self.shard = shard
         self.comm = job.comm
-        layout = job.backend.layout
+        layout = shard.layout if shard is not None else job.backend.layout
         self.inbox = [Message(layout) for _ in clients]
         self.outbox = [Message(layout) for _ in clients]
         self.receives = [self.comm.irecv(self.inbox[i].buffer, source=c) for i, c in enumerate(clients)]
@@ -83,7 +89,9 @@ class _Server:
         max_staleness = self.job.config.algorithm.max_staleness
         while self.active:
             with self.job.timeline.span("wait"):
-                slots = self._wait()
+                slots = self._take_leaves(self._wait())
+            if not slots:
+                continue
             accepted = []
             for slot in slots:
                 update = self.inbox[slot]
@@ -112,10 +120,23 @@ class _Server:
             with self.job.timeline.span("reply"):
                 for slot in slots:
                     self._answer(slot, stop=self.stopping or slot in round_.done_slots)
-            if supervisor is not None and round_.finished_epoch is not None and not self.stopping:
+            if self.shard is not None and self.shard.index > 0 and round_.finished_epoch is not None:
+                self.shard.hand_over()  # rank 0 validates the weights of every slice
+            elif supervisor is not None and round_.finished_epoch is not None and not self.stopping:
                 with self.comm.busy_while(BUSY_S, self.clients):  # the clients' waits must not count validation and checkpoint
+                    if self.shard is not None:
+                        self.shard.assemble()
                     self.stopping = supervisor.epoch_reached(round_.finished_epoch + 1, self.rule.optimizer)
         self.comm.wait_all(self.sends)
+
+    def _take_leaves(self, slots: list[int]) -> list[int]:
+        """Sharded servers: workers another server (rank 0) told to stop
+        leave without an answer; the rest are updates."""
+        for slot in [s for s in slots if self.tags[s] == Tag.LEAVE]:
+            self.receives[slot] = self.comm.NULL_REQUEST
+            self.active.discard(slot)
+            slots.remove(slot)
+        return slots
 
     def _wait(self) -> list[int]:
         """The next update(s). Only time spent idle here counts toward a

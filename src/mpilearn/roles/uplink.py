@@ -7,9 +7,9 @@ import numpy as np
 
 from ..algorithms import ClientRule
 from ..comm import Communicator, Tag, WaitTimeout
-from ..comm.topology import shard_bounds
 from ..flat import DTYPE, HEADER_SIZE, FlatLayout, Header, Message
 from ..interrupt import STOP
+from .shards import gather_slice, scatter_slice, shard_ranges, slice_layout
 from .watchdog import Watchdog
 
 
@@ -70,8 +70,8 @@ class ShardedUplink(Uplink):
                  watchdog: Watchdog) -> None:
         super().__init__(comm, servers[0], rule, layout, watchdog)
         self.servers = servers
-        self.bounds = [shard_bounds(layout.size, len(servers), i) for i in range(len(servers))]
-        self.outgoing = [np.zeros(HEADER_SIZE + stop - start, dtype=DTYPE) for start, stop in self.bounds]
+        self.ranges = [shard_ranges(layout, len(servers), i) for i in range(len(servers))]
+        self.outgoing = [np.zeros(HEADER_SIZE + slice_layout(r).size, dtype=DTYPE) for r in self.ranges]
         self.incoming = [np.zeros_like(buffer) for buffer in self.outgoing]
         self.base_steps = [0.0 for _ in servers]  # each server counts its own steps
 
@@ -83,11 +83,11 @@ class ShardedUplink(Uplink):
         tag = Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE
         receives = [comm.irecv(buffer, source=server) for buffer, server in zip(self.incoming, self.servers)]
         sends = []
-        for i, (start, stop) in enumerate(self.bounds):
+        for i, ranges in enumerate(self.ranges):
             out = self.outgoing[i]
             out[:HEADER_SIZE] = update.header
-            out[HEADER_SIZE + Header.BASE_STEP] = self.base_steps[i]
-            out[HEADER_SIZE:] = update.payload[start:stop]
+            out[Header.BASE_STEP] = self.base_steps[i]
+            gather_slice(update.payload, ranges, out[HEADER_SIZE:])
             sends.append(comm.isend(out, self.servers[i], tag))
         started = time.monotonic()
         try:
@@ -97,8 +97,8 @@ class ShardedUplink(Uplink):
             raise self.watchdog.error(", ".join(f"server rank {r}" for r in pending), time.monotonic() - started) from None
         self.watchdog.observe(time.monotonic() - started)
         stops = [status.Get_tag() == Tag.STOP for status in statuses[len(sends):]]
-        for i, (start, stop) in enumerate(self.bounds):
-            reply.payload[start:stop] = self.incoming[i][HEADER_SIZE:]
+        for i, ranges in enumerate(self.ranges):
+            scatter_slice(self.incoming[i][HEADER_SIZE:], ranges, reply.payload)
             self.base_steps[i] = float(self.incoming[i][Header.BASE_STEP])
         reply.header[:] = self.incoming[0][:HEADER_SIZE]
         if any(stops) and not all(stops):

@@ -11,7 +11,7 @@ from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..errors import NonFiniteLossError
 from .job import Job
-from .uplink import Uplink
+from .uplink import ShardedUplink, Uplink
 
 
 def run_worker(job: Job) -> None:
@@ -24,9 +24,12 @@ def run_worker(job: Job) -> None:
     rule = spec.client(algorithm, backend, worker_optimizer, job.own_train_step)
     rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
     # The learning rate that lives on the worker (its own optimizer, or the proxy step's rule).
-    local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule}.get(spec.scales)
+    local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule, Scaled.INNER: backend.model.optimizer}.get(spec.scales)
     control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
-    uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
+    if topology.servers > 1:
+        uplink: Uplink = ShardedUplink(comm, topology.server_ranks, rule, backend.layout, job.watchdog)
+    else:
+        uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
     per_epoch = job.workload.batches_per_epoch(index)
 
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
@@ -43,7 +46,7 @@ def run_worker(job: Job) -> None:
                 uplink.add_skipped(1)
             else:
                 uplink.add_stats(loss, 1, batch.size)
-            if pending < algorithm.sync_every and not batch.last:
+            if pending < algorithm.exchange_every and not batch.last:
                 continue
             if not np.isfinite(uplink.update.payload).all():
                 raise NonFiniteLossError(f"worker rank {comm.rank}: the update after epoch {epoch + 1}, batch {step + 1} "

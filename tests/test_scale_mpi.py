@@ -1,0 +1,57 @@
+"""DiLoCo and sharded parameter servers on real ranks, against a single
+process and a single server."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_data, run_cli
+
+ACCURACY_MARGIN = 0.10  # as in test_algorithms_mpi.py
+
+
+@pytest.fixture(scope="module")
+def scale_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training files of 128 events and 256 validation events at 8x8x8."""
+    return make_data(tmp_path_factory.mktemp("scale"), files=4, events=128, val_files=2)
+
+
+def _train(data: Path, run_dir: Path, processes: int, *extra: str) -> dict:
+    result = run_cli(
+        ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
+         "--run-dir", str(run_dir), "-n", str(processes), "--threads", "1", *extra],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.output
+    return json.loads((run_dir / "history.json").read_text())
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.saving.load_model(run_dir / "model.keras", compile=False).get_weights()]
+
+
+def test_sharded_servers_give_the_weights_of_one_server(scale_data: Path, tmp_path: Path) -> None:
+    """sync with 2 workers: 3 servers (each its slice and its own Adam state) against 1 master."""
+    one = _train(scale_data, tmp_path / "one", 3, "--algo", "sync", "--epochs", "2")
+    three = _train(scale_data, tmp_path / "three", 5, "--algo", "sync", "--servers", "3", "--epochs", "2")
+    assert three["updates"] == one["updates"] > 0 and three["samples_seen"] == one["samples_seen"]
+    for got, want in zip(_weights(tmp_path / "three"), _weights(tmp_path / "one")):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert three["epochs"][-1]["val_loss"] == pytest.approx(one["epochs"][-1]["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("form", [["--synchronous"], []], ids=["sync", "async"])
+def test_diloco_learns_like_one_process_with_h_times_fewer_exchanges(scale_data: Path, tmp_path: Path, form) -> None:
+    solo = _train(scale_data, tmp_path / "solo", 1, "--epochs", "4")
+    diloco = _train(scale_data, tmp_path / "diloco", 3, "--algo", "diloco", "--inner-steps", "4", "--epochs", "4", *form)
+    best = max(row["val_accuracy"] for row in diloco["epochs"])
+    assert best >= max(row["val_accuracy"] for row in solo["epochs"]) - ACCURACY_MARGIN
+    # 2 workers x 8 batches an epoch, one exchange every 4 batches: 4 exchanges an epoch (async: master steps;
+    # sync: rounds of 2), where downpour makes 16.
+    assert diloco["updates"] == 4 * (2 if form else 4)
+    assert diloco["samples_seen"] == solo["samples_seen"]
