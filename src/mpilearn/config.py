@@ -179,11 +179,11 @@ class AlgorithmConfig:
     worker_optimizer: str = "sgd"
     # EASGD, DiLoCo: exchange with all workers at once instead of whoever is ready.
     synchronous: bool = False
-    # DiLoCo: inner steps H each worker takes with the model's optimizer between two exchanges.
+    # Inner steps H each DiLoCo worker takes with the model's optimizer between two exchanges.
     inner_steps: int = 16
-    # DiLoCo: learning rate of the master's outer Nesterov SGD (the paper's 0.7).
+    # Learning rate of DiLoCo's outer Nesterov SGD on the master (the paper's 0.7).
     outer_lr: float = 0.7
-    # DiLoCo: Nesterov momentum of the outer SGD (the paper's 0.9).
+    # Nesterov momentum of DiLoCo's outer SGD (the paper's 0.9).
     outer_momentum: float = 0.9
     # GEM: learning rate of the proxy.
     gem_lr: float = 0.01
