@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .engine import Engine, Link, Meter, compute_time, make_link, send_pair
 from .params import (
     MASTER_PASSES,
+    SHARD_PASSES,
     SUB_UPLINK_PASSES,
     SYNC_MEAN_PASSES_PER_WORKER,
     TOP_PASSES,
@@ -59,12 +61,28 @@ def _local_s(p: Params, algo: str) -> float:
     return {"easgd": p.local_apply_s + p.reset_s, "diloco": p.own_apply_s + p.reset_s}.get(algo, 0.0)
 
 
+def _batches(engine: Engine, p: Params, cpu: float, then: Callable[..., None], *args: Any) -> None:
+    """A worker's batches: their sleeping part (emulated compute), then their CPU work."""
+    if p.sleep_s:
+        engine.at(engine.now + p.sync_every * p.sleep_s, engine.cpu, cpu, then, *args)
+    else:
+        engine.cpu(cpu, then, *args)
+
+
+def _exchange_cpu_s(p: Params, algo: str) -> float:
+    """A worker's CPU per exchange besides its batches: passes over the
+    weights, fixed loop costs, and with S servers the slicing and S-1 more requests."""
+    sharded = (SHARD_PASSES * p.copy_s + (p.servers - 1) * p.server_fixed_s) if p.servers > 1 else 0.0
+    return WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s + sharded
+
+
 def _window(p: Params, workers: int, algo: str, cycles: int) -> tuple[float, float]:
     """A simulated time long enough for `cycles` exchanges of every worker."""
     service = master_service_s(p, algo)
     wire = p.shard_bytes / p.bandwidth
     local = _local_s(p, algo) * p.sync_every
-    cycle = p.compute_s * p.sync_every + local + 2 * (p.latency + p.bytes / p.bandwidth) + service + p.worker_fixed_s
+    cycle = ((p.compute_s + p.sleep_s) * p.sync_every + local + 2 * (p.latency + p.bytes / p.bandwidth) + service
+             + p.worker_fixed_s)
     busy = workers * max(service, wire) if p.masters == 1 else cycle
     if p.cores:
         cycle *= max(1.0, (workers + p.servers) / p.cores)
@@ -85,7 +103,7 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
     meter = Meter(start, end)
     k = p.sync_every
     local = _local_s(p, algo)
-    worker_cpu = WORKER_PASSES[algo] * p.copy_s + p.worker_fixed_s + (p.servers - 1) * p.server_fixed_s
+    worker_cpu = _exchange_cpu_s(p, algo)
     service = master_service_s(p, algo)
     subs = max(1, p.masters - 1) if p.masters > 1 else 0
     top = _Server(engine, p, Meter(start, end), service if subs == 0 else TOP_PASSES * p.copy_s + p.master_fixed_s)
@@ -98,7 +116,7 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
     waiting_since = [0.0] * workers
 
     def compute(worker: int) -> None:
-        engine.cpu(compute_time(engine, p, k) + k * local + worker_cpu, send, worker)
+        _batches(engine, p, compute_time(engine, p, k) + k * local + worker_cpu, send, worker)
 
     def send(worker: int) -> None:
         server = servers[worker % len(servers)]
@@ -163,13 +181,13 @@ def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0, algo
     k = p.sync_every
     base = "diloco" if algo.startswith("diloco") else "sync"
     local = _local_s(p, base)
-    worker_cpu = WORKER_PASSES[base] * p.copy_s + p.worker_fixed_s + (p.servers - 1) * p.server_fixed_s
+    worker_cpu = _exchange_cpu_s(p, base)
     apply = p.slice_apply_s  # sync: the model's optimizer; DiLoCo: the outer one, both fused steps
     state = {"arrived": 0, "round_start": 0.0}
     waiting_since = [0.0] * workers
 
     def compute(worker: int) -> None:
-        engine.cpu(compute_time(engine, p, k) + k * local, lambda: engine.cpu(worker_cpu, send, worker))
+        _batches(engine, p, compute_time(engine, p, k) + k * local, lambda: engine.cpu(worker_cpu, send, worker))
 
     def send(worker: int) -> None:
         waiting_since[worker] = engine.now
@@ -280,7 +298,7 @@ def simulate(p: Params, algo: str, workers: int, cycles: int = 20, seed: int = 0
 
 def single_worker_rate(p: Params) -> float:
     """Samples/s of one process training alone (the efficiency baseline)."""
-    return p.batch / (p.compute_s + p.own_apply_s + p.reset_s)
+    return p.batch / (p.compute_s + p.sleep_s + p.own_apply_s + p.reset_s)
 
 
 def master_service_s(p: Params, algo: str) -> float:
@@ -296,6 +314,6 @@ def saturation_workers(p: Params, algo: str) -> float:
     base = "diloco" if algo.startswith("diloco") else algo
     service = max(master_service_s(p, algo), p.shard_bytes / p.bandwidth)
     local = _local_s(p, base) * p.sync_every
-    cycle = (p.compute_s * p.sync_every + local + WORKER_PASSES[base] * p.copy_s + p.worker_fixed_s
+    cycle = ((p.compute_s + p.sleep_s) * p.sync_every + local + _exchange_cpu_s(p, base)
              + 2 * (p.latency + p.bytes / p.bandwidth) + master_service_s(p, algo))
     return cycle / service

@@ -21,6 +21,7 @@ LOCAL_STEPS = ("easgd", "diloco")
 SYNC_MEAN_PASSES_PER_WORKER = 1.5  # mean_of: one add (read 2, write 1) per extra worker
 TOP_PASSES = 4.5  # DeltaCenter at the top of a tree: get, add, set, reply
 SUB_UPLINK_PASSES = 4.5  # DeltaClient: get + subtract, then set + copy base
+SHARD_PASSES = 2.0  # ShardedUplink: the update cut into slices, the replies' slices put together
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,9 @@ class Params:
     """One configuration of the model (all times in seconds)."""
 
     compute_s: float  # forward + backward of one batch on one core
-    params: int  # model parameters (float32 on the wire)
+    # Part of a batch's time that takes no CPU (an emulated model that sleeps; a GPU).
+    sleep_s: float = 0.0
+    params: int = 1_000_000  # model parameters (float32 on the wire)
     batch: int = 32
     apply_s: float = 1e-3  # one optimizer step on the flat vector (master, or every allreduce peer)
     copy_s: float = 1e-4  # one pass over the weights (the master's reply copy)
