@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "time-to-accuracy": ("benchmarks.time_to_accuracy", "wall time to a validation accuracy, 1 and 2 workers per algorithm"),
     "backends": ("benchmarks.backends", "one process per Keras backend: mpilearn's step vs model.fit, samples/s"),
     "simulate": ("benchmarks.simulate", "discrete-event scaling model, 8 to 4096 workers, validated against the real runs"),
+    "emulate": ("benchmarks.emulate", "downpour on 8-32+ real MPI workers with emulated compute, 1 and S servers, vs the model"),
 }
 DATA_PIPELINE = Path(__file__).resolve().parent / "data_pipeline.py"
 if DATA_PIPELINE.exists():  # written separately; registered when present
