@@ -10,7 +10,8 @@ measures where one server saturates and how S sharded servers move that
 point, and compares each measured throughput with the scaling model's
 prediction for the same run, fed with the copy and SGD times measured by a
 calibration run and the shared-memory link of results/transport.json
-(cores = this machine's, ranks sharing them).
+(the cores this job gets, measured before each run by spinning ranks, shared
+by its ranks: on a busy shared machine a job gets less than the 2 cores).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def measured_rate(ranks: list[dict[str, Any]], batch: int) -> float:
     return total
 
 
-def predicted(calibration: dict[str, Any], args: argparse.Namespace, workers: int, servers: int) -> tuple[float, Any]:
+def predicted(calibration: dict[str, Any], args: argparse.Namespace, workers: int, servers: int,
+              cores: float) -> tuple[float, Any]:
     from ..simulate import Params, simulate
     from ..simulate.inputs import measured_inputs
 
@@ -75,7 +77,7 @@ def predicted(calibration: dict[str, Any], args: argparse.Namespace, workers: in
         bandwidth=inputs.get("bandwidth") or 5e9, latency=inputs.get("latency") or 5e-6,
         master_fixed_s=inputs.get("master_fixed_s") or 1e-4,
         worker_fixed_s=max(0.0, (inputs.get("worker_fixed_s") or 5e-4) - 2 * (inputs.get("latency") or 5e-6)),
-        jitter=0.0, cores=common.cores(), worker_reset_s=0.5 * calibration["copy_s"]["1"],
+        jitter=0.0, cores=cores, worker_reset_s=0.5 * calibration["copy_s"]["1"],
     )
     return float(simulate(p, "downpour", workers, cycles=args.exchanges)["samples_per_s"]), p
 
@@ -92,16 +94,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for s in servers:
         for w in workers:
             load = common.load()
+            # The cores this job gets right now (all of them on a quiet machine): the model's CPU.
+            cores = min(float(common.cores()), _ranks({"spin": 2.0}, common.cores(), 120))
             spec = {"params": args.params, "servers": s, "compute_s": args.compute_ms / 1e3, "exchanges": exchanges,
                     "batch": args.batch}
             ranks = _ranks(spec, s + w, 1800)
             got = measured_rate(ranks, args.batch)
-            want, params = predicted(calibration, args, w, s)
+            want, params = predicted(calibration, args, w, s, cores)
             server_ranks = [r for r in ranks if r["role"] == "server"]
             busy = float(np.mean([r["busy_s"] / r["wall_s"] for r in server_ranks]))
             ideal = w * args.batch / (args.compute_ms / 1e3)
             runs.append({"workers": w, "servers": s, "measured": got, "predicted": want, "error": want / got - 1,
-                         "efficiency": got / ideal, "server_busy": busy, "load_before": load, "load_after": common.load(),
+                         "efficiency": got / ideal, "server_busy": busy, "cores_available": cores, "load_before": load, "load_after": common.load(),
                          "inputs": asdict(params)})
             rows.append(common.row(f"downpour, {s} server(s), {w} workers: |predicted / measured - 1|",
                                    [abs(want / got - 1)], "fraction", "<= 0.15", group="emulation vs model",
@@ -111,5 +115,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _summary(runs: list[dict[str, Any]]) -> str:
     parts = [f"{r['servers']}s x {r['workers']}w: {r['measured']:.0f}/s measured, {r['predicted']:.0f}/s predicted "
-             f"({r['error']:+.0%}), servers {r['server_busy']:.0%} busy" for r in runs]
+             f"({r['error']:+.0%}), servers {r['server_busy']:.0%} busy, {r['cores_available']:.2f} cores" for r in runs]
     return "emulate: " + "; ".join(parts)

@@ -129,12 +129,28 @@ def calibrate(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def available_cores(comm: Any, seconds: float) -> float | None:
+    """CPU this job gets now: every rank spins for `seconds`; the cores they
+    got together (a shared machine gives a job less than its cores)."""
+    started, cpu = time.monotonic(), time.process_time()
+    while time.monotonic() - started < seconds:
+        sum(range(1000))
+    mine = (time.process_time() - cpu) / (time.monotonic() - started)
+    got = comm.gather_object(mine)
+    return float(sum(got)) if got is not None else None
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     if spec.get("calibrate"):
         Path(argv[1]).write_text(json.dumps(calibrate(spec)))
         return 0
     comm = world()
+    if spec.get("spin"):
+        cores = available_cores(comm, spec["spin"])
+        if comm.rank == 0:
+            Path(argv[1]).write_text(json.dumps(cores))
+        return 0
     servers = tuple(range(spec["servers"]))
     workers = tuple(range(spec["servers"], comm.size))
     layout = FlatLayout(((int(spec["params"]),),), ())
