@@ -96,3 +96,26 @@ def test_topology_layouts() -> None:
         Topology(4, masters=4)
     with pytest.raises(ConfigError, match="leaves a sub-master without workers"):
         Topology(4, masters=3)
+
+
+def test_sharded_server_layout_and_slices() -> None:
+    from mpilearn.flat import FlatLayout
+    from mpilearn.roles.shards import gather_slice, scatter_slice, shard_ranges, slice_layout
+
+    sharded = Topology(6, servers=3)
+    assert [sharded.role(r) for r in range(6)] == [Role.MASTER, Role.SERVER, Role.SERVER, Role.WORKER, Role.WORKER, Role.WORKER]
+    assert sharded.server_ranks == (0, 1, 2) and sharded.workers == (3, 4, 5) and sharded.children(2) == (3, 4, 5)
+    for args, message in (((3,), "--servers 3 needs more than 3 processes"), ((4, 2), "does not combine with --masters 2")):
+        with pytest.raises(ConfigError, match=message):
+            Topology(args[0], masters=args[1] if len(args) > 1 else 1, servers=3 if len(args) == 1 else 2)
+    # Each server gets a share of the trainable part and of the layer state; the slices cover the vector once.
+    layout = FlatLayout(((5, 2), (3,)), ((4,),))
+    flat = np.arange(layout.size, dtype=np.float32)
+    back = np.full_like(flat, -1.0)
+    for index in range(3):
+        ranges = shard_ranges(layout, 3, index)
+        piece = np.empty(slice_layout(ranges).size, dtype=np.float32)
+        gather_slice(flat, ranges, piece)
+        assert slice_layout(ranges).num_trainable in (4, 5) and slice_layout(ranges).num_state in (1, 2)
+        scatter_slice(piece, ranges, back)
+    np.testing.assert_array_equal(back, flat)
