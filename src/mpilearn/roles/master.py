@@ -39,7 +39,7 @@ def run_master(job: Job) -> None:
     assert spec.center is not None, f"{spec.name} has no master"
     role = topology.role(comm.rank)
     clients = topology.children(comm.rank)
-    top = role is Role.MASTER
+    top = role in (Role.MASTER, Role.SERVER)  # a sharded server exchanges with workers only
     # The top of a tree takes deltas (or elastic exchanges) from its sub-masters, and so does a master
     # whose model trains through its own step.
     deltas = (top and bool(topology.submasters)) or job.own_train_step
