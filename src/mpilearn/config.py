@@ -183,7 +183,7 @@ class AlgorithmConfig:
     inner_steps: int = 16
     # Learning rate of DiLoCo's outer Nesterov SGD on the master (the paper's 0.7).
     outer_lr: float = 0.7
-    # Nesterov momentum of DiLoCo's outer SGD (the paper's 0.9).
+    # Nesterov momentum of DiLoCo's outer SGD (the paper's 0.9; the synchronous form only).
     outer_momentum: float = 0.9
     # GEM: learning rate of the proxy.
     gem_lr: float = 0.01

@@ -84,12 +84,11 @@ class ElasticCenter(_Center):
 
 
 class OuterCenter(_Center):
-    """DiLoCo's outer step: pseudo-gradients go through the outer optimizer
-    (Nesterov SGD). Synchronous: their mean over the round, as in the paper.
+    """DiLoCo's outer step: pseudo-gradients go through the outer optimizer.
+    Synchronous: their mean over the round, Nesterov SGD, as in the paper.
     Asynchronous: each one as it arrives, divided by the number of clients,
-    so that a round of N arrivals moves the weights as far as one synchronous
-    step does (momentum included, in the steady state). Layer state moves by
-    the same (scaled) differences."""
+    so that a round of N arrivals moves the weights as far as one plain
+    synchronous step. Layer state moves by the same (scaled) differences."""
 
     def __init__(self, backend: ModelBackend, optimizer: Any, clients: int, synchronous: bool) -> None:
         super().__init__(backend)
