@@ -10,9 +10,10 @@ import pytest
 
 from conftest import make_data, run_cli, run_mpi
 
-# Final validation accuracy of a distributed run may trail one process by at most this much.
-ACCURACY_MARGIN = 0.10
-GEM_MARGIN = 0.15
+# Every algorithm at its defaults with 2 workers reaches this fraction of the best validation
+# accuracy one process reaches over the same epochs (issue 13's goal, measured in docs/benchmarks.md).
+ACCURACY_FRACTION = 0.97
+EPOCHS = "6"
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +21,13 @@ def algo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 training files of 128 events and 256 validation events at 8x8x8."""
     data = tmp_path_factory.mktemp("algo")
     return make_data(data, files=4, events=128, val_files=2)
+
+
+@pytest.fixture(scope="module")
+def accuracy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training files of 256 events at 8x8x8; 6144 validation events, so that the accuracy's own
+    sampling noise (about 0.006 at 0.7) stays well inside the 3% allowed."""
+    return make_data(tmp_path_factory.mktemp("accuracy"), files=4, events=256, seed=5, val_files=24)
 
 
 def _train(data: Path, run_dir: Path, processes: int, *extra: str) -> dict:
@@ -32,37 +40,37 @@ def _train(data: Path, run_dir: Path, processes: int, *extra: str) -> dict:
     return json.loads((run_dir / "history.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def solo_accuracy(algo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
-    history = _train(algo_data, tmp_path_factory.mktemp("solo") / "run", 1, "--epochs", "4")
-    return _best_accuracy(history)
-
-
 def _best_accuracy(history: dict) -> float:
     """The best epoch's validation accuracy: asynchronous runs wander from epoch to epoch."""
     return max(row["val_accuracy"] for row in history["epochs"])
 
 
-# sync and allreduce are held to one process exactly by the equivalence tests below.
+@pytest.fixture(scope="module")
+def solo_accuracy(accuracy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
+    return _best_accuracy(_train(accuracy_data, tmp_path_factory.mktemp("solo") / "run", 1, "--epochs", EPOCHS))
+
+
+# Defaults only (the default mlp, Adam at Keras's rate, batch 32): 2 workers, and trees with 2 workers.
 @pytest.mark.parametrize(
     "processes, args",
     [
-        (3, ["--algo", "easgd", "--worker-optimizer", "adam", "--elastic-lr", "0.002"]),
-        (3, ["--algo", "easgd", "--synchronous", "--worker-optimizer", "adam", "--elastic-lr", "0.002"]),
-        (3, ["--algo", "gem", "--gem-lr", "0.01"]),
+        (3, ["--algo", "downpour"]),
+        (3, ["--algo", "sync"]),
+        (2, ["--algo", "allreduce"]),
+        (3, ["--algo", "easgd"]),
+        (3, ["--algo", "easgd", "--synchronous"]),
+        (3, ["--algo", "gem"]),
         (4, ["--algo", "downpour", "--masters", "2"]),
-        (5, ["--algo", "easgd", "--masters", "3", "--worker-optimizer", "adam", "--elastic-lr", "0.002"]),
+        (5, ["--algo", "easgd", "--masters", "3"]),
     ],
-    ids=["easgd", "easgd-sync", "gem", "downpour-tree2", "easgd-tree3"],
+    ids=["downpour", "sync", "allreduce", "easgd", "easgd-sync", "gem", "downpour-tree2", "easgd-tree3"],
 )
-def test_algorithm_learns_like_one_process(algo_data, solo_accuracy, tmp_path, processes, args) -> None:
-    history = _train(algo_data, tmp_path / "run", processes, "--epochs", "4", *args)
+def test_two_workers_at_defaults_reach_the_accuracy_of_one_process(accuracy_data, solo_accuracy, tmp_path, processes, args) -> None:
+    history = _train(accuracy_data, tmp_path / "run", processes, "--epochs", EPOCHS, *args)
     accuracy = _best_accuracy(history)
-    # GEM's proxy damps its steps and its path depends on arrival order: over 4 epochs its best
-    # accuracy ranged 0.56-0.63 in 8 runs here (one process: 0.68; chance: 0.33).
-    margin = GEM_MARGIN if "gem" in args else ACCURACY_MARGIN
-    assert accuracy >= solo_accuracy - margin, f"{args}: {accuracy:.3f} vs one process {solo_accuracy:.3f}"
-    assert history["samples_seen"] >= 4 * 4 * 128  # every epoch covered all training samples
+    # MEASURED
+    assert accuracy >= ACCURACY_FRACTION * solo_accuracy, f"{args}: {accuracy:.4f} vs one process {solo_accuracy:.4f}"
+    assert history["samples_seen"] >= int(EPOCHS) * 4 * 256  # every epoch covered all training samples
 
 
 def _reference_weights(data: Path, workers: int, batch: int, epochs: int, lr: float, seed: int = 0) -> list[np.ndarray]:
@@ -96,8 +104,9 @@ def _reference_weights(data: Path, workers: int, batch: int, epochs: int, lr: fl
 def test_synchronous_modes_equal_one_process_with_the_combined_batch(algo_data, tmp_path, algo, processes) -> None:
     import keras
 
+    # Pinned: the default learning-rate rule would scale the combined batch's rate (see test_defaults).
     _train(algo_data, tmp_path / "run", processes, "--algo", algo, "--epochs", "2", "--batch", "16",
-           "--optimizer", "sgd", "--lr", "0.1")
+           "--optimizer", "sgd", "--lr", "0.1", "--lr-scaling", "none", "--warmup-epochs", "0")
     got = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     want = _reference_weights(algo_data, workers=2, batch=16, epochs=2, lr=0.1)
     for a, b in zip(got, want):

@@ -13,6 +13,7 @@ from mpilearn.algorithms.rules import (
     lr_factor,
     mean_gradient,
     mean_of,
+    staleness_factor,
     state_delta,
 )
 from mpilearn.comm.topology import Role, Topology
@@ -79,6 +80,36 @@ def test_mean_and_deltas() -> None:
 def test_learning_rate_factor(progress, workers, scaling, warmup, expected) -> None:
     assert lr_factor(progress, workers, scaling, warmup) == pytest.approx(expected)
     assert math.isfinite(expected)
+
+
+def test_staleness_rule_divides_the_rate_by_the_staleness() -> None:
+    assert [staleness_factor(s) for s in (0, 1, 2, 4)] == [1.0, 1.0, 0.5, 0.25]
+    assert lr_factor(5.0, 4, "staleness", 0.0) == 1.0  # the division is per update, not per epoch
+
+
+@pytest.mark.parametrize(
+    "algo, optimizer, processes, scaling, warmup",
+    [
+        ("sync", "adam", 3, "sqrt", 1.0),  # Malladi et al. 2022 for adaptive optimizers
+        ("allreduce", "sgd", 4, "linear", 1.0),  # Goyal et al. 2017 for SGD and momentum
+        ("sync", "adam", 2, "none", 0.0),  # one worker: nothing to scale
+        ("downpour", "adam", 5, "staleness", 0.0),
+        ("easgd", "adam", 3, "none", 0.0),
+        ("gem", "adam", 3, "none", 0.0),
+    ],
+)
+def test_auto_learning_rate_rule_per_algorithm_and_optimizer(algo, optimizer, processes, scaling, warmup) -> None:
+    from mpilearn.algorithms import defaults
+    from mpilearn.config import AlgorithmConfig, ModelConfig, RunConfig
+
+    config = RunConfig(model=ModelConfig(optimizer=optimizer), algorithm=AlgorithmConfig(name=algo))
+    workers = Topology(processes, peers_only=algo == "allreduce").num_workers
+    resolved, reasons = defaults.resolve(config, workers, optimizer)
+    assert (resolved.algorithm.lr_scaling, resolved.algorithm.warmup_epochs) == (scaling, warmup)
+    assert (scaling == "none") == (not any("--lr-scaling auto" in r for r in reasons))
+    # What the user sets is kept.
+    explicit = config.replace(algorithm=AlgorithmConfig(name=algo, lr_scaling="linear", warmup_epochs=0.5))
+    assert defaults.resolve(explicit, workers, optimizer)[0].algorithm == explicit.algorithm
 
 
 def test_topology_layouts() -> None:

@@ -147,23 +147,3 @@ def test_a_waiting_rank_does_not_spin(tmp_path: Path) -> None:
     cpu, wall = map(float, next(line for line in result.stdout.splitlines() if line.startswith("IDLE")).split()[1:])
     assert wall >= 2.5
     assert cpu < 0.25 * wall, f"waiting used {cpu:.2f}s of CPU in {wall:.2f}s"
-
-
-def test_two_workers_reach_the_accuracy_of_one_process(tmp_path: Path) -> None:
-    """Downpour with 2 workers reaches at least 98% of the validation accuracy
-    one process reaches on the same data in the same epochs (best epoch each)."""
-    from conftest import make_data
-
-    # A small model trained toward its plateau, where the comparison is about what the workers
-    # reach rather than how fast: stale asynchronous updates lag one process early on. 6144
-    # validation samples keep the accuracy's own noise (~0.005) well below the 2% allowed.
-    data = make_data(tmp_path / "data", files=4, events=256, seed=5, val_files=24)
-    args = ["--model", "mlp", "--model-arg", "units=16", "--model-arg", "layers_count=1", "--epochs", "8", "--batch", "32",
-            "--lr", "0.003"]
-    solo = _train(data, tmp_path / "solo", 1, *args)
-    pair = _train(data, tmp_path / "pair", 3, *args)
-    best_solo = max(row["val_accuracy"] for row in solo["epochs"])
-    best_pair = max(row["val_accuracy"] for row in pair["epochs"])
-    print(f"validation accuracy: 1 process {best_solo:.4f}, 2 workers {best_pair:.4f}")
-    assert best_solo > 0.5  # the task was learned at all (3 classes)
-    assert best_pair >= 0.98 * best_solo

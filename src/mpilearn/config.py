@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ALGORITHMS = registry.names()
 COMPRESSIONS = ("none", "fp16", "bf16")
-LR_SCALINGS = ("none", "linear", "sqrt")
+LR_SCALINGS = ("auto", "none", "linear", "sqrt", "staleness")
 SHARD_MODES = ("files", "samples")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PROGRESS_MODES = ("auto", "bar", "lines")
@@ -171,12 +171,12 @@ class AlgorithmConfig:
     sync_every: int = 1
     # EASGD: moving rate beta (alpha = beta / workers).
     elastic_force: float = 0.9
-    # EASGD: the workers' learning rate (none: --lr, else 0.01).
+    # EASGD: the workers' learning rate (none: their optimizer's; under --lr-scaling auto x (workers + 1)).
     elastic_lr: float | None = None
     # EASGD: the workers' Nesterov momentum (0: plain EASGD, > 0: EAMSGD).
     elastic_momentum: float = 0.0
-    # EASGD: the workers' own optimizer.
-    worker_optimizer: str = "sgd"
+    # EASGD: the workers' own optimizer ("model": a copy of the model's compiled optimizer).
+    worker_optimizer: str = "model"
     # EASGD, DiLoCo: exchange with all workers at once instead of whoever is ready.
     synchronous: bool = False
     # Inner steps H each DiLoCo worker takes with the model's optimizer between two exchanges.
@@ -199,10 +199,10 @@ class AlgorithmConfig:
     masters: int = 1
     # Sharded parameter servers: the central weights split into S contiguous slices, one a server rank.
     servers: int = 1
-    # Learning rate multiplied by the number of workers (linear) or its square root.
-    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
-    # Epochs of linear warmup to the scaled learning rate (Goyal et al. 2017).
-    warmup_epochs: float = 0.0
+    # Learning rate vs the number of workers: x N (linear), x sqrt(N), / each update's staleness, none, or auto: per algorithm and optimizer (--print-config shows the choice).
+    lr_scaling: Literal["auto", "none", "linear", "sqrt", "staleness"] = "auto"
+    # Epochs of linear warmup to the scaled learning rate (Goyal et al. 2017; none: 1 when the rate is scaled, else 0).
+    warmup_epochs: float | None = None
 
     def __post_init__(self) -> None:
         spec = registry.spec_of(self.name)
@@ -231,7 +231,7 @@ class AlgorithmConfig:
                 raise ConfigError(f"{option} must be a positive number, got {value!r}")
         if self.max_staleness is not None:
             _non_negative_int("--max-staleness", self.max_staleness)
-        if self.warmup_epochs < 0:
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
             raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}")
         if self.servers > 1 and not spec.has_master:
             raise ConfigError(f"--servers {self.servers} shards a master's weights; --algo {self.name} has no master")
@@ -241,7 +241,7 @@ class AlgorithmConfig:
         if self.masters > 1 and not spec.trees:
             raise ConfigError(f"--masters {self.masters} works with --algo "
                               f"{' or '.join(registry.names(lambda s: s.trees))}, not {self.name}")
-        if self.elastic_momentum and self.worker_optimizer.lower() != "sgd":
+        if self.elastic_momentum and self.worker_optimizer.lower() not in ("sgd", "model"):
             raise ConfigError(f"--elastic-momentum needs --worker-optimizer sgd, got {self.worker_optimizer!r}")
         # Other algorithms' knobs are ignored (a config file's EASGD knobs stay valid under --algo downpour),
         # but gradients compressed by no one would mislead.

@@ -244,6 +244,17 @@ def make_optimizer(name: str, learning_rate: float | None, momentum: float = 0.0
         raise ConfigError(f"unknown optimizer {name!r} (--optimizer); Keras knows: {', '.join(known)}") from exc
 
 
+def worker_optimizer(name: str, compiled: Any, lr: float | None, model_lr: float | None, momentum: float = 0.0) -> Any:
+    """A worker's own optimizer: a fresh copy of the model's compiled one ("model") or one by name,
+    at `lr` when given (else the compiled rate; a named one: the model's --lr, else 0.01)."""
+    if name == "model":
+        optimizer = type(compiled).from_config(compiled.get_config())
+        if lr is not None:
+            optimizer.learning_rate = lr
+        return optimizer
+    return make_optimizer(name, lr or model_lr or 0.01, momentum)
+
+
 def compile_model(model: Any, optimizer: str, learning_rate: float | None, loss: Any, metrics: tuple[str, ...]) -> None:
     import keras
 

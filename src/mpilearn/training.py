@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import backends, checkpoint, faults, models, preflight
+from .algorithms import defaults
 from .comm import Communicator, world
 from .comm.agreement import decide_on_root
 from .comm.topology import Role, Topology
@@ -294,7 +295,12 @@ def _resume(
     if topology.peers_only and comm.size > 1:
         values = comm.bcast_object(values)
     if values is not None and (comm.rank == 0 or topology.peers_only):
-        checkpoint.restore_optimizer(backend.model.optimizer, backend.model.trainable_variables, values, Path(state["path"]))
+        optimizer = backend.model.optimizer
+        compiled_lr = defaults.constant_rate(optimizer)
+        checkpoint.restore_optimizer(optimizer, backend.model.trainable_variables, values, Path(state["path"]))
+        if compiled_lr is not None and defaults.rate_is_controlled(config.algorithm):
+            # The saved rate is already scaled (or warmed up, or staleness-divided); the loop scales the compiled one.
+            optimizer.learning_rate = compiled_lr
         backend.reload_optimizer()
     return History.resumed(config.to_dict(), state["history"]), int(state["epoch"])
 
@@ -319,6 +325,11 @@ def _run(
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
     backend = backends.for_model(model)
+    # "auto" options become values for this many workers and this optimizer, the same on every rank.
+    config, reasons = defaults.resolve(config, topology.num_workers, getattr(model, "optimizer", None))
+    if comm.rank == 0:
+        for reason in reasons:
+            get_logger().info("%s", reason)
     source = pipeline.trusted_train(config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature)
     node = pipeline.node_context(comm, config.data)  # collective: --cache-dir job token, --preload memory snapshot
 

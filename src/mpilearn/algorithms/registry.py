@@ -74,7 +74,12 @@ class AlgorithmSpec:
     # Sub-masters of a tree (--masters >= 2) talk upward with this rule; None: no trees.
     upstream: UpstreamFactory | None = None
     # Builds the workers' own optimizer from the run's options (None: workers only compute gradients).
-    worker_optimizer: Callable[[RunConfig], Any] | None = None
+    # (the run's options, the model's compiled optimizer).
+    worker_optimizer: Callable[[RunConfig, Any], Any] | None = None
+    # How --lr-scaling auto follows the number of workers (algorithms/defaults.py): "batch" (the gradients
+    # of N workers make one step: N times the batch), "elastic" (EASGD: the center takes 1/(N+1) of the
+    # workers' summed steps) or "none" (downpour, gem: measured, see the README).
+    lr_rule: str = "none"
     # Trains models that define their own train_step (weight deltas instead of gradients).
     own_train_step: bool = False
     # AlgorithmConfig fields only this algorithm (and others listing them) reads; common ones are not listed.
@@ -123,12 +128,12 @@ def _elastic_upstream(config: AlgorithmConfig, backend: ModelBackend) -> ClientR
     return ElasticClient(backend)
 
 
-def _elastic_worker_optimizer(config: RunConfig) -> Any:
+def _elastic_worker_optimizer(config: RunConfig, compiled: Any) -> Any:
     from .. import models
 
     algorithm = config.algorithm
-    lr = algorithm.elastic_lr or config.model.learning_rate or 0.01
-    return models.make_optimizer(algorithm.worker_optimizer, lr, algorithm.elastic_momentum)
+    return models.worker_optimizer(algorithm.worker_optimizer, compiled, algorithm.elastic_lr, config.model.learning_rate,
+                                   algorithm.elastic_momentum)
 
 
 def _gem_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
@@ -167,11 +172,13 @@ SPECS: tuple[AlgorithmSpec, ...] = (
     AlgorithmSpec(
         "sync", "synchronous SGD: the master applies the mean gradient of one round of all workers",
         has_master=True, scales=Scaled.MASTER, lockstep_rule=_always, client=_gradient_client, center=_optimizer_center,
+        lr_rule="batch",
     ),
     AlgorithmSpec(
         "easgd", "elastic averaging: workers take local steps and are pulled toward the master's center (--synchronous: all at once)",
         has_master=True, scales=Scaled.WORKER, lockstep_rule=_synchronous_option, client=_elastic_client,
         center=_elastic_center, upstream=_elastic_upstream, worker_optimizer=_elastic_worker_optimizer, own_train_step=True,
+        lr_rule="elastic",
         options=("elastic_force", "elastic_lr", "elastic_momentum", "worker_optimizer", "synchronous"),
     ),
     AlgorithmSpec(
@@ -188,7 +195,7 @@ SPECS: tuple[AlgorithmSpec, ...] = (
     ),
     AlgorithmSpec(
         "allreduce", "no master: every peer averages gradients with MPI Allreduce and takes the same step",
-        has_master=False, scales=Scaled.PEERS, lockstep_rule=_always, options=("compression",),
+        has_master=False, scales=Scaled.PEERS, lockstep_rule=_always, options=("compression",), lr_rule="batch",
     ),
 )
 

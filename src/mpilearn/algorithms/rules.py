@@ -71,13 +71,19 @@ def gem_scale(
 def lr_factor(progress_epochs: float, workers: int, scaling: str, warmup_epochs: float) -> float:
     """Multiplier of the base learning rate after `progress_epochs` epochs.
 
-    scaling: none (1), linear (workers) or sqrt (sqrt(workers)). With a
-    warmup, the multiplier rises linearly over `warmup_epochs`: from 1 to the
-    scaled value (gradual warmup, Goyal et al. 2017) when scaling is on, from
-    0 to 1 when it is off.
+    scaling: none (1), linear (workers) or sqrt (sqrt(workers)); staleness
+    is 1 here (see staleness_factor). With a warmup, the multiplier rises
+    linearly over `warmup_epochs`: from 1 to the scaled value (gradual warmup,
+    Goyal et al. 2017) when scaling is on, from 0 to 1 when it is off.
     """
-    target = {"none": 1.0, "linear": float(workers), "sqrt": math.sqrt(workers)}[scaling]
+    target = {"linear": float(workers), "sqrt": math.sqrt(workers)}.get(scaling, 1.0)
     if warmup_epochs <= 0 or progress_epochs >= warmup_epochs:
         return target
-    start = 1.0 if scaling != "none" else 0.0
+    start = 1.0 if scaling in ("linear", "sqrt") else 0.0
     return start + (target - start) * progress_epochs / warmup_epochs
+
+
+def staleness_factor(staleness: int) -> float:
+    """Staleness-aware rate (Zhang et al. 2016): an update computed on weights
+    `staleness` master steps old gets 1/staleness of the rate (1 when fresh)."""
+    return 1.0 / max(1, staleness)

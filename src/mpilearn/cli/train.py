@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,19 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def _print_chosen(config: RunConfig, processes: int) -> None:
+    """What "auto" options become with this many processes, and why (on stderr: stdout stays the JSON)."""
+    from .. import models
+    from ..algorithms import defaults
+    from ..comm.topology import Topology
+
+    topology = Topology(processes, config.algorithm.masters, peers_only=not config.algorithm.has_master)
+    optimizer = models.make_optimizer(config.model.optimizer, config.model.learning_rate)
+    _, reasons = defaults.resolve(config, topology.num_workers, optimizer)
+    for reason in reasons or ("no option depends on the number of workers here",):
+        print(f"with -n {processes}: {reason}", file=sys.stderr)
+
+
 def train(args: argparse.Namespace, argv: list[str]) -> int:
     """`mpilearn train`: relaunch under mpiexec for -n, else start this rank and train."""
     config = config_from_args(args)  # bad options fail here, before any process starts
@@ -144,6 +158,7 @@ def train(args: argparse.Namespace, argv: list[str]) -> int:
         import json
 
         print(json.dumps(config.to_dict(), indent=2))
+        _print_chosen(config, args.processes or 1)
         return 0
     if config.checkpoint.resume:
         from ..checkpoint import finished_message

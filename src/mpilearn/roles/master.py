@@ -93,6 +93,7 @@ class _Server:
             if not slots:
                 continue
             accepted = []
+            staleness = 0
             for slot in slots:
                 update = self.inbox[slot]
                 staleness = self.step - int(update.get(Header.BASE_STEP))
@@ -103,7 +104,9 @@ class _Server:
                 else:
                     accepted.append((slot, update))
             if accepted:
-                self.control.update(history.samples_seen / max(1, self.job.workload.samples_per_epoch))
+                # An asynchronous step folds in one update: the staleness rule reads its staleness.
+                self.control.update(history.samples_seen / max(1, self.job.workload.samples_per_epoch),
+                                    0 if self.synchronous else staleness)
                 with self.job.timeline.span("apply"):
                     self.rule.absorb(accepted)
                 self.step += 1

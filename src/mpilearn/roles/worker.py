@@ -20,7 +20,7 @@ def run_worker(job: Job) -> None:
     index = topology.worker_index(comm.rank)
     spec = algorithm.spec
     assert spec.client is not None, f"{spec.name} has no workers"
-    worker_optimizer = spec.worker_optimizer(config) if spec.worker_optimizer is not None else None
+    worker_optimizer = spec.worker_optimizer(config, backend.model.optimizer) if spec.worker_optimizer is not None else None
     rule = spec.client(algorithm, backend, worker_optimizer, job.own_train_step)
     rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
     # The learning rate that lives on the worker (its own optimizer, or the proxy step's rule).

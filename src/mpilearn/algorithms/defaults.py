@@ -1,0 +1,103 @@
+"""Defaults that depend on the run, resolved once the number of workers and
+the model's optimizer are known, so that N workers train as well as one
+process. Every "auto" option becomes a concrete value with its reason; the
+resolved configuration is what the run uses and what history.json records.
+
+The rules, and the measurements behind them, are in the README ("Choosing an
+algorithm") and docs/benchmarks.md (time-to-accuracy).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+# Optimizers that divide by a running gradient scale: the square-root rule is theirs
+# (Malladi et al. 2022, "On the SDEs and scaling rules for adaptive gradient algorithms").
+ADAPTIVE_OPTIMIZERS = frozenset(
+    {"adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "adafactor", "lion", "lamb", "ftrl"}
+)
+# Epochs of gradual warmup toward a scaled learning rate (Goyal et al. 2017 warm up over 5 of 90).
+WARMUP_EPOCHS = 1.0
+
+
+def optimizer_name(optimizer: Any) -> str:
+    """'adam' for a Keras Adam instance or for the string 'Adam'."""
+    return (optimizer if isinstance(optimizer, str) else type(optimizer).__name__).lower()
+
+
+def scaling_for(optimizer: Any) -> str:
+    """sqrt for adaptive optimizers; linear for SGD and momentum (Goyal et al. 2017)."""
+    return "sqrt" if optimizer_name(optimizer) in ADAPTIVE_OPTIMIZERS else "linear"
+
+
+def factor_text(scaling: str, workers: int) -> str:
+    return {"linear": f"x {workers}", "sqrt": f"x sqrt({workers})"}.get(scaling, "x 1")
+
+
+def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig, tuple[str, ...]]:
+    """The configuration with every "auto" replaced, and one line per choice
+    saying why. `optimizer` is the model's compiled optimizer (or its name)."""
+    algorithm = config.algorithm
+    reasons: list[str] = []
+    changes: dict[str, Any] = {}
+    name, lr = optimizer_name(optimizer), constant_rate(optimizer)
+    if algorithm.name == "easgd":
+        if algorithm.worker_optimizer == "model" and algorithm.elastic_momentum:
+            changes["worker_optimizer"] = "sgd"
+            reasons.append("--worker-optimizer sgd: --elastic-momentum asks for Nesterov momentum SGD (EAMSGD)")
+        own = changes.get("worker_optimizer", algorithm.worker_optimizer)
+        if own != "model":  # the rate of a named worker optimizer: --elastic-lr, else --lr, else 0.01
+            name, lr = own.lower(), config.model.learning_rate or 0.01
+        lr = algorithm.elastic_lr or lr
+        reasons.append(f"workers' optimizer: {'a copy of the model' + chr(39) + 's' if own == 'model' else own} "
+                       f"({name}, lr {_number(lr)}{' by --elastic-lr' if algorithm.elastic_lr else ''})")
+    scaling = algorithm.lr_scaling
+    if scaling == "auto":
+        rule, scaling = algorithm.spec.lr_rule, "none"
+        if workers > 1 and rule != "none" and lr is None:
+            reasons.append("--lr-scaling none: the optimizer follows its own learning-rate schedule")
+        elif workers > 1 and rule == "batch":
+            scaling = scaling_for(name)
+            reasons.append(f"lr {_number(lr)} {factor_text(scaling, workers)} by --lr-scaling auto: {workers} workers "
+                           f"average their gradients into one step of {workers}x the batch; {scaling} rule for {name}")
+        elif workers > 1 and rule == "elastic" and lr is not None:
+            # Elastic moves keep the sum of the center and the workers, so the center, pulled to their
+            # mean, takes 1/(p+1) of the p workers' summed steps: x (p+1) restores one process's pace.
+            changes["elastic_lr"] = lr * (workers + 1)
+            reasons.append(f"--elastic-lr {_number(lr)} x {workers + 1} = {_number(lr * (workers + 1))} by --lr-scaling auto: "
+                           f"elastic moves keep the mean of the center and {workers} workers, which moves by "
+                           f"1/{workers + 1} of the workers' summed steps")
+        changes["lr_scaling"] = scaling
+    if algorithm.warmup_epochs is None:
+        warmup = WARMUP_EPOCHS if scaling in ("linear", "sqrt") and workers > 1 else 0.0
+        changes["warmup_epochs"] = warmup
+        if warmup:
+            reasons.append(f"--warmup-epochs {warmup:g} by default: the scaled rate is reached gradually (Goyal et al. 2017)")
+    if changes:
+        config = config.replace(algorithm=dataclasses.replace(algorithm, **changes))
+    return config, tuple(reasons)
+
+
+def _number(value: float | None) -> str:
+    return "(schedule)" if value is None else f"{value:.3g}"
+
+
+def _has_schedule(optimizer: Any) -> bool:
+    if isinstance(optimizer, str):
+        return False
+    import keras
+
+    return isinstance(getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)
+
+
+def constant_rate(optimizer: Any) -> float | None:
+    """The optimizer's learning rate, None when it follows a schedule."""
+    return None if optimizer is None or _has_schedule(optimizer) else float(optimizer.learning_rate)
+
+
+def rate_is_controlled(algorithm: Any) -> bool:
+    """The loops rewrite the learning rate (scaling, warmup or the staleness rule) of a resolved configuration."""
+    return algorithm.lr_scaling in ("linear", "sqrt", "staleness") or bool(algorithm.warmup_epochs)
