@@ -93,8 +93,8 @@ def test_staleness_rule_divides_the_rate_by_the_staleness() -> None:
         ("sync", "adam", 3, "sqrt", 1.0),  # Malladi et al. 2022 for adaptive optimizers
         ("allreduce", "sgd", 4, "linear", 1.0),  # Goyal et al. 2017 for SGD and momentum
         ("sync", "adam", 2, "none", 0.0),  # one worker: nothing to scale
-        ("downpour", "adam", 5, "staleness", 0.0),
-        ("easgd", "adam", 3, "none", 0.0),
+        ("downpour", "adam", 5, "none", 0.0),
+        ("easgd", "adam", 3, "sqrt", 1.0),  # the workers' own optimizers, whose mean step the center takes
         ("gem", "adam", 3, "none", 0.0),
     ],
 )
