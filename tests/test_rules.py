@@ -94,22 +94,24 @@ def test_staleness_rule_divides_the_rate_by_the_staleness() -> None:
         ("allreduce", "sgd", 4, "linear", 1.0),  # Goyal et al. 2017 for SGD and momentum
         ("sync", "adam", 2, "none", 0.0),  # one worker: nothing to scale
         ("downpour", "adam", 5, "none", 0.0),
-        ("easgd", "adam", 3, "sqrt", 1.0),  # the workers' own optimizers, whose mean step the center takes
-        ("gem", "adam", 3, "none", 0.0),
+        ("easgd", "adam", 3, "none", 0.0),  # its rule sets --elastic-lr x (workers + 1) instead
+        ("gem", "adam", 3, "linear", 1.0),  # the proxy is a momentum SGD
     ],
 )
 def test_auto_learning_rate_rule_per_algorithm_and_optimizer(algo, optimizer, processes, scaling, warmup) -> None:
+    from mpilearn import models
     from mpilearn.algorithms import defaults
     from mpilearn.config import AlgorithmConfig, ModelConfig, RunConfig
 
     config = RunConfig(model=ModelConfig(optimizer=optimizer), algorithm=AlgorithmConfig(name=algo))
     workers = Topology(processes, peers_only=algo == "allreduce").num_workers
-    resolved, reasons = defaults.resolve(config, workers, optimizer)
+    compiled = models.make_optimizer(optimizer, None)
+    resolved, reasons = defaults.resolve(config, workers, compiled)
     assert (resolved.algorithm.lr_scaling, resolved.algorithm.warmup_epochs) == (scaling, warmup)
-    assert (scaling == "none") == (not any("--lr-scaling auto" in r for r in reasons))
+    assert (scaling == "none" and algo != "easgd") == (not any("--lr-scaling auto" in r for r in reasons))
     # What the user sets is kept.
     explicit = config.replace(algorithm=AlgorithmConfig(name=algo, lr_scaling="linear", warmup_epochs=0.5))
-    assert defaults.resolve(explicit, workers, optimizer)[0].algorithm == explicit.algorithm
+    assert defaults.resolve(explicit, workers, compiled)[0].algorithm == explicit.algorithm
 
 
 def test_topology_layouts() -> None:
@@ -150,3 +152,15 @@ def test_sharded_server_layout_and_slices() -> None:
         assert slice_layout(ranges).num_trainable in (4, 5) and slice_layout(ranges).num_state in (1, 2)
         scatter_slice(piece, ranges, back)
     np.testing.assert_array_equal(back, flat)
+
+
+def test_easgd_workers_copy_the_model_optimizer_at_workers_plus_one_times_its_rate() -> None:
+    from mpilearn import models
+    from mpilearn.algorithms import defaults
+    from mpilearn.config import AlgorithmConfig, RunConfig
+
+    config = RunConfig(algorithm=AlgorithmConfig(name="easgd"))
+    resolved, _ = defaults.resolve(config, 2, models.make_optimizer("adam", 0.002))
+    assert resolved.algorithm.elastic_lr == pytest.approx(0.006)  # x (2 + 1)
+    copy = models.worker_optimizer("model", models.make_optimizer("adam", 0.002), resolved.algorithm.elastic_lr, None)
+    assert type(copy).__name__ == "Adam" and float(copy.learning_rate) == pytest.approx(0.006)

@@ -43,7 +43,9 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
     algorithm = config.algorithm
     reasons: list[str] = []
     changes: dict[str, Any] = {}
-    name, lr = optimizer_name(optimizer), constant_rate(optimizer)
+    # A name (--print-config, before any model exists): its rate is --lr, or Keras's default (None here).
+    name, scheduled = optimizer_name(optimizer), _has_schedule(optimizer)
+    lr = config.model.learning_rate if isinstance(optimizer, str) else constant_rate(optimizer)
     if algorithm.name == "easgd":
         if algorithm.worker_optimizer == "model" and algorithm.elastic_momentum:
             changes["worker_optimizer"] = "sgd"
@@ -54,20 +56,29 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
         lr = algorithm.elastic_lr or lr
         reasons.append(f"workers' optimizer: {'a copy of the model' + chr(39) + 's' if own == 'model' else own} "
                        f"({name}, lr {_number(lr)}{' by --elastic-lr' if algorithm.elastic_lr else ''})")
+    if algorithm.name == "gem":  # the rule scales the proxy, a momentum SGD
+        name, lr = "the momentum-SGD proxy", algorithm.gem_lr
     scaling = algorithm.lr_scaling
     if scaling == "auto":
         rule, scaling = algorithm.spec.lr_rule, "none"
-        if workers > 1 and rule != "none" and lr is None:
+        if workers > 1 and rule != "none" and scheduled:
             reasons.append("--lr-scaling none: the optimizer follows its own learning-rate schedule")
         elif workers > 1 and rule == "batch":
             scaling = scaling_for(name)
             reasons.append(f"lr {_number(lr)} {factor_text(scaling, workers)} by --lr-scaling auto: {workers} workers "
                            f"average their gradients into one step of {workers}x the batch; {scaling} rule for {name}")
-        elif workers > 1 and rule == "elastic" and lr is not None:
+        elif workers > 1 and rule == "energy":
+            # Energy matching moves the center like one proxy whatever the number of workers, so the
+            # proxy's pace per sample falls N-fold unless its rate rises N-fold (the linear rule of SGD).
+            scaling = "linear"
+            reasons.append(f"--gem-lr {_number(lr)} x {workers} by --lr-scaling auto: the {workers} workers' matched "
+                           f"updates together carry one proxy's energy; linear rule for {name}")
+        elif workers > 1 and rule == "elastic":
             # Elastic moves keep the sum of the center and the workers, so the center, pulled to their
             # mean, takes 1/(p+1) of the p workers' summed steps: x (p+1) restores one process's pace.
-            changes["elastic_lr"] = lr * (workers + 1)
-            reasons.append(f"--elastic-lr {_number(lr)} x {workers + 1} = {_number(lr * (workers + 1))} by --lr-scaling auto: "
+            if lr is not None:
+                changes["elastic_lr"] = lr * (workers + 1)
+            reasons.append(f"--elastic-lr {_number(lr)} x {workers + 1} by --lr-scaling auto: "
                            f"elastic moves keep the mean of the center and {workers} workers, which moves by "
                            f"1/{workers + 1} of the workers' summed steps")
         changes["lr_scaling"] = scaling
@@ -82,7 +93,7 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
 
 
 def _number(value: float | None) -> str:
-    return "(schedule)" if value is None else f"{value:.3g}"
+    return "(the optimizer's default)" if value is None else f"{value:.3g}"
 
 
 def _has_schedule(optimizer: Any) -> bool:

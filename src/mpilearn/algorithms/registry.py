@@ -78,7 +78,8 @@ class AlgorithmSpec:
     worker_optimizer: Callable[[RunConfig, Any], Any] | None = None
     # How --lr-scaling auto follows the number of workers (algorithms/defaults.py): "batch" (the gradients
     # of N workers make one step: N times the batch), "elastic" (EASGD: the center takes 1/(N+1) of the
-    # workers' summed steps) or "none" (downpour, gem: measured, see the README).
+    # workers' summed steps), "energy" (GEM: N workers together move like one proxy) or "none" (downpour:
+    # lr / staleness measured worse, see the README).
     lr_rule: str = "none"
     # Trains models that define their own train_step (weight deltas instead of gradients).
     own_train_step: bool = False
@@ -184,6 +185,7 @@ SPECS: tuple[AlgorithmSpec, ...] = (
     AlgorithmSpec(
         "gem", "gradient energy matching: asynchronous proxy steps rescaled to match their energy",
         has_master=True, scales=Scaled.PROXY, client=_gem_client, center=_delta_center,
+        lr_rule="energy",
         options=("gem_lr", "gem_momentum", "gem_kappa"),
     ),
     AlgorithmSpec(

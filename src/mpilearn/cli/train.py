@@ -140,13 +140,11 @@ def _shown(value: Any) -> str:
 
 def _print_chosen(config: RunConfig, processes: int) -> None:
     """What "auto" options become with this many processes, and why (on stderr: stdout stays the JSON)."""
-    from .. import models
     from ..algorithms import defaults
     from ..comm.topology import Topology
 
     topology = Topology(processes, config.algorithm.masters, peers_only=not config.algorithm.has_master)
-    optimizer = models.make_optimizer(config.model.optimizer, config.model.learning_rate)
-    _, reasons = defaults.resolve(config, topology.num_workers, optimizer)
+    _, reasons = defaults.resolve(config, topology.num_workers, config.model.optimizer)  # a name: no Keras import
     for reason in reasons or ("no option depends on the number of workers here",):
         print(f"with -n {processes}: {reason}", file=sys.stderr)
 
