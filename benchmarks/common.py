@@ -179,10 +179,41 @@ def _renice(nice: int) -> None:
     """The measured process's niceness, and its session's: with scheduler autogroups (Linux's default
     for desktop kernels) niceness only orders processes inside one session, so the session's counts."""
     os.nice(nice)
+    _set_autogroup("self", nice)
+
+
+def _set_autogroup(pid: int | str, nice: int) -> None:
     try:
-        Path("/proc/self/autogroup").write_text(str(nice))
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
     except OSError:
         pass
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _keep_reniced(process: subprocess.Popen, nice: int) -> None:
+    """mpiexec's ranks start sessions of their own (autogroups at nice 0): renice them as they appear."""
+    done: set[int] = set()
+    while process.poll() is None:
+        for pid in _descendants(process.pid):
+            if pid not in done:
+                _set_autogroup(pid, nice)
+                done.add(pid)
+        time.sleep(0.2)
 
 
 def run(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None, log: Path | None = None) -> str:
@@ -193,6 +224,10 @@ def run(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None, 
     process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                cwd=str(ROOT), env=env, start_new_session=True,
                                preexec_fn=(lambda: _renice(nice)) if nice else None)
+    if nice:
+        import threading
+
+        threading.Thread(target=_keep_reniced, args=(process, nice), daemon=True).start()
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -56,6 +56,6 @@ def test_rules_from_the_spec_step_the_optimizer_the_spec_says() -> None:
         assert (center.optimizer is model.optimizer) == (spec.scales is Scaled.MASTER), spec.name
         if spec.trees:  # the top of a tree takes its sub-masters' deltas: no optimizer of its own
             assert spec.center(config, backend, 2, True).optimizer is None, spec.name
-        own = spec.worker_optimizer(RunConfig(algorithm=config)) if spec.worker_optimizer else None
+        own = spec.worker_optimizer(RunConfig(algorithm=config), model.optimizer) if spec.worker_optimizer else None
         client = spec.client(config, backend, own, False)
         assert all(callable(getattr(client, m)) for m in ("train", "fill", "absorb")), spec.name
