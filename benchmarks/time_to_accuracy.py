@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace, data: Path, algo: str, workers: int, seed: 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     algos = [a for a in args.algos.split(",") if a]
     workers = [int(w) for w in args.workers.split(",") if w]
-    seeds, epochs = args.seeds, args.epochs
+    seeds = args.seeds
     if args.quick:
         algos, workers, seeds, args.epochs = algos[:2], [2], 1, 1
     data = data_set()
