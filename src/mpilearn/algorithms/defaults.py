@@ -58,7 +58,7 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
                        f"({name}, lr {_number(lr)}{' by --elastic-lr' if algorithm.elastic_lr else ''})")
     if algorithm.name == "gem":  # the rule scales the proxy, a momentum SGD
         name, lr = "the momentum-SGD proxy", algorithm.gem_lr
-    scaling = algorithm.lr_scaling
+    scaling: str = algorithm.lr_scaling
     if scaling == "auto":
         rule, scaling = algorithm.spec.lr_rule, "none"
         if workers > 1 and rule != "none" and scheduled:
