@@ -35,7 +35,8 @@ from .roles.job import Job, Workload
 from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
-from .roles.validator import InlineValidator
+from .roles import validation
+from .roles.validator import InlineValidator, validation_reader
 from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
@@ -67,8 +68,8 @@ class RootInputs:
     run_dir: str = ""
     # Held from the checks to the end of the run: no other job trains into the same directory.
     lock: RunDirLock | None = None
-    # (x, y) or (x, y, sample_weight) of the validation samples.
-    validation: tuple[Any, ...] | None = None
+    # The validation source (inspected, nothing read: validation streams its samples).
+    validation: Source | None = None
     # The model built from the command line's spec (mpilearn.fit passes its own).
     model: Any = None
 
@@ -78,7 +79,7 @@ def _open_train(config: RunConfig, arrays: Any, workers: int) -> Source:
     return pipeline.open_train(config.data, arrays, workers, config.seed)
 
 
-def _open_validation(config: RunConfig, arrays: Any) -> tuple[Any, ...] | None:
+def _open_validation(config: RunConfig, arrays: Any) -> Source | None:
     return pipeline.open_validation(config.data, arrays, config.seed)
 
 
@@ -221,7 +222,9 @@ def train(
         root.validation = _open_validation(config, validation_arrays)
         where = config.data.train_files[0] if config.data.train_files else "training data"
         preflight.check_validation_fits_training(
-            root.validation, source.signature, config.data.val_files[0] if config.data.val_files else "validation data")
+            validation.first_sample(root.validation), source.signature,
+            config.data.val_files[0] if config.data.val_files else "validation data")
+        pipeline.check_validation_preload(config.data, root.validation)
         loss = metrics = None
         classes: tuple[int, ...] = ()
         given = "num_classes" in config.model.model_kwargs
@@ -357,7 +360,7 @@ def _run(
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
         supervisor = supervising.build(
             config, history, backend, workload, timeline,
-            InlineValidator(backend.model, root.validation, config.data.batch_size),
+            InlineValidator(backend.model, validation_reader(config.data, root.validation, node)),
             Checkpointer(config, backend, history, timeline, Path(config.run_dir)),
             callbacks=callbacks or (), user_hook=on_epoch_end, background=role is Role.MASTER,
             shares_terminal=comm.size < comm.world_size, start_epoch=start_epoch,

@@ -20,7 +20,8 @@ from .cache import CachedSource, FileCache
 from .preload import PreloadedSource, available_memory, check_fits, format_size, shard_bytes
 from .python_sources import GeneratorSource, PyDatasetSource, is_pydataset, load_function
 from .sharding import Piece, shard
-from .sources import ArraySource, Hdf5Source, Signature, Source, load_packed
+from .sources import ArraySource, Hdf5Source, Signature, Source
+from .validation import sharded, validation_pieces
 
 
 def _from_python(given: Any, what: str, workers: int, seed: int, inspect_batches: bool = True) -> Source:
@@ -58,18 +59,27 @@ def trusted_train(data: DataConfig, given: Any, workers: int, seed: int, counts:
                               data.sample_weights_name)
 
 
-def open_validation(data: DataConfig, given: Any, seed: int) -> tuple[Any, ...] | None:
-    """Rank 0: every validation sample in memory as (x, y) or (x, y, sample_weight)."""
-    source: Any
+def open_validation(data: DataConfig, given: Any, seed: int) -> Source | None:
+    """Rank 0: the validation source, every file inspected once; no sample is
+    read here (validation streams them, see data/validation.py)."""
     if given is not None:
-        source = _from_python(given, "validation data", 1, seed, inspect_batches=False)
-    elif data.val_function:
-        source = GeneratorSource(load_function(data.val_function, "--val"), 1, seed, "validation data", inspect_batches=False)
-    elif data.val_files:
-        source = Hdf5Source(data.val_files, data.features_name, data.labels_name, data.sample_weights_name)
-    else:
-        return None
-    return load_packed(source)
+        return _from_python(given, "validation data", 1, seed, inspect_batches=False)
+    if data.val_function:
+        return GeneratorSource(load_function(data.val_function, "--val"), 1, seed, "validation data", inspect_batches=False)
+    if data.val_files:
+        return Hdf5Source(data.val_files, data.features_name, data.labels_name, data.sample_weights_name)
+    return None
+
+
+def check_validation_preload(data: DataConfig, validation: Source | None) -> None:
+    """Rank 0, before training: with --preload, every validation sample (held by rank 0) against --memory-limit."""
+    limit = data.memory_limit_bytes
+    if not data.preload or limit is None or validation is None or not sharded(validation):
+        return
+    needed = shard_bytes(validation.signature, validation_pieces(validation.counts, 1, 0))
+    if needed > limit:
+        raise DataError(f"--preload: the validation samples need {format_size(needed)} on rank 0 but --memory-limit is "
+                        f"{format_size(limit)}; raise the limit, or leave out --preload (validation then streams)")
 
 
 def shard_mode(data: DataConfig, source: Source) -> str:

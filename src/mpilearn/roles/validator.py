@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..config import DataConfig
+from ..data.pipeline import NodeContext
+from ..data.sources import Source
+from ..data.validation import ValidationReader, sharded, validation_pieces
 from .validation import evaluate
 
 
@@ -25,14 +29,23 @@ class Validator(Protocol):
 
 
 class InlineValidator:
-    """Model.evaluate over the validation samples loaded on rank 0."""
+    """Model.evaluate over the validation samples of rank 0, streamed (data/validation.py)."""
 
-    def __init__(self, model: Any, data: tuple[Any, ...] | None, batch_size: int) -> None:
-        self.model, self.data, self.batch_size = model, data, batch_size
-        self.available = data is not None
+    def __init__(self, model: Any, reader: ValidationReader | None) -> None:
+        self.model, self.reader = model, reader
+        self.available = reader is not None
 
     def evaluate(self, epoch: float) -> dict[str, float]:
-        return evaluate(self.model, self.data, self.batch_size)
+        return evaluate(self.model, self.reader)
 
     def twin(self, model: Any) -> "InlineValidator":
-        return InlineValidator(model, self.data, self.batch_size)
+        return InlineValidator(model, self.reader)
+
+
+def validation_reader(data: DataConfig, source: Source | None, node: NodeContext) -> ValidationReader | None:
+    """Rank 0's reader of every validation sample (held in memory once with --preload)."""
+    if source is None:
+        return None
+    pieces = validation_pieces(source.counts, 1, 0) if sharded(source) else None
+    return ValidationReader(source, pieces, data.batch_size, data.prefetch, data.preload, data.memory_limit_bytes,
+                            node.available, node.ranks)
