@@ -1,4 +1,4 @@
-"""Import a user's Python file (a model builder, a data function, custom objects)."""
+"""Read a user's text file, or import a user's Python file (a model builder, a data function, custom objects)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MpilearnError
+
+
+def read_text(file: Path, error: type[MpilearnError], label: str, hint: str = "") -> str:
+    """The text of a file the user named; a missing or unreadable file raises
+    `error` with `label` (which names the file or option) in front."""
+    try:
+        return file.read_text()
+    except FileNotFoundError:
+        raise error(f"{label} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{label} cannot be read: {exc}{hint}") from None
 
 
 def import_file(file: Path, error: type[MpilearnError], label: str) -> Any:

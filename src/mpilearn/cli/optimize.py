@@ -6,6 +6,7 @@ search options below, and launches itself under mpiexec with -n like train.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from .. import env
@@ -58,24 +59,9 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
             raise ConfigError(f"--resume {resume} and --run-dir {args.run_dir} name different directories")
         args.run_dir = resume
     run = config_from_args(args)
-    return SearchConfig(
-        run=run,
-        space=args.space,
-        trials=args.trials,
-        block_size=args.block_size,
-        n_fold=args.n_fold,
-        sampler=args.sampler,
-        sampler_startup_trials=args.sampler_startup_trials,
-        population=args.population,
-        pruner=args.pruner,
-        pruner_startup_trials=args.pruner_startup_trials,
-        pruner_warmup_epochs=args.pruner_warmup_epochs,
-        storage=args.storage,
-        study_name=args.study_name,
-        resume=bool(resume),
-        metric=args.metric,
-        direction=args.direction or "",
-    )
+    # Every other search option has the name of its SearchConfig field.
+    copied = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig) if f.name not in ("run", "resume", "direction")}
+    return SearchConfig(run=run, resume=bool(resume), direction=args.direction or "", **copied)
 
 
 def optimize(args: argparse.Namespace, argv: list[str]) -> int:

@@ -12,18 +12,17 @@ never overtake each other. Waits block on a condition variable, never spin.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import pickle
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import CommunicationError
-from .transport import ANY_SOURCE, ANY_TAG, CollectiveTimeout, WaitTimeout
+from .transport import ANY_SOURCE, ANY_TAG, CollectiveTimeout, WaitTimeout, busy_while
 
 # Longest wait on the condition variable between two checks of a deadline or an abort.
 _TICK_S = 0.05
@@ -140,14 +139,7 @@ class LocalCommunicator:
                 if rank != self.rank:
                     self._hub.grants[rank][self.rank] = until
 
-    @contextlib.contextmanager
-    def busy_while(self, seconds: float, ranks: Sequence[int] | None = None) -> Iterator[None]:
-        """busy() for the duration of a block; at its end the excuse is withdrawn."""
-        self.busy(seconds, ranks)
-        try:
-            yield
-        finally:
-            self.busy(0.0, ranks)
+    busy_while = busy_while
 
     def take_notices(self) -> None:
         """Notices are in `grants` as soon as they are sent."""

@@ -103,6 +103,17 @@ class Backoff:
         self._sleep = min(self._sleep * 2, self.max_s)
 
 
+@contextlib.contextmanager
+def busy_while(comm: Any, seconds: float, ranks: Sequence[int] | None = None) -> Iterator[None]:
+    """comm.busy() for the duration of a block; at its end the excuse is withdrawn.
+    A method of both communicators (this one and comm/local.py's)."""
+    comm.busy(seconds, ranks)
+    try:
+        yield
+    finally:
+        comm.busy(0.0, ranks)
+
+
 class Communicator:
     """A private duplicate of an MPI communicator with the calls mpilearn uses."""
 
@@ -141,14 +152,7 @@ class Communicator:
             if rank != self.rank:
                 self._notices.append(self._control.Isend([payload.copy(), MPI.DOUBLE], dest=rank, tag=_BUSY))
 
-    @contextlib.contextmanager
-    def busy_while(self, seconds: float, ranks: Sequence[int] | None = None) -> Iterator[None]:
-        """busy() for the duration of a block; at its end the excuse is withdrawn."""
-        self.busy(seconds, ranks)
-        try:
-            yield
-        finally:
-            self.busy(0.0, ranks)
+    busy_while = busy_while
 
     def take_notices(self) -> None:
         """Read the busy notices that arrived: self.grants[rank] = until when (monotonic) it is excused."""

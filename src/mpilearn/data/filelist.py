@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
+from ..userfile import read_text
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 # The first bytes of every HDF5 file without a user block.
@@ -27,13 +28,8 @@ def read_file_list(path: str | os.PathLike) -> tuple[str, ...]:
     relative paths are taken relative to the list file, so a data folder can
     move with its lists."""
     list_path = Path(path)
-    try:
-        text = list_path.read_text()
-    except FileNotFoundError:
-        raise DataError(f"file list {list_path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"file list {list_path} cannot be read: {exc} (give a text file of HDF5 paths, one a line, "
-                        "an HDF5 file, or a quoted glob such as 'data/*.h5')") from None
+    text = read_text(list_path, DataError, f"file list {list_path}",
+                     " (give a text file of HDF5 paths, one a line, an HDF5 file, or a quoted glob such as 'data/*.h5')")
     files = []
     for line in text.splitlines():
         entry = line.strip()

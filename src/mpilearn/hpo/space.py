@@ -33,6 +33,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from .. import models
 from ..config import RunConfig
 from ..errors import ConfigError, ModelError
+from ..userfile import read_text
 from .settings import RESERVED, TRAINING_OPTIONS, apply_settings, normalize_name
 
 TYPES = ("int", "float", "categorical")
@@ -145,12 +146,7 @@ def parse_space(table: Any, where: str) -> dict[str, BaseDistribution]:
 
 def read_space_file(path: str) -> dict[str, BaseDistribution]:
     file = Path(path)
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"--space {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--space {path} cannot be read: {exc}") from None
+    text = read_text(file, ConfigError, f"--space {path}")
     suffix = file.suffix.lower()
     if suffix == ".toml":
         if sys.version_info >= (3, 11):
