@@ -42,7 +42,8 @@ def set_threads(threads: int) -> None:
 def wrap_foreign_model(obj: Any, input_shape: tuple[int, ...]) -> Any:
     """A model of the backend's own framework (a torch.nn.Module) wrapped as
     a Keras model, or None when `obj` is not one."""
-    if type(obj).__module__.split(".")[0] != "torch":
+    # A user's module subclasses torch's classes from a file of its own: look along the class hierarchy.
+    if not any(cls.__module__.split(".")[0] == "torch" for cls in type(obj).__mro__):
         return None
     if active_name() != "torch":
         raise BackendError("a torch.nn.Module needs the torch backend (--backend torch)")
