@@ -123,6 +123,21 @@ def broadcasts_and_gathers_reach_every_rank(comm) -> None:
     assert gathered == ([f"rank {r}" for r in range(comm.size)] if comm.rank == root else None)
 
 
+def back_to_back_gathers_keep_their_parts_apart(comm) -> None:
+    """A rank that answered the first gather may send its part of the next one before the root
+    has heard from everyone: each part must land in its own gather (the end of a run gathers the
+    monitor records, then the timeline)."""
+    import time
+
+    if comm.rank == comm.size - 1:
+        time.sleep(0.3)  # the last rank answers late, so the others' second parts arrive first
+    first = comm.gather_object(("first", comm.rank), root=0)
+    second = comm.gather_object(("second", comm.rank), root=0)
+    if comm.rank == 0:
+        assert first == [("first", r) for r in range(comm.size)]
+        assert second == [("second", r) for r in range(comm.size)]
+
+
 def allreduce_sums_every_rank_in_place(comm) -> None:
     buffer = np.array([1.0, 2.0, 0.5], dtype=np.float32) * (comm.rank + 1)
     comm.allreduce_sum(buffer, "none", LIMIT_S)
@@ -169,6 +184,7 @@ CASES = [
     wait_all_returns_statuses_in_request_order,
     a_wait_that_gets_nothing_times_out_naming_what_is_pending,
     broadcasts_and_gathers_reach_every_rank,
+    back_to_back_gathers_keep_their_parts_apart,
     allreduce_sums_every_rank_in_place,
     objects_arrive_from_any_source,
     split_orders_ranks_by_key_within_each_color,

@@ -298,7 +298,14 @@ class Communicator:
         deadline = _Deadline(self, limit, lambda: [r for r in range(self.size) if r not in gathered])
         status = MPI.Status()
         while len(gathered) < self.size:
-            message = self._control.Improbe(ANY_SOURCE, _GATHER, status)
+            # Probe each missing rank by name: a rank that already answered may have sent its part of the
+            # next gather (same tag), which must wait for that gather.
+            message = None
+            for rank in range(self.size):
+                if rank not in gathered:
+                    message = self._control.Improbe(rank, _GATHER, status)
+                    if message is not None:
+                        break
             if message is None:
                 try:
                     deadline.check()
