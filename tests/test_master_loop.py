@@ -30,6 +30,7 @@ class Master:
 
         from mpilearn import backends, supervisor
         from mpilearn.data.sources import ArraySource
+        from mpilearn.data.validation import ValidationReader, validation_pieces
         from mpilearn.roles.checkpointer import Checkpointer
         from mpilearn.roles.job import Job, Workload
         from mpilearn.roles.validator import InlineValidator
@@ -49,7 +50,7 @@ class Master:
         timeline = Timeline(0, "master", False)
         workload = Workload(self.config, ArraySource(x, y), topology)
         lead = supervisor.build(self.config, self.history, self.backend, workload, timeline,
-                                InlineValidator(model, (x, y), 8), Checkpointer(self.config, self.backend, self.history,
+                                InlineValidator(model, ValidationReader(ArraySource(x, y), validation_pieces([SAMPLES], 1, 0), 8, 0)), Checkpointer(self.config, self.backend, self.history,
                                                                                 timeline, tmp_path),
                                 user_hook=user_hook)
         self.job = Job(self.config, self.comms[0], topology, self.backend, workload, self.history, timeline,
