@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .batches import Prefetcher, rebatch
 from .preload import PreloadedSource, check_fits, shard_bytes
@@ -24,6 +24,17 @@ from .sources import Arrays, Source, pack_arrays
 EVALUATE_BATCH = 256
 # Batches alive at once besides the read-ahead queue: one being cut, one being read, one being evaluated.
 BATCHES_IN_FLIGHT = 3
+
+
+class XY(NamedTuple):
+    x: Any
+    y: Any
+
+
+class XYW(NamedTuple):
+    x: Any
+    y: Any
+    sample_weight: Any
 
 
 def validation_pieces(counts: Sequence[int], ranks: int, index: int) -> list[Piece]:
@@ -100,7 +111,9 @@ class ValidationReader:
         prefetcher = Prefetcher(rebatch(self._blocks(), self.batch_size, self.source), self.prefetch)
         try:
             for batch in prefetcher:
-                yield (batch.x, batch.y) if batch.sample_weight is None else (batch.x, batch.y, batch.sample_weight)
+                # Named tuples: torch's data loader turns a plain tuple into a list on its way to the model's
+                # test_step, where a custom one (a GAN's) may expect the tuple that evaluate(x, y) passes.
+                yield XY(batch.x, batch.y) if batch.sample_weight is None else XYW(batch.x, batch.y, batch.sample_weight)
         finally:
             prefetcher.close()
 

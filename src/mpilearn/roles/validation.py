@@ -18,8 +18,9 @@ def evaluate(model: Any, reader: ValidationReader | None) -> dict[str, float]:
     """Loss and compiled metrics over the reader's samples, as model.evaluate computes them."""
     if reader is None:
         return {}
-    _evaluate(model, reader)
-    return metric_states.results(model)
+    logs = _evaluate(model, reader)
+    # Evaluate's own logs: a model with its own test_step (a GAN) reports more than its compiled metrics.
+    return metric_states.results(model) if logs is None else {key: float(value) for key, value in logs.items()}
 
 
 def first_sample(source: Any) -> tuple[Any, ...] | None:
@@ -43,16 +44,18 @@ def combine(model: Any, state: np.ndarray) -> dict[str, float]:
 _BUILT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _evaluate(model: Any, reader: ValidationReader) -> None:
+def _evaluate(model: Any, reader: ValidationReader) -> dict[str, Any] | None:
+    """Evaluate's logs over the reader's samples (None when there are none: the metrics are reset)."""
     steps = reader.steps
     build_metrics(model, reader)
     if steps == 0:
         model.reset_metrics()
-        return
+        return None
     with warnings.catch_warnings():
         if steps is None:  # a batch function: Keras warns that its batches ran out, which is expected
             warnings.simplefilter("ignore")
-        model.evaluate(reader.batches(), steps=steps, verbose=0)
+        logs: dict[str, Any] = model.evaluate(reader.batches(), steps=steps, verbose=0, return_dict=True)
+    return logs
 
 
 def build_metrics(model: Any, reader: ValidationReader) -> None:
