@@ -2,6 +2,7 @@
 for the command line that always ends (hard timeout, whole process group)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -85,6 +86,18 @@ def kill_session(session: int) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except OSError:  # gone meanwhile, or not ours to see
             pass
+
+
+def train_mlp(data: Path, run_dir: Path, processes: int, *extra: str, timeout: float = 240) -> dict:
+    """`mpilearn train --model mlp` on DATA/train.txt and DATA/val.txt with -n PROCESSES, one thread
+    a rank; asserts it ended well and returns its history.json."""
+    result = run_cli(
+        ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
+         "--run-dir", str(run_dir), "-n", str(processes), "--threads", "1", *extra],
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.output
+    return json.loads((run_dir / "history.json").read_text())
 
 
 def make_data(

@@ -1,14 +1,13 @@
 """Every algorithm on real ranks, against single-process references."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import make_data, run_cli, run_mpi
+from conftest import make_data, train_mlp, run_mpi
 
 # Every algorithm at its defaults with 2 workers reaches this fraction of the best validation
 # accuracy one process reaches over the same epochs (issue 13's goal, measured in docs/benchmarks.md).
@@ -35,13 +34,7 @@ def accuracy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(data: Path, run_dir: Path, processes: int, *extra: str) -> dict:
-    result = run_cli(
-        ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-         "--run-dir", str(run_dir), "-n", str(processes), "--threads", "1", *extra],
-        timeout=240,
-    )
-    assert result.returncode == 0, result.output
-    return json.loads((run_dir / "history.json").read_text())
+    return train_mlp(data, run_dir, processes, *extra, timeout=240)
 
 
 def _best_accuracy(history: dict) -> float:

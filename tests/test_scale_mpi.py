@@ -2,13 +2,12 @@
 process and a single server."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import make_data, run_cli
+from conftest import make_data, train_mlp
 
 ACCURACY_MARGIN = 0.10  # as in test_algorithms_mpi.py
 
@@ -20,13 +19,7 @@ def scale_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(data: Path, run_dir: Path, processes: int, *extra: str) -> dict:
-    result = run_cli(
-        ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-         "--run-dir", str(run_dir), "-n", str(processes), "--threads", "1", *extra],
-        timeout=300,
-    )
-    assert result.returncode == 0, result.output
-    return json.loads((run_dir / "history.json").read_text())
+    return train_mlp(data, run_dir, processes, *extra, timeout=300)
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
