@@ -247,3 +247,20 @@ def test_a_rank_stuck_at_the_end_is_named_within_the_timeout(data: Path, tmp_pat
     assert re.search(r"mpilearn: error on rank 0 \(master\): rank 0 waited 5s for rank 2 in the end of training",
                      result.output), result.output
     assert result.output.count("mpilearn: error") == 1, result.output
+
+
+@pytest.mark.parametrize("fault", ["hang", "kill"])
+def test_a_rank_failing_at_start_up_ends_the_job(data: Path, tmp_path: Path, fault: str) -> None:
+    """A rank stopped at start-up (SIGSTOP) is named as soon as its beats stop
+    (MPILEARN_ALIVE_S, far below the 600 s start-up limit of old); a rank killed
+    there ends the job through the launcher. The others beat meanwhile, so a
+    slow start-up is no failure."""
+    result = run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--timeout", "5"), timeout=240,
+                     env={"MPILEARN_INJECT_FAULT": f"{fault}@1:start", "MPILEARN_ALIVE_S": "10"})
+    print(f"rank 1 {fault} at start-up, --timeout 5: exit {result.returncode} after {result.seconds:.1f}s")
+    assert result.returncode != 0 and f"injected fault {fault} on rank 1 at start" in result.output, result.output
+    if fault == "hang":
+        assert re.search(r"mpilearn: error on rank 0 \(master\): rank 0 waited \d+s for rank 1 in .*: it is stuck",
+                         result.output), result.output
+        assert result.output.count("mpilearn: error") == 1, result.output
+    assert not (tmp_path / "run" / "model.keras").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -330,27 +331,8 @@ def _finished(db: Path) -> int:
         return 0  # tables not created yet, or busy
 
 
-def _kill_job(process: subprocess.Popen, marker: str) -> None:
-    """SIGKILL the launcher's process group and every rank of the job (MPICH
-    starts the ranks in sessions of their own), and wait until all are gone,
-    so that no rank of the killed search still writes to the study."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already ended
-    process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        ranks = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, marker)]
-        if not ranks:
-            return
-        assert time.monotonic() < deadline, f"ranks {ranks} outlived the killed search"
-        for pid in ranks:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
+def _ranks_of(marker: str) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, marker)]
 
 
 def _cmdline_has(proc: Path, marker: str) -> bool:
@@ -360,29 +342,50 @@ def _cmdline_has(proc: Path, marker: str) -> bool:
         return False
 
 
-def test_killed_search_resumes_without_loss_or_duplicate(data: Path, space_file: Path, tmp_path: Path) -> None:
+def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: Path, space_file: Path, tmp_path: Path) -> None:
+    """SIGTERM to the launcher after one trial: the search stops cleanly (143,
+    how to resume), the running trial does not count. Resumed with a block
+    rank that hangs: the coordinator names it, every rank is gone, and the
+    trials it left running are recovered. Resumed again: --trials results."""
     run_dir = tmp_path / "search"
     args = _search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "3", "--block-size", "1",
                         "--trials", "6", "--epochs", "3")
     env = dict(os.environ)
     env.pop("MPILEARN_LAUNCHED", None)
-    process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while _finished(run_dir / "study.db") < 1:
-            assert process.poll() is None, "the search ended before it could be killed"
+            assert process.poll() is None, "the search ended before it could be stopped"
             assert time.monotonic() < deadline, "no trial finished within 120s"
             time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # a batch system's time limit
+        output, _ = process.communicate(timeout=120)
     finally:
-        _kill_job(process, str(run_dir))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert re.search(r"mpilearn: search interrupted by SIGTERM after \d+ of 6 trials.*resume with: the same mpilearn "
+                     r"optimize command and --resume " + re.escape(str(run_dir)), output), output
+    assert "mpilearn: error" not in output and "Traceback" not in output, output
+    assert not _ranks_of(str(run_dir)), "a rank outlived the stopped search"
     before = {t.number: t for t in _study(run_dir).trials}
     kept = {n: t.value for n, t in before.items() if t.state is TrialState.COMPLETE}
-    interrupted = {n: t.params for n, t in before.items() if t.state is TrialState.RUNNING}
-    assert kept and len(kept) + len(interrupted) < 6
+    interrupted = {n for n, t in before.items() if t.user_attrs.get("interrupted")}
+    assert kept and len(kept) < 6 and all(t.state is not TrialState.RUNNING for t in before.values()), before
 
-    result = run_cli(_search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "3",
-                                  "--block-size", "1", "--trials", "6", "--epochs", "3", "--resume"), timeout=120)
+    resume = [*args, "--resume"]
+    stuck = run_cli([*resume, "--timeout", "5"], timeout=180,
+                    env={"MPILEARN_INJECT_FAULT": "hang@2:start", "MPILEARN_ALIVE_S": "10"})
+    print(f"search with block rank 2 stuck: exit {stuck.returncode} after {stuck.seconds:.1f}s")
+    assert stuck.returncode != 0
+    assert re.search(r"mpilearn: error on rank 0 \(coordinator\): .*rank 2\b.*stuck, stopped or has exited", stuck.output), stuck.output
+    assert stuck.output.count("mpilearn: error") == 1, stuck.output
+    assert not _ranks_of(str(run_dir)), "a rank outlived the failed search"
+    interrupted |= {t.number for t in _study(run_dir).trials if t.state is TrialState.RUNNING}
+
+    result = run_cli(resume, timeout=120)
     assert result.returncode == 0, result.output
     trials = _study(run_dir).trials
     # --trials 6 results: an interrupted trial does not count (its point runs again as a new trial)

@@ -1,5 +1,6 @@
 """Fault injection, a testing aid: check on your own cluster that a dead,
-stuck or failing rank is caught, and how fast.
+stuck or failing rank is caught, and how fast. RANK is the rank in the
+whole job (mpiexec's), also under `mpilearn optimize`.
 
     MPILEARN_INJECT_FAULT=KIND@RANK:WHEN mpilearn train ...
 

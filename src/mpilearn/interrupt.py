@@ -60,6 +60,7 @@ class StopRequest:
         # Set on the deciding rank when the job stops because of the request.
         self.acted = False
         self._previous: dict[int, Any] = {}
+        self._depth = 0
         self.on_second: Callable[[int], None] = _exit_now
 
     @property
@@ -99,14 +100,22 @@ class StopRequest:
                   file=sys.stderr, flush=True)
 
     def install(self) -> None:
-        """Catch the signals (main thread only; elsewhere signals keep their handlers)."""
-        self.signum, self.acted = 0, False
+        """Catch the signals (main thread only; elsewhere signals keep their handlers).
+        Nested (a search's trials): the outer install holds; a request it caught stays."""
+        self._depth += 1
+        self.acted = False
+        if self._depth > 1:
+            return
+        self.signum = 0
         if threading.current_thread() is not threading.main_thread():
             return
         for number in SIGNALS:
             self._previous[number] = signal.signal(number, self._handle)
 
     def restore(self) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()

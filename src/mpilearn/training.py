@@ -17,7 +17,7 @@ import numpy as np
 
 from . import backends, checkpoint, faults, models, preflight
 from .algorithms import defaults
-from .comm import Communicator, world
+from .comm import ALIVE_S, Communicator, world
 from .comm.agreement import decide_on_root
 from .comm.topology import Role, Topology
 from .config import RunConfig
@@ -37,7 +37,7 @@ from .roles.peer import run_peers
 from .roles.worker import run_worker
 from .roles import validation
 from .roles.validator import InlineValidator, validation_reader
-from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
+from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, MIN_TIMEOUT_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
 from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_empty_run_dir, remove_leftovers, save_model_atomic
@@ -180,9 +180,35 @@ def train(
     from `config.model` (command line).
     """
     comm = comm or world(config.poll_max_s)
-    # Every collective of the run is bounded (busy notices extend it). Until all ranks have started, the
-    # limit is at least the first exchange's: ranks start minutes apart on a loaded machine (imports).
-    comm.limit = max(Watchdog(config.timeout).limit(), FIRST_EXCHANGE_S)
+    _bound_start_up(comm, config)
+    try:
+        return _train(config, comm, model, train_arrays, validation_arrays, on_epoch_end, callbacks)
+    finally:
+        comm.stop_beating()
+
+
+def _bound_start_up(comm: Communicator, config: RunConfig) -> None:
+    """Every collective of the run is bounded. Until every rank has started,
+    ranks start minutes apart on a loaded machine (imports, model building):
+    each rank beats (Communicator.beat), so a wait excuses a live rank, and
+    names a stopped or dead one after --timeout (else MIN_TIMEOUT_S) or ALIVE_S
+    of silence, whichever is longer; no wait is stretched beyond FIRST_EXCHANGE_S.
+    Without thread support in MPI: every start-up wait lasts FIRST_EXCHANGE_S."""
+    if comm.size > 1 and comm.beat(ALIVE_S, cap=FIRST_EXCHANGE_S):
+        comm.limit = config.timeout if config.timeout is not None else MIN_TIMEOUT_S
+    else:
+        comm.limit = max(Watchdog(config.timeout).limit(), FIRST_EXCHANGE_S)
+
+
+def _train(
+    config: RunConfig,
+    comm: Communicator,
+    model: Any,
+    train_arrays: ArrayPair | None,
+    validation_arrays: ArrayPair | None,
+    on_epoch_end: supervising.EpochHook | None,
+    callbacks: Sequence[Any] | None,
+) -> dict[str, Any]:
     try:
         topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master,
                             servers=config.algorithm.servers)
@@ -246,7 +272,7 @@ def train(
         if comm.rank == 0:
             _announce_outputs(config, log, validation_arrays is not None)
         _announce_ranks(comm, role)
-        faults.at(comm.rank, "start")
+        faults.at(comm.world_rank, "start")
         try:
             return _run(config, comm, topology, role, agreed, root, model, train_arrays, on_epoch_end, callbacks)
         except BaseException as error:
@@ -370,7 +396,8 @@ def _run(
               start_epoch, models.has_own_train_step(model))
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
-    comm.limit = job.watchdog.limit()  # every rank is here: from now on --timeout (or the adaptive limit)
+    comm.stop_beating()  # every rank is here: from now on the training's own watchdog
+    comm.limit = job.watchdog.limit()  # --timeout (or the adaptive limit), for every wait, the end included
     history.start_clock()
     if role in (Role.SOLO, Role.PEER):
         run_peers(job)
@@ -381,7 +408,7 @@ def _run(
     history.finish()
     if supervisor is not None:
         supervisor.finish()  # outstanding background validations, callbacks' on_train_end
-    faults.at(comm.rank, "end")
+    faults.at(comm.world_rank, "end")
     _stop_if_interrupted(job)
 
     if supervisor is not None:

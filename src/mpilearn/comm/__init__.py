@@ -7,6 +7,6 @@ backs off, so a waiting rank leaves its core to the ranks that compute.
 from __future__ import annotations
 
 from .tags import Tag
-from .transport import Backoff, Communicator, Request, WaitTimeout, world
+from .transport import ALIVE_S, Backoff, Communicator, Request, WaitTimeout, world
 
-__all__ = ["Backoff", "Communicator", "Request", "Tag", "WaitTimeout", "world"]
+__all__ = ["ALIVE_S", "Backoff", "Communicator", "Request", "Tag", "WaitTimeout", "world"]

@@ -121,6 +121,7 @@ class LocalCommunicator:
         self.rank = rank
         self.size = hub.size
         self.world_size = hub.world_size
+        self.world_rank = rank
         self.poll_max_s = poll_max_s
         # All ranks share one "node".
         self.local_rank, self.local_size = rank, hub.size
@@ -129,6 +130,7 @@ class LocalCommunicator:
         # Default limit of the collectives (seconds; None: none), as on the MPI communicator.
         self.limit: float | None = None
         self.grants = hub.grants[rank]
+        self.excuse_cap: float | None = None
 
     # ---- busy notices ------------------------------------------------------------
     def busy(self, seconds: float, ranks: Sequence[int] | None = None) -> None:
@@ -140,6 +142,17 @@ class LocalCommunicator:
                     self._hub.grants[rank][self.rank] = until
 
     busy_while = busy_while
+
+    def beat(self, seconds: float, ranks: Sequence[int] | None = None, cap: float | None = None) -> bool:
+        """Threads of one process never die alone: no beats (start-up waits keep their long limit)."""
+        return False
+
+    def stop_beating(self) -> None:
+        """Nothing beats."""
+
+    def fallen_silent(self, ranks: Sequence[int]) -> list[int]:
+        """Threads never fall silent alone."""
+        return []
 
     def take_notices(self) -> None:
         """Notices are in `grants` as soon as they are sent."""
@@ -183,7 +196,8 @@ class LocalCommunicator:
             request.spent = True
             return found[0], request.status
 
-    def wait_all(self, requests: Sequence[Request], timeout: float | None = None) -> list[Status]:
+    def wait_all(self, requests: Sequence[Request], timeout: float | None = None,
+                 awaited: Sequence[int] | None = None) -> list[Status]:
         """Statuses in request order; on timeout, WaitTimeout.pending lists the positions still incomplete."""
         with self._hub.lock:
             self._block(lambda: all(r.done for r in requests), timeout,
@@ -258,14 +272,29 @@ class LocalCommunicator:
             return None
         return pickle.loads(message.data), request.status.Get_source(), request.status.Get_tag()
 
-    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> tuple[Any, int, int]:
+    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, timeout: float | None = None,
+                    awaited: Sequence[int] | None = None, what: str = "a message",
+                    until: Callable[[], bool] | None = None) -> Any:
+        """As on MPI; a timeout names `awaited` (default: `source`); None once `until()` is true."""
+        started = time.monotonic()
         while True:
             received = self.poll_object(source, tag)
             if received is not None:
                 return received
+            if until is not None and until():
+                return None
             probe = _Receive(Request(), None, source, tag)
-            with self._hub.lock:
-                self._block(functools.partial(self._has_unexpected, probe), None)
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            if until is not None:
+                left = _TICK_S if left is None else min(left, _TICK_S)
+            try:
+                with self._hub.lock:
+                    self._block(functools.partial(self._has_unexpected, probe), left)
+            except WaitTimeout:
+                if until is not None and (timeout is None or time.monotonic() - started < timeout):
+                    continue
+                ranks = list(awaited) if awaited is not None else [] if source == ANY_SOURCE else [source]
+                raise CollectiveTimeout(self.rank, what, time.monotonic() - started, ranks) from None
 
     def _has_unexpected(self, probe: _Receive) -> bool:
         return any(_fits(probe, m) for m in self._hub.unexpected[self.rank])

@@ -1,8 +1,11 @@
 """Buffer transport over one duplicated communicator, with non-spinning waits."""
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import pickle
+import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -39,6 +42,12 @@ class CollectiveTimeout(CommunicationError):
 _BUSY, _GATHER, _BCAST = 1, 2, 3
 # How often a bounded wait looks for busy notices.
 _NOTICE_POLL_S = 0.02
+# How often a beating rank says it is alive (Communicator.beat), and how long
+# each beat excuses it: far above the longest stall of a healthy rank's
+# thread (8 s measured while importing Keras at load 13 on 2 cores).
+# MPILEARN_ALIVE_S shortens it for tests of a stuck rank.
+BEAT_S = 1.0
+ALIVE_S = float(os.environ.get("MPILEARN_ALIVE_S", "30"))
 
 
 # A collective moves data only while every rank is inside MPI (no progress
@@ -61,8 +70,12 @@ class _Deadline:
     def __init__(self, comm: "Communicator", timeout: float | None,
                  awaited: Callable[[], Sequence[int]] | None = None) -> None:
         self.comm, self.timeout, self.awaited = comm, timeout, awaited
-        self.at = None if timeout is None else time.monotonic() + timeout
-        self.next_look = time.monotonic() + _NOTICE_POLL_S
+        now = self.start = time.monotonic()
+        self.at = None if timeout is None else now + timeout
+        # Excuses end here: a rank that beats but never comes is stuck after all (None: no end).
+        cap = comm.excuse_cap
+        self.last = None if timeout is None or cap is None else now + max(timeout, cap)
+        self.next_look = now + _NOTICE_POLL_S
 
     def check(self) -> None:
         if self.at is None:
@@ -74,8 +87,52 @@ class _Deadline:
         if now <= self.at:
             return
         ranks = self.awaited() if self.awaited is not None else ()
-        if not ranks or any(self.comm.grants.get(r, 0.0) < now for r in ranks):
-            raise WaitTimeout(self.timeout or 0.0)
+        if not ranks or any(self.comm.grants.get(r, 0.0) < now for r in ranks) or (self.last is not None and now > self.last):
+            raise WaitTimeout(now - self.start)  # the limit, or more when excuses stretched it
+
+    def silent(self, ranks: Sequence[int]) -> list[int]:
+        """Those of `ranks` no notice excuses now (all of them when none is excused)."""
+        now = time.monotonic()
+        return [r for r in ranks if self.comm.grants.get(r, 0.0) < now] or list(ranks)
+
+
+class _Heart:
+    """One thread per process that sends the beats of every beating
+    communicator, and reads the notices that come back, so that the
+    unexpected-message queue stays short while the main thread is busy
+    (importing, building a model, training a trial)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.beating: dict[int, "Communicator"] = {}
+        self.thread: threading.Thread | None = None
+        self.stopped = threading.Event()
+
+    def add(self, comm: "Communicator") -> None:
+        with self.lock:
+            self.beating[id(comm)] = comm
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="mpilearn-heartbeat", daemon=True)
+                self.thread.start()
+                atexit.register(self.stop)  # before mpi4py's MPI_Finalize (atexit runs last-registered first)
+
+    def remove(self, comm: "Communicator") -> None:
+        with self.lock:
+            self.beating.pop(id(comm), None)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(BEAT_S):
+            with self.lock:
+                for comm in list(self.beating.values()):
+                    comm._beat_once()  # noqa: SLF001 - the heart is the communicator's helper
+
+
+_HEART = _Heart()
 
 
 class Backoff:
@@ -127,6 +184,7 @@ class Communicator:
         self.size: int = self._comm.Get_size()
         # Ranks of the whole job: more than size on one block of a hyperparameter search.
         self.world_size: int = MPI.COMM_WORLD.Get_size()
+        self.world_rank: int = MPI.COMM_WORLD.Get_rank()  # what fault injection and the launcher name
         self.poll_max_s = poll_max_s
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_rank: int = node.Get_rank()
@@ -140,12 +198,21 @@ class Communicator:
         self.limit: float | None = None
         self._notices: list[MPI.Request] = []
         self.grants: dict[int, float] = {}  # rank -> until when its busy notice excuses it
+        # While beating: (seconds each beat excuses this rank, ranks told); see beat().
+        self._beat: tuple[float, list[int]] | None = None
+        self._beats: list[MPI.Request] = []
+        # How long excuses may stretch a bounded wait (None: as long as they come).
+        self.excuse_cap: float | None = None
 
     # ---- busy notices --------------------------------------------------------
     def busy(self, seconds: float, ranks: Sequence[int] | None = None) -> None:
         """Tell `ranks` (default: all others) that this rank will be busy for up
         to `seconds` (validating, checkpointing, building its model): their
-        bounded waits allow that much more time before calling it silent."""
+        bounded waits allow that much more time before calling it silent.
+        Nothing while this rank beats: its beats already excuse it while it
+        lives, and a notice would excuse it stopped too."""
+        if self._beat is not None:
+            return
         self._notices = [r for r in self._notices if not r.Test()]
         payload = np.array([seconds], dtype=np.float64)
         for rank in range(self.size) if ranks is None else ranks:
@@ -153,6 +220,48 @@ class Communicator:
                 self._notices.append(self._control.Isend([payload.copy(), MPI.DOUBLE], dest=rank, tag=_BUSY))
 
     busy_while = busy_while
+
+    def beat(self, seconds: float, ranks: Sequence[int] | None = None, cap: float | None = None) -> bool:
+        """From now on a thread tells `ranks` (default: all others) every BEAT_S
+        that this rank is alive, each beat excusing it for `seconds`, until
+        stop_beating(): a rank that imports Keras or builds its model is slow,
+        not stuck, while one that is stopped or dead falls silent and is named
+        `seconds` later. `cap`: no wait on this communicator is stretched
+        beyond max(its limit, cap) by excuses. False (and nothing starts) when
+        MPI gives no thread support."""
+        if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+            return False
+        self._beat = (seconds, [r for r in (range(self.size) if ranks is None else ranks) if r != self.rank])
+        self.excuse_cap = cap
+        _HEART.add(self)
+        self._beat_once()  # at once: a wait may be under way already
+        return True
+
+    def stop_beating(self) -> None:
+        """End the beats and withdraw their excuse (after the last beat: MPI keeps their order)."""
+        if self._beat is None:
+            return
+        _HEART.remove(self)
+        self._beat = None
+        self.excuse_cap = None
+        self.busy(0.0)
+
+    def _beat_once(self) -> None:
+        beat = self._beat
+        if beat is None:
+            return
+        seconds, ranks = beat
+        self._beats = [r for r in self._beats if not r.Test()]
+        payload = np.array([seconds], dtype=np.float64)
+        for rank in ranks:
+            self._beats.append(self._control.Isend([payload.copy(), MPI.DOUBLE], dest=rank, tag=_BUSY))
+        self.take_notices()
+
+    def fallen_silent(self, ranks: Sequence[int]) -> list[int]:
+        """Those of `ranks` that beat once and whose last beat's excuse has run out: stopped or dead."""
+        self.take_notices()
+        now = time.monotonic()
+        return [r for r in ranks if r in self.grants and self.grants[r] < now]
 
     def take_notices(self) -> None:
         """Read the busy notices that arrived: self.grants[rank] = until when (monotonic) it is excused."""
@@ -197,13 +306,20 @@ class Communicator:
             deadline.check()
             backoff.pause()
 
-    def wait_all(self, requests: Sequence[MPI.Request], timeout: float | None = None) -> list[MPI.Status]:
+    def wait_all(self, requests: Sequence[MPI.Request], timeout: float | None = None,
+                 awaited: Sequence[int] | None = None) -> list[MPI.Status]:
         """Complete every request (polled, never spinning); returns their statuses.
-        On timeout, WaitTimeout.pending lists the positions still incomplete."""
+        On timeout, WaitTimeout.pending lists the positions still incomplete.
+        `awaited[i]`: the rank request i waits on (its busy notices count)."""
         statuses = [MPI.Status() for _ in requests]
         backoff = Backoff(self.poll_max_s)
-        deadline = _Deadline(self, timeout)
         requests = list(requests)
+
+        def waiting_on() -> list[int]:
+            assert awaited is not None
+            return [awaited[i] for i, r in enumerate(requests) if r != MPI.REQUEST_NULL]
+
+        deadline = _Deadline(self, timeout, None if awaited is None else waiting_on)
         while not MPI.Request.Testall(requests, statuses):
             try:
                 deadline.check()
@@ -250,8 +366,8 @@ class Communicator:
         limit = self.limit if timeout is None else timeout
         try:
             return self.wait(request, limit, spin_s, awaited=missing or None)
-        except WaitTimeout:
-            raise CollectiveTimeout(self.rank, what, limit or 0.0, missing) from None
+        except WaitTimeout as error:
+            raise CollectiveTimeout(self.rank, what, error.seconds, missing) from None
 
     # ---- small control objects (pickled, never on the hot path) ------------
     # Point to point on the control communicator, so that a timeout can name the ranks that never came.
@@ -265,9 +381,9 @@ class Communicator:
             others = [r for r in range(self.size) if r != root]
             limit = self.limit if timeout is None else timeout
             try:
-                self.wait_all(sends, limit)
+                self.wait_all(sends, limit, awaited=others)
             except WaitTimeout as error:
-                raise CollectiveTimeout(self.rank, what, limit or 0.0, [others[i] for i in error.pending]) from None
+                raise CollectiveTimeout(self.rank, what, error.seconds, [others[i] for i in error.pending]) from None
             return obj
         return self._receive(root, _BCAST, timeout, what)
 
@@ -279,8 +395,8 @@ class Communicator:
         while (message := self._control.Improbe(source, tag, status)) is None:
             try:
                 deadline.check()
-            except WaitTimeout:
-                raise CollectiveTimeout(self.rank, what, limit or 0.0, [source]) from None
+            except WaitTimeout as error:
+                raise CollectiveTimeout(self.rank, what, error.seconds, [source]) from None
             backoff.pause()
         data = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
         message.Recv([data, MPI.BYTE])
@@ -309,10 +425,9 @@ class Communicator:
             if message is None:
                 try:
                     deadline.check()
-                except WaitTimeout:
+                except WaitTimeout as error:
                     missing = [r for r in range(self.size) if r not in gathered]
-                    silent = [r for r in missing if self.grants.get(r, 0.0) < time.monotonic()]  # not excused as busy
-                    raise CollectiveTimeout(self.rank, what, limit or 0.0, silent or missing) from None
+                    raise CollectiveTimeout(self.rank, what, error.seconds, deadline.silent(missing)) from None
                 backoff.pause()
                 continue
             data = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
@@ -344,14 +459,27 @@ class Communicator:
         self.wait(message.Irecv([data, MPI.BYTE]))
         return pickle.loads(data.tobytes()), status.Get_source(), status.Get_tag()
 
-    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> tuple[Any, int, int]:
+    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, timeout: float | None = None,
+                    awaited: Sequence[int] | None = None, what: str = "a message",
+                    until: Callable[[], bool] | None = None) -> Any:
         """Wait without spinning for one object sent with (i)send_object;
-        returns (object, source, tag)."""
+        returns (object, source, tag). With `timeout`: CollectiveTimeout naming
+        the ranks of `awaited` (default: `source`) that fell silent, once
+        `timeout` has passed and their notices or beats no longer excuse them.
+        None as soon as `until()` is true (a signal to act on)."""
+        ranks = list(awaited) if awaited is not None else [] if source == ANY_SOURCE else [source]
         backoff = Backoff(self.poll_max_s)
+        deadline = _Deadline(self, timeout, (lambda: ranks) if ranks else None)
         while True:
             received = self.poll_object(source, tag)
             if received is not None:
                 return received
+            if until is not None and until():
+                return None
+            try:
+                deadline.check()
+            except WaitTimeout as error:
+                raise CollectiveTimeout(self.rank, what, error.seconds, deadline.silent(ranks)) from None
             backoff.pause()
 
     def split(self, color: int, key: int | None = None) -> "Communicator":
@@ -416,5 +544,8 @@ def world(poll_max_s: float = 0.001) -> Communicator:
 
         check_world(MPI.COMM_WORLD.Get_size(), MPI.Get_library_version())  # srun --mpi=none, a foreign mpiexec
         _WORLD = Communicator(MPI.COMM_WORLD, poll_max_s)
+        # Alive from the start: the others wait for this rank while it imports Keras (training.train takes over).
+        if _WORLD.size > 1:
+            _WORLD.beat(ALIVE_S)
     _WORLD.poll_max_s = poll_max_s
     return _WORLD

@@ -26,9 +26,10 @@ from typing import Any
 
 from ..comm import Communicator
 from ..errors import MpilearnError
+from ..interrupt import Interrupted, signal_name
 from ..log import LOGGER_NAME
 from .layout import COORDINATOR, Layout
-from .protocol import Assignment, FoldAck, FoldEpoch, FoldResult, FoldStop, HpoTag, Outcome, Progress, Stop
+from .protocol import Assignment, FoldAck, FoldEpoch, FoldResult, FoldStop, HpoTag, Interrupt, Outcome, Progress, Stop
 
 # Results that must be finite for a trial to count (besides the objective).
 _GUARDED = ("val_loss", "train_loss")
@@ -73,11 +74,15 @@ def serve(ctx: BlockContext) -> None:
     while True:
         message: Any = None
         if leader:
-            message, _, _ = ctx.control.recv_object(source=COORDINATOR, tag=HpoTag.ASSIGN)
-        message = ctx.block.bcast_object(message) if ctx.block.size > 1 else message
+            message, _, _ = ctx.control.recv_object(source=COORDINATOR, tag=HpoTag.ASSIGN, timeout=ctx.control.limit,
+                                                    what="the wait for the next trial")
+        message = ctx.block.bcast_object(message, what="the wait for the next trial") if ctx.block.size > 1 else message
         if isinstance(message, Stop):
             if message.error is not None:
                 raise message.error.on_every_rank()  # the coordinator reports it
+            if message.interrupted:
+                raise Interrupted(f"search interrupted by {signal_name(message.interrupted)}",
+                                  message.interrupted).on_every_rank()  # the coordinator reports it
             return
         assert isinstance(message, Assignment)
         fold = f" fold {ctx.fold_index}" if ctx.layout.n_fold > 1 else ""
@@ -101,8 +106,13 @@ def run_trial(ctx: BlockContext, assignment: Assignment) -> Outcome | None:
         watch = _BlockWatch(ctx, assignment.number) if ctx.block.rank == 0 else _FoldWatch(ctx, assignment.number)
     history: dict[str, Any] | None = None
     problem = ""
+    interrupted = 0
     try:
         history = train(config, comm=ctx.fold, on_epoch_end=watch.on_epoch_end if watch else None)
+    except Interrupted as error:
+        if not error.collective:
+            raise  # a second signal: stop at once
+        interrupted = error.signum  # the search stops; this trial does not count
     except MpilearnError as error:
         if not error.collective:
             raise  # not a verdict shared by the fold: fail fast
@@ -112,6 +122,8 @@ def run_trial(ctx: BlockContext, assignment: Assignment) -> Outcome | None:
     if watch is None:
         return None
     result = watch.result(history, problem)
+    if interrupted:
+        result = FoldResult(ctx.fold_index, epochs=watch.epochs, interrupted=interrupted)
     if isinstance(watch, _FoldWatch):
         watch.finish(result)
         return None
@@ -198,7 +210,8 @@ class _FoldWatch(_Watch):
         sent before it has then been received, none is left for the next trial."""
         block = self.ctx.block
         block.send_object(result, self.leader, HpoTag.FOLD_REPORT)
-        while not self._take(block.recv_object(source=self.leader, tag=HpoTag.FOLD_DECISION)[0]):
+        while not self._take(block.recv_object(source=self.leader, tag=HpoTag.FOLD_DECISION, timeout=block.limit,
+                                               what="the end of a trial")[0]):
             pass
 
 
@@ -219,6 +232,7 @@ class _BlockWatch(_Watch):
         self.stopped = False  # every fold was told to stop (pruned or failing)
         self.pruned = False
         self.own_done = False
+        self.interrupted = 0  # the search is stopping for this signal
 
     def on_epoch_end(self, row: dict[str, Any]) -> bool:
         self.epochs += 1
@@ -237,9 +251,11 @@ class _BlockWatch(_Watch):
 
     def _drain(self, wait: bool) -> None:
         """Take the folds' messages: all that arrived, or (wait) exactly one."""
-        block = self.ctx.block
+        block, layout = self.ctx.block, self.ctx.layout
         while True:
-            received = block.recv_object(tag=HpoTag.FOLD_REPORT) if wait else block.poll_object(tag=HpoTag.FOLD_REPORT)
+            received = (block.recv_object(tag=HpoTag.FOLD_REPORT, timeout=block.limit, what="the folds of a trial",
+                                          awaited=[layout.fold_leader(f) for f in sorted(self.running)])
+                        if wait else block.poll_object(tag=HpoTag.FOLD_REPORT))
             if received is None:
                 return
             message, source, _ = received
@@ -254,7 +270,10 @@ class _BlockWatch(_Watch):
     def _end(self, result: FoldResult) -> None:
         self.running.discard(result.fold)
         self.ended[result.fold] = result
-        if result.problem:
+        if result.interrupted:
+            self.interrupted = self.interrupted or result.interrupted
+            self._stop_all()
+        elif result.problem:
             self.problems.append((result.problem, result.fatal))
             self._stop_all()
 
@@ -264,9 +283,13 @@ class _BlockWatch(_Watch):
             mean = statistics.fmean(self.values[self.next_epoch].values())
             control = self.ctx.control
             control.send_object(Progress(self.number, self.next_epoch, mean), COORDINATOR, HpoTag.REPORT)
-            prune, _, _ = control.recv_object(source=COORDINATOR, tag=HpoTag.DECISION)
+            prune, _, _ = control.recv_object(source=COORDINATOR, tag=HpoTag.DECISION, timeout=control.limit,
+                                              what="the wait for a prune decision")
             self.next_epoch += 1
-            if prune and (self.running or not self.own_done):  # pruning a trial that has ended saves nothing
+            if isinstance(prune, Interrupt):
+                self.interrupted = prune.signum
+                self._stop_all()
+            elif prune and (self.running or not self.own_done):  # pruning a trial that has ended saves nothing
                 self.pruned = True
                 self._stop_all()
 
@@ -288,6 +311,8 @@ class _BlockWatch(_Watch):
         results = [self.ended[f] for f in sorted(self.ended)]
         values = tuple(r.value for r in results)
         common: dict[str, Any] = dict(number=self.number, fold_values=values, epochs=self.epochs, seconds=seconds)
+        if self.interrupted:
+            return Outcome(state="interrupted", signum=self.interrupted, **common)
         if self.problems:
             fatal = any(f for _, f in self.problems)
             error = next(p for p, f in self.problems if f == fatal)

@@ -17,14 +17,15 @@ from typing import Any, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from ..comm import Communicator
+from ..comm import ALIVE_S, Communicator
 from ..config import RunConfig
-from ..errors import ConfigError, MpilearnError
+from ..errors import CommunicationError, ConfigError, MpilearnError
+from ..interrupt import STOP, Interrupted, signal_name
 from ..log import get_logger
 from ..rundir import atomic_write_json
 from .config import BEST, TRIALS_DIR, SearchConfig
 from .layout import Layout
-from .protocol import Assignment, HpoTag, Outcome, Progress, Stop
+from .protocol import Assignment, HpoTag, Interrupt, Outcome, Progress, Stop
 from .settings import apply_settings
 from .space import SearchSpace
 from .study import FINISHED, count_finished, trial_row
@@ -83,6 +84,10 @@ class Coordinator:
         self.log = get_logger()
         self.running: dict[int, _Running] = {}  # block -> its trial
         self.fatal: MpilearnError | None = None
+        self.stopping = 0  # SIGTERM/SIGINT: no new trial; running ones stop at their next epoch end
+        self.interrupted: list[int] = []  # trials stopped by it (they do not count; they run again on resume)
+        # Every rank of every block: one that falls silent is named (its beats stop, see Communicator.beat).
+        self.block_ranks = [r for r in range(control.size) if layout.block_of(r) is not None]
 
     # ---- the loop -------------------------------------------------------------------
     def run(self) -> None:
@@ -91,14 +96,22 @@ class Coordinator:
             self.log.info("the study already has %d finished trials (--trials %d): nothing to run", finished, self.search.trials)
         idle = list(range(self.layout.blocks))
         while True:
-            while idle and self.fatal is None and finished + len(self.running) < self.search.trials:
+            if STOP.requested:  # this rank's own SIGTERM/SIGINT, seen before any new trial starts
+                self._stop_search(STOP.signum)
+            while idle and self.fatal is None and not self.stopping and finished + len(self.running) < self.search.trials:
                 if self._start(idle[0]):
                     idle.pop(0)
                 else:
                     finished += 1  # told failed before it reached a block
             if not self.running:
                 break
-            message, source, _ = self.control.recv_object(tag=HpoTag.REPORT)
+            received = self.control.recv_object(tag=HpoTag.REPORT, timeout=self.control.limit, awaited=self.block_ranks,
+                                                what="the search", until=lambda: STOP.requested and not self.stopping)
+            if received is None:  # this rank's own SIGTERM/SIGINT
+                self._stop_search(STOP.signum)
+                continue
+            self._check_alive()
+            message, source, _ = received
             block = self.layout.block_of(source)
             assert block is not None and block in self.running, f"report from rank {source} without a trial"
             if isinstance(message, Progress):
@@ -108,9 +121,30 @@ class Coordinator:
                 finished += 1
                 idle.append(block)
         for block in range(self.layout.blocks):
-            self.control.send_object(Stop(self.fatal), self.layout.leader(block), HpoTag.ASSIGN)
+            self.control.send_object(Stop(self.fatal, self.stopping), self.layout.leader(block), HpoTag.ASSIGN)
         if self.fatal is not None:
             raise self.fatal
+        if self.stopping:
+            raise Interrupted(self._interrupt_message(count_finished(self.study)), self.stopping).on_every_rank()
+
+    def _check_alive(self) -> None:
+        """Reports from busy blocks keep each wait short: name a silent rank of another block all the same."""
+        silent = self.control.fallen_silent(self.block_ranks)
+        if silent:
+            who = ", ".join(f"rank {r} (block {self.layout.block_of(r)})" for r in silent)
+            raise CommunicationError(f"{who} gave no sign of life for {ALIVE_S:.0f}s during the search: "
+                                     "it is stuck, stopped or has exited")
+
+    def _stop_search(self, signum: int) -> None:
+        if not self.stopping:
+            self.stopping = signum
+            self.log.info("%s: no new trial; the running ones stop at their next safe point", signal_name(signum))
+
+    def _interrupt_message(self, finished: int) -> str:
+        again = (f"; interrupted trial{'s' if len(self.interrupted) > 1 else ''} {', '.join(map(str, self.interrupted))} "
+                 "will run again") if self.interrupted else ""
+        return (f"search interrupted by {signal_name(self.stopping)} after {finished} of {self.search.trials} trials{again}; "
+                f"resume with: the same mpilearn optimize command and --resume {self.run_dir}")
 
     def _start(self, block: int) -> bool:
         """Ask for a trial and send it to `block`; False if it failed at once."""
@@ -136,6 +170,9 @@ class Coordinator:
 
     def _progress(self, block: int, progress: Progress) -> None:
         trial = self.running[block].trial
+        if self.stopping:
+            self.control.send_object(Interrupt(self.stopping), self.layout.leader(block), HpoTag.DECISION)
+            return
         prune = self.fatal is not None  # a stopping search ends running trials early
         if not prune:
             trial.report(progress.value, progress.epoch)
@@ -148,6 +185,11 @@ class Coordinator:
         trial.set_user_attr("epochs", outcome.epochs)
         trial.set_user_attr("seconds", round(time.perf_counter() - running.started, 3))
         state, shown = outcome.state, ""
+        if state == "interrupted":
+            self._interrupt(trial, outcome.signum)
+            self.log.info("trial %d interrupted on block %d after %d epochs: it runs again on resume", trial.number, block,
+                          outcome.epochs)
+            return
         if self.fatal is not None and state != "fail":
             state, outcome = "fail", dataclasses.replace(outcome, error=f"search stopped: {self.fatal}")
         if len(outcome.fold_values) > 1 and state == "complete" and all(v is not None for v in outcome.fold_values):
@@ -171,6 +213,16 @@ class Coordinator:
         state_name = {"complete": "COMPLETE", "pruned": "PRUNED"}.get(state, "FAIL")
         self.log.info("trial %d %s on block %d: %s (%.1fs)", trial.number, state_name, block, shown,
                       time.perf_counter() - running.started)
+
+    def _interrupt(self, trial: optuna.Trial, signum: int) -> None:
+        """A trial a signal stopped: failed, marked so that it does not count, its point queued again."""
+        self._stop_search(signum)
+        trial.set_user_attr("error", f"interrupted by {signal_name(signum)}: the search stopped while it ran")
+        trial.set_user_attr("interrupted", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+        if trial.params:
+            self.study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+        self.interrupted.append(trial.number)
 
     # ---- results ----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 <-> block leader). None of them is on a training's hot path.
 
     coordinator --Assignment/Stop (ASSIGN)--> block leader --bcast--> block
-    block leader --Progress (REPORT)--> coordinator --bool prune (DECISION)--> block leader
+    block leader --Progress (REPORT)--> coordinator --bool prune or Interrupt (DECISION)--> block leader
     block leader --Outcome (REPORT)--> coordinator
     fold leader --FoldEpoch/FoldResult (FOLD_REPORT)--> block leader --FoldStop/FoldAck (FOLD_DECISION)--> fold leader
 """
@@ -37,9 +37,18 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Stop:
-    """No more trials. With an error, every rank of the job raises it (exit status of the error)."""
+    """No more trials. With an error, every rank of the job raises it (exit status of the error);
+    with a signal number, the search was interrupted (exit status 128 + it)."""
 
     error: MpilearnError | None = None
+    interrupted: int = 0
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Coordinator -> block leader, instead of a prune decision: the search is stopping (SIGTERM/SIGINT)."""
+
+    signum: int
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class Outcome:
     """How a trial ended, sent by the block leader once every fold has ended."""
 
     number: int
-    state: str  # "complete" | "pruned" | "fail"
+    state: str  # "complete" | "pruned" | "fail" | "interrupted" (does not count; runs again on resume)
     value: float | None = None
     fold_values: tuple[float | None, ...] = ()
     error: str = ""
@@ -64,6 +73,7 @@ class Outcome:
     fatal: bool = False
     epochs: int = 0
     seconds: float = 0.0
+    signum: int = 0  # "interrupted": the signal
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class FoldResult:
     fatal: bool = False
     epochs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    interrupted: int = 0  # the fold's training stopped for this signal
 
 
 @dataclass(frozen=True)

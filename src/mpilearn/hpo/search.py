@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..comm.agreement import decide_on_root
-from ..comm import Communicator, world
+from ..comm import ALIVE_S, Communicator, world
 from ..data.sharding import shard
 from ..data.sources import Hdf5Source
 from ..errors import MpilearnError, abort_job, is_collective
+from ..interrupt import STOP
 from ..log import get_logger, setup_logging
+from ..roles.watchdog import MIN_TIMEOUT_S
 from ..rundir import default_run_dir, prepare_run_dir
 from .block import BlockContext, serve
 from .config import SearchConfig
@@ -42,6 +44,14 @@ class Opened:
 
 
 def run_search(search: SearchConfig) -> int:
+    STOP.install()  # SIGTERM/SIGINT: the search stops after its running trials stop (coordinator.py)
+    try:
+        return _run_search(search)
+    finally:
+        STOP.restore()
+
+
+def _run_search(search: SearchConfig) -> int:
     comm = world(search.run.poll_max_s)
     role = "coordinator" if comm.rank == COORDINATOR else "block"
     setup_logging(comm.rank, role, search.run.log_level)
@@ -57,6 +67,7 @@ def run_search(search: SearchConfig) -> int:
     block = comm.split(-1 if block_index is None else block_index)
     fold = block.split(fold_index or 0)
     control.poll_max_s = block.poll_max_s = max(search.run.poll_max_s, CONTROL_POLL_MAX_S)
+    _keep_alive(search, comm, control, block)
 
     opened: list[Opened] = []
     run_dir = Path(decide_on_root(control, lambda: _prepare(search, layout, topology.num_workers, opened)))
@@ -76,6 +87,18 @@ def run_search(search: SearchConfig) -> int:
             abort_job(comm.rank, f"block {block_index}", error, comm.abort)
         raise
     return 0
+
+
+def _keep_alive(search: SearchConfig, comm: Communicator, control: Communicator, block: Communicator) -> None:
+    """For the whole search, the coordinator beats to every rank, every block
+    rank to the coordinator and to its block: the waits between trials and
+    for a trial's reports (as long as trials take) then name a stopped or dead
+    rank after --timeout (else MIN_TIMEOUT_S) or ALIVE_S of silence, whichever
+    is longer. A rank stuck inside a trial is the trial's watchdog's."""
+    coordinator = comm.rank == COORDINATOR
+    if control.beat(ALIVE_S, ranks=None if coordinator else [COORDINATOR]) and (coordinator or block.beat(ALIVE_S)):
+        control.limit = block.limit = search.run.timeout if search.run.timeout is not None else MIN_TIMEOUT_S
+    comm.stop_beating()  # the world's own beats (start-up): the search's communicators carry them now
 
 
 def _prepare(search: SearchConfig, layout: Layout, workers: int, opened: list[Opened]) -> str:
@@ -108,6 +131,7 @@ def _prepare(search: SearchConfig, layout: Layout, workers: int, opened: list[Op
 def _coordinate(
     search: SearchConfig, layout: Layout, control: Communicator, run_dir: Path, opened: Opened, described: str
 ) -> int:
+    from ..interrupt import Interrupted
     from .coordinator import Coordinator, format_table
 
     log = get_logger()
@@ -116,6 +140,11 @@ def _coordinate(
     try:
         coordinator.run()
         summary = coordinator.write_best()
+    except Interrupted as error:
+        if not is_collective(error):  # a second signal: stop at once
+            abort_job(control.rank, "coordinator", error, control.abort)
+        coordinator.write_best()  # what finished so far
+        raise
     except MpilearnError as error:
         if error is not coordinator.fatal:
             abort_job(control.rank, "coordinator", error, control.abort)

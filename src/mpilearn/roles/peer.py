@@ -56,7 +56,7 @@ def run_peers(job: Job) -> None:
         stats = _EpochStats()
         for step, batch in enumerate(job.epoch_batches(epoch)):
             trained += 1
-            faults.at(comm.rank, trained, batch)
+            faults.at(comm.world_rank, trained, batch)
             control.update(epoch + step / per_epoch)
             loss = job.compute(lambda b: guard.accumulate(backend, b, buffer[:n]), epoch, step, batch)
             pending += 1

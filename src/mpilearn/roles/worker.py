@@ -38,7 +38,7 @@ def run_worker(job: Job) -> None:
         pending = 0  # batches since the last exchange
         for step, batch in enumerate(job.epoch_batches(epoch)):
             trained += 1
-            faults.at(comm.rank, trained, batch)
+            faults.at(comm.world_rank, trained, batch)
             control.update(epoch + step / per_epoch)
             loss = job.compute(lambda b: rule.train(b, uplink.update), epoch, step, batch)
             pending += 1
