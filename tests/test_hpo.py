@@ -355,13 +355,13 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
     process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # 3 ranks importing Keras on a loaded 2-core machine
         while _finished(run_dir / "study.db") < 1:
             assert process.poll() is None, "the search ended before it could be stopped"
-            assert time.monotonic() < deadline, "no trial finished within 120s"
+            assert time.monotonic() < deadline, "no trial finished within 300s"
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)  # a batch system's time limit
-        output, _ = process.communicate(timeout=120)
+        output, _ = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -376,7 +376,7 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
     assert kept and len(kept) < 6 and all(t.state is not TrialState.RUNNING for t in before.values()), before
 
     resume = [*args, "--resume"]
-    stuck = run_cli([*resume, "--timeout", "5"], timeout=180,
+    stuck = run_cli([*resume, "--timeout", "5"], timeout=300,
                     env={"MPILEARN_INJECT_FAULT": "hang@2:start", "MPILEARN_ALIVE_S": "10"})
     print(f"search with block rank 2 stuck: exit {stuck.returncode} after {stuck.seconds:.1f}s")
     assert stuck.returncode != 0
@@ -385,7 +385,7 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
     assert not _ranks_of(str(run_dir)), "a rank outlived the failed search"
     interrupted |= {t.number for t in _study(run_dir).trials if t.state is TrialState.RUNNING}
 
-    result = run_cli(resume, timeout=120)
+    result = run_cli(resume, timeout=300)
     assert result.returncode == 0, result.output
     trials = _study(run_dir).trials
     # --trials 6 results: an interrupted trial does not count (its point runs again as a new trial)

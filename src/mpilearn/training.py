@@ -37,7 +37,7 @@ from .roles.peer import run_peers
 from .roles.worker import run_worker
 from .roles import validation
 from .roles.validator import InlineValidator, validation_reader
-from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, MIN_TIMEOUT_S, Watchdog
+from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
 from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_empty_run_dir, remove_leftovers, save_model_atomic
@@ -191,11 +191,11 @@ def _bound_start_up(comm: Communicator, config: RunConfig) -> None:
     """Every collective of the run is bounded. Until every rank has started,
     ranks start minutes apart on a loaded machine (imports, model building):
     each rank beats (Communicator.beat), so a wait excuses a live rank, and
-    names a stopped or dead one after --timeout (else MIN_TIMEOUT_S) or ALIVE_S
-    of silence, whichever is longer; no wait is stretched beyond FIRST_EXCHANGE_S.
+    names a stopped or dead one after --timeout (else ALIVE_S) or ALIVE_S of
+    silence, whichever is longer; no wait is stretched beyond FIRST_EXCHANGE_S.
     Without thread support in MPI: every start-up wait lasts FIRST_EXCHANGE_S."""
     if comm.size > 1 and comm.beat(ALIVE_S, cap=FIRST_EXCHANGE_S):
-        comm.limit = config.timeout if config.timeout is not None else MIN_TIMEOUT_S
+        comm.limit = config.timeout if config.timeout is not None else ALIVE_S
     else:
         comm.limit = max(Watchdog(config.timeout).limit(), FIRST_EXCHANGE_S)
 

@@ -359,7 +359,9 @@ class Communicator:
     def bcast_array(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> None:
         """Broadcast a float32 buffer in place (non-spinning), within `timeout` (default: self.limit)."""
         request = self._comm.Ibcast([buffer, MPI.FLOAT], root=root)
-        self._bounded(request, timeout, what, [] if self.rank == root else [root], _collective_spin(buffer.nbytes))
+        # The root's part may wait for every other rank (large buffers): their beats and notices count.
+        awaited = [r for r in range(self.size) if r != root] if self.rank == root else [root]
+        self._bounded(request, timeout, what, awaited, _collective_spin(buffer.nbytes))
 
     def _bounded(self, request: MPI.Request, timeout: float | None, what: str, missing: Sequence[int],
                  spin_s: float = 0.002) -> MPI.Status:

@@ -18,7 +18,6 @@ from ..data.sources import Hdf5Source
 from ..errors import MpilearnError, abort_job, is_collective
 from ..interrupt import STOP
 from ..log import get_logger, setup_logging
-from ..roles.watchdog import MIN_TIMEOUT_S
 from ..rundir import default_run_dir, prepare_run_dir
 from .block import BlockContext, serve
 from .config import SearchConfig
@@ -93,11 +92,11 @@ def _keep_alive(search: SearchConfig, comm: Communicator, control: Communicator,
     """For the whole search, the coordinator beats to every rank, every block
     rank to the coordinator and to its block: the waits between trials and
     for a trial's reports (as long as trials take) then name a stopped or dead
-    rank after --timeout (else MIN_TIMEOUT_S) or ALIVE_S of silence, whichever
-    is longer. A rank stuck inside a trial is the trial's watchdog's."""
+    rank after ALIVE_S of silence (or --timeout, if longer). A rank stuck
+    inside a trial is the trial's watchdog's."""
     coordinator = comm.rank == COORDINATOR
     if control.beat(ALIVE_S, ranks=None if coordinator else [COORDINATOR]) and (coordinator or block.beat(ALIVE_S)):
-        control.limit = block.limit = search.run.timeout if search.run.timeout is not None else MIN_TIMEOUT_S
+        control.limit = block.limit = search.run.timeout if search.run.timeout is not None else ALIVE_S
     comm.stop_beating()  # the world's own beats (start-up): the search's communicators carry them now
 
 
