@@ -250,6 +250,7 @@ def test_a_rank_stuck_at_the_end_is_named_within_the_timeout(data: Path, tmp_pat
 
 
 @pytest.mark.parametrize("fault", ["hang", "kill"])
+@pytest.mark.timeout(600)  # 2 Keras ranks on a loaded 2-core machine
 def test_a_rank_failing_at_start_up_ends_the_job(data: Path, tmp_path: Path, fault: str) -> None:
     """A rank stopped at start-up (SIGSTOP) is named as soon as its beats stop
     (MPILEARN_ALIVE_S, far below the 600 s start-up limit of old); a rank killed

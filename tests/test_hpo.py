@@ -342,6 +342,7 @@ def _cmdline_has(proc: Path, marker: str) -> bool:
         return False
 
 
+@pytest.mark.timeout(900)  # three searches of 3 Keras ranks on a loaded 2-core machine
 def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: Path, space_file: Path, tmp_path: Path) -> None:
     """SIGTERM to the launcher after one trial: the search stops cleanly (143,
     how to resume), the running trial does not count. Resumed with a block
@@ -352,8 +353,10 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
                         "--trials", "6", "--epochs", "3")
     env = dict(os.environ)
     env.pop("MPILEARN_LAUNCHED", None)
-    process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    log = tmp_path / "first.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=sink, stderr=subprocess.STDOUT,
+                                   env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 300  # 3 ranks importing Keras on a loaded 2-core machine
         while _finished(run_dir / "study.db") < 1:
@@ -361,10 +364,11 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
             assert time.monotonic() < deadline, "no trial finished within 300s"
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)  # a batch system's time limit
-        output, _ = process.communicate(timeout=180)
+        process.wait(timeout=180)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+    output = log.read_text()
     assert process.returncode == 128 + signal.SIGTERM, output
     assert re.search(r"mpilearn: search interrupted by SIGTERM after \d+ of 6 trials.*resume with: the same mpilearn "
                      r"optimize command and --resume " + re.escape(str(run_dir)), output), output

@@ -32,9 +32,12 @@ def start_ranks(config: RunConfig, comm: Communicator | None = None, *, before_k
         import keras
 
         backend = keras.backend.backend()
-    from .comm import world
+    from .comm import ALIVE_S, world
+    from .roles.watchdog import FIRST_EXCHANGE_S
 
     comm = comm or world(config.poll_max_s)
+    if comm.size > 1:  # alive from here on: the others wait for this rank while it imports Keras (train() takes over)
+        comm.beat(ALIVE_S, cap=FIRST_EXCHANGE_S)
     threads = config.threads or env.default_threads(comm.local_size)
     env.cap_thread_pools(threads)
     if backend == "jax":

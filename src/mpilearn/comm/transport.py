@@ -546,8 +546,5 @@ def world(poll_max_s: float = 0.001) -> Communicator:
 
         check_world(MPI.COMM_WORLD.Get_size(), MPI.Get_library_version())  # srun --mpi=none, a foreign mpiexec
         _WORLD = Communicator(MPI.COMM_WORLD, poll_max_s)
-        # Alive from the start: the others wait for this rank while it imports Keras (training.train takes over).
-        if _WORLD.size > 1:
-            _WORLD.beat(ALIVE_S)
     _WORLD.poll_max_s = poll_max_s
     return _WORLD
