@@ -1,4 +1,4 @@
-"""Bad inputs to `mpilearn train`, each run for real on 3 MPI ranks.
+"""Bad inputs to `mpilearn train`, each run for real on 2 MPI ranks (1 master + 1 worker).
 
 Every case must end quickly with the exact exit status, print ONE clear
 `mpilearn: error` line naming the offending file or option (not one per
@@ -63,7 +63,7 @@ def _base_options(ctx: Ctx) -> dict[str, str | None]:
         "--model": "mlp",
         "--train": ctx.write_list("train.txt", ctx.train_files()),
         "--val": ctx.write_list("val.txt", ctx.val_files()),
-        "-n": "3",
+        "-n": "2",
         "--epochs": "1",
         "--threads": "1",
         "--run-dir": str(ctx.run_dir),

@@ -158,7 +158,7 @@ callbacks = [
     recorder,
 ]
 history = mpilearn.fit(model, (x, y), validation=(x[:128], y[:128]), epochs=30, batch_size=32, run_dir=out,
-                       callbacks=callbacks, background_validation=True)
+                       callbacks=callbacks)
 lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 print("RESULT", json.dumps({"epochs": [r["epoch"] for r in history["epochs"] if not r.get("final")],
                             "stopped": history["stopped_early"], "lr": lr, "calls": recorder.calls}))

@@ -41,6 +41,7 @@ def _train_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
             "--run-dir", str(run_dir), "--threads", "1", *extra]
 
 
+@pytest.mark.serial  # times the stop against the clock
 def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path) -> None:
     job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8"), tmp_path / "log")
     worker = job.pid_of(2)
@@ -53,6 +54,7 @@ def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path) -> Non
     assert str(worker) in job.text()  # the launcher names the dead process; the ranks line maps it to rank 2
 
 
+@pytest.mark.serial  # times the stop against the clock
 def test_stuck_worker_is_detected_by_the_master(data: Path, tmp_path: Path) -> None:
     job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8", "--timeout", "3"),
               tmp_path / "log")
@@ -174,6 +176,7 @@ def _rank_pids(job: Job) -> list[int]:
     return [int(pid) for pid in re.findall(r"pid (\d+)@", job.wait_for(r"ranks: (.*)").group(1))]
 
 
+@pytest.mark.serial  # times the stop against the clock
 def test_sigterm_to_one_worker_checkpoints_stops_all_and_resumes(data: Path, tmp_path: Path) -> None:
     """A batch system's SIGTERM reaching one rank: the job trains to the epoch
     end, writes a checkpoint, every rank exits 143 and says how to resume;
@@ -203,6 +206,7 @@ def test_sigterm_to_one_worker_checkpoints_stops_all_and_resumes(data: Path, tmp
     assert "ranks:" not in again.output  # no ranks were started
 
 
+@pytest.mark.serial  # times the stop against the clock
 def test_ctrl_c_stops_every_rank_without_mpich_alarm(data: Path, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the launcher's process group), allreduce, no
     checkpoints: stops within a step, exit 130, one line, no MPICH assert."""
@@ -237,6 +241,7 @@ def test_resume_errors(data: Path, tmp_path: Path) -> None:
     assert other.output.count("mpilearn: error") == 1
 
 
+@pytest.mark.serial  # times the stop against the clock
 def test_a_rank_stuck_at_the_end_is_named_within_the_timeout(data: Path, tmp_path: Path) -> None:
     """MPILEARN_INJECT_FAULT=hang@2:end stops rank 2 after its training loop:
     no launcher notices; rank 0's bounded wait at the end names it."""

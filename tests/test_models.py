@@ -86,7 +86,7 @@ def test_gan_with_its_own_train_step_trains_through_weight_deltas(small_data: Pa
     example = Path(__file__).resolve().parents[1] / "examples" / "calo_gan.py"
     result = run_cli(
         ["train", "--model", f"{example}:build", "--train", str(small_data / "train.txt"), "--val",
-         str(small_data / "val.txt"), "--epochs", "1", "-n", "3", "--threads", "1", "--algo", algo,
+         str(small_data / "val.txt"), "--epochs", "1", "-n", "2", "--threads", "1", "--algo", algo,
          "--run-dir", str(tmp_path / "run")],
         timeout=240,
     )

@@ -22,7 +22,7 @@ from test_algorithms_mpi import _reference_weights
 
 STOP_LIMIT_S = 10.0
 TIMEOUT_S = 480  # generous: a loaded 2-core machine takes minutes to start 4 ranks
-pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
+pytestmark = [pytest.mark.timeout(2 * TIMEOUT_S), pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

