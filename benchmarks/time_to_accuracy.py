@@ -32,7 +32,7 @@ from typing import Any
 
 from . import common
 
-ALGOS = ("downpour", "sync", "easgd", "gem", "allreduce")
+ALGOS = ("downpour", "sync", "easgd", "gem", "diloco", "allreduce")
 TARGET_FRACTION = 0.97
 DATA = {"files": 8, "events-per-file": 300, "val-files": 4, "shape": "12,12,12", "classes": 4, "seed": 7}
 
@@ -60,7 +60,11 @@ def data_set() -> Path:
 
 def samples_per_update(algo: str, workers: int, batch: int) -> int:
     """Samples behind one master update (one optimizer step for allreduce) at the defaults:
-    lockstep modes fold one batch per worker into a step; the others one batch per update."""
+    lockstep modes fold one batch per worker into a step, DiLoCo its inner steps; the others one batch per update."""
+    if algo == "diloco":  # one update per worker after its inner steps (the default count)
+        from mpilearn.config import AlgorithmConfig
+
+        return batch * AlgorithmConfig().inner_steps
     return batch * workers if algo in ("sync", "allreduce") else batch
 
 
