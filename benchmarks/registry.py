@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "transport": ("benchmarks.transport", "Communicator send/receive and allreduce vs raw mpi4py; CPU of a waiting rank"),
     "time-to-accuracy": ("benchmarks.time_to_accuracy", "speed-up to 0.97 x one process's best accuracy and best accuracy vs one process, 2 and 4 workers per algorithm at defaults, 3 seeds"),
     "backends": ("benchmarks.backends", "one process per Keras backend: mpilearn's step vs model.fit, samples/s"),
+    "validation": ("benchmarks.validation", "rank-0, background and spread validation: wall time, master's share, rank 0's memory"),
     "simulate": ("benchmarks.simulate", "discrete-event scaling model, 8 to 4096 workers, validated against the real runs"),
     "emulate": ("benchmarks.emulate", "downpour on 8-32+ real MPI workers with emulated compute, 1 and S servers, vs the model"),
 }

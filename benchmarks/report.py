@@ -14,7 +14,7 @@ from typing import Any
 from . import common
 from .registry import BENCHMARKS
 
-ORDER = ("overhead", "scaling", "ddp", "master", "transport", "time-to-accuracy", "data", "backends", "simulate", "emulate")
+ORDER = ("overhead", "scaling", "ddp", "master", "transport", "time-to-accuracy", "data", "backends", "validation", "simulate", "emulate")
 NOTES = common.BENCH_DIR / "notes"
 
 

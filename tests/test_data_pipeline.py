@@ -129,7 +129,6 @@ def test_data_options_are_validated_with_the_option_named() -> None:
     assert parse_size("8G") == 8 * 2**30 and parse_size("512M") == 512 * 2**20 and parse_size("1000") == 1000
     for config, match in [
         (dict(memory_limit="lots", preload=True), "--memory-limit must be a size"),
-        (dict(memory_limit="1G"), "applies to --preload"),
         (dict(cache_dir="/tmp", preload=True), "use one or the other"),
         (dict(cache_dir="/tmp", copy_command="cp {src} /tmp/x"), "must contain {dst}"),
         (dict(cache_dir="/tmp", copy_command="cp '{src} {dst}"), "cannot be split"),

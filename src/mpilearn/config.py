@@ -95,7 +95,8 @@ class DataConfig:
     even_policy: Literal["cycle", "drop"] = "cycle"
     # Read each worker's whole shard into memory before training.
     preload: bool = False
-    # --preload: most memory a worker's shard may take ("8G"; "" = what the machine has).
+    # --preload: most memory a worker's shard may take ("8G"; "" = what the machine has); without --preload, most
+    # memory the validation batches read ahead may take.
     memory_limit: str = ""
     # Node-local directory that the files each node needs are copied to ahead of use.
     cache_dir: str = ""
@@ -115,9 +116,7 @@ class DataConfig:
                 raise ConfigError(f"{option} must not be empty")
             if name and not all(split_names(name)):
                 raise ConfigError(f"{option} {name!r} has an empty name in its comma-separated list")
-        if self.memory_limit:
-            if not self.preload:
-                raise ConfigError(f"--memory-limit {self.memory_limit} applies to --preload only")
+        if self.memory_limit:  # --preload's limit, and the most a streamed validation holds at once
             parse_size(self.memory_limit)
         if self.cache_dir:
             if self.preload:
@@ -346,6 +345,8 @@ class RunConfig:
     validate_every: int = 0
     # Validate a snapshot of the central weights in a background thread (runs with a master).
     background_validation: bool = False
+    # Where validation runs: spread over the workers or peers, on rank 0 (master), or auto (spread over two or more).
+    validate_on: Literal["auto", "workers", "master"] = "auto"
     # Progress on rank 0: a live bar on a terminal and log lines otherwise (auto), or either one.
     progress: str = field(default="auto", metadata=opt(choices=PROGRESS_MODES))
     # Print only errors and the final line.
@@ -364,6 +365,9 @@ class RunConfig:
         if not 0 < self.poll_max_s <= 1:
             raise ConfigError(f"poll_max_s must be in (0, 1] seconds, got {self.poll_max_s!r}")
         _non_negative_int("--validate-every", self.validate_every)
+        _choice("--validate-on", self.validate_on, ("auto", "workers", "master"))
+        if self.validate_on == "workers" and self.background_validation:
+            raise ConfigError("--background-validation validates on rank 0 in a thread: it does not go with --validate-on workers")
         servers = self.algorithm.servers
         if servers > 1 and (self.validate_every or self.background_validation):
             raise ConfigError(f"--servers {servers}: rank 0 holds the full weights at epoch ends only, so it validates "

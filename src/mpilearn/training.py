@@ -35,7 +35,7 @@ from .roles.job import Job, Workload
 from .roles.master import run_master
 from .roles.peer import run_peers
 from .roles.worker import run_worker
-from .roles import validation
+from .roles import spread, validation
 from .roles.validator import InlineValidator, validation_reader
 from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
 from .timeline import Timeline, trace_document
@@ -59,6 +59,11 @@ class Plan:
     metrics: tuple[str, ...] | None
     # Classes per target, for building a command-line model: one-hot width or largest class id + 1.
     classes: tuple[int, ...] = ()
+    # Where validation runs, "workers" (spread, roles/spread.py) or "master" (rank 0), and what the ranks that
+    # validate a share rebuild the validation source from.
+    validate_on: str = "master"
+    val_counts: tuple[int, ...] = ()
+    val_signature: Signature | None = None
 
 
 @dataclasses.dataclass
@@ -250,7 +255,6 @@ def _train(
         preflight.check_validation_fits_training(
             validation.first_sample(root.validation), source.signature,
             config.data.val_files[0] if config.data.val_files else "validation data")
-        pipeline.check_validation_preload(config.data, root.validation)
         loss = metrics = None
         classes: tuple[int, ...] = ()
         given = "num_classes" in config.model.model_kwargs
@@ -263,7 +267,15 @@ def _train(
         _check_model_fits_data((root.model or model), source.signature, where)
         preflight.check_outputs_fit_labels((root.model or model), source, where, counted=model is None and not given)
         _check_algorithm_fits_model(config, (root.model or model))
-        return Plan(run_dir, source.counts, source.signature, loss, metrics, classes)
+        placement, reasons = spread.choose_placement(config, topology, root.model or model, root.validation)
+        if reasons:
+            log.info("validating on rank 0: %s", "; ".join(reasons))
+        if placement == "master":
+            pipeline.check_validation_preload(config.data, root.validation)
+        val = root.validation
+        return Plan(run_dir, source.counts, source.signature, loss, metrics, classes, placement,
+                    tuple(val.counts) if val is not None and placement == "workers" else (),
+                    val.signature if val is not None and placement == "workers" else None)
 
     STOP.install()  # SIGTERM/SIGINT from here on: stop at the next safe point (interrupt.py)
     try:
@@ -274,7 +286,8 @@ def _train(
         _announce_ranks(comm, role)
         faults.at(comm.world_rank, "start")
         try:
-            return _run(config, comm, topology, role, agreed, root, model, train_arrays, on_epoch_end, callbacks)
+            return _run(config, comm, topology, role, agreed, root, model, train_arrays, on_epoch_end, callbacks,
+                        validation_arrays)
         except BaseException as error:
             if comm.size == 1 or is_collective(error):
                 raise
@@ -345,6 +358,7 @@ def _run(
     train_arrays: ArrayPair | None,
     on_epoch_end: supervising.EpochHook | None,
     callbacks: Sequence[Any] | None = None,
+    validation_arrays: ArrayPair | None = None,
 ) -> dict[str, Any]:
     if model is None:
         model = root.model
@@ -376,6 +390,12 @@ def _run(
     backend.set_weights(weights)
 
     timeline = Timeline(comm.rank, role.value, bool(config.timeline))
+    watchdog = Watchdog(config.timeout)
+    val_source = root.validation
+    if comm.rank != 0 and agreed.val_signature is not None:
+        val_source = pipeline.trusted_validation(config.data, validation_arrays, agreed.val_counts, agreed.val_signature)
+    spread_validator, validation_share = spread.parts(agreed.validate_on, config, comm, topology, backend, val_source, node,
+                                                      watchdog, timeline)  # collective
     workload = Workload(config, source, topology)
     reader = None
     if role in (Role.SOLO, Role.PEER, Role.WORKER):  # --preload and --cache-dir start before the clock
@@ -386,14 +406,14 @@ def _run(
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
         supervisor = supervising.build(
             config, history, backend, workload, timeline,
-            InlineValidator(backend.model, validation_reader(config.data, root.validation, node)),
+            spread_validator or InlineValidator(backend.model, validation_reader(config.data, root.validation, node)),
             Checkpointer(config, backend, history, timeline, Path(config.run_dir)),
             callbacks=callbacks or (), user_hook=on_epoch_end, background=role is Role.MASTER,
             shares_terminal=comm.size < comm.world_size, start_epoch=start_epoch,
         )
         supervisor.start()
-    job = Job(config, comm, topology, backend, workload, history, timeline, Watchdog(config.timeout), reader, supervisor,
-              start_epoch, models.has_own_train_step(model))
+    job = Job(config, comm, topology, backend, workload, history, timeline, watchdog, reader, supervisor,
+              start_epoch, models.has_own_train_step(model), validation_share)
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
     comm.stop_beating()  # every rank is here: from now on the training's own watchdog
@@ -405,15 +425,20 @@ def _run(
         run_master(job)
     else:
         run_worker(job)
+        if validation_share is not None:
+            validation_share.serve()  # the master's last validations are spread too, until it says DONE
     history.finish()
     if supervisor is not None:
         supervisor.finish()  # outstanding background validations, callbacks' on_train_end
+        with comm.busy_while(BUSY_S):  # the others wait in the gather below
+            if not STOP.acted:  # interrupted: no final row (the run raises below)
+                supervisor.final_validation()
+        supervisor.validator.release()  # workers serving a spread validation leave for the gather
     faults.at(comm.world_rank, "end")
     _stop_if_interrupted(job)
 
     if supervisor is not None:
-        with comm.busy_while(BUSY_S):  # final validation and outputs
-            supervisor.final_validation()
+        with comm.busy_while(BUSY_S):  # outputs
             _write_outputs(job)
     if monitor is not None:
         write_gathered(comm, monitor, Path(config.run_dir))

@@ -13,5 +13,9 @@ class Tag(enum.IntEnum):
     # master -> worker
     WEIGHTS = 10  # central weights; go on training
     STOP = 11  # central weights; training is over, stop now
+    # validation channel (a duplicate communicator, see roles/spread.py)
+    SNAPSHOT = 30  # master -> worker: central weights to validate
+    STATE = 31  # worker -> master: the metric state of its validation share
+    DONE = 32  # master -> worker: no snapshot follows
     # sharded server -> rank 0
     SLICE = 20  # a server's slice of the weights (and its optimizer state) at an epoch end

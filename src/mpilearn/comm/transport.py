@@ -162,13 +162,18 @@ class Backoff:
 
 @contextlib.contextmanager
 def busy_while(comm: Any, seconds: float, ranks: Sequence[int] | None = None) -> Iterator[None]:
-    """comm.busy() for the duration of a block; at its end the excuse is withdrawn.
+    """comm.busy() for the duration of a block; at its end the excuse is withdrawn,
+    unless the block runs inside another one (whose excuse stands until its own end).
     A method of both communicators (this one and comm/local.py's)."""
+    depth = getattr(comm, "busy_depth", 0)
+    comm.busy_depth = depth + 1
     comm.busy(seconds, ranks)
     try:
         yield
     finally:
-        comm.busy(0.0, ranks)
+        comm.busy_depth = depth
+        if not depth:
+            comm.busy(0.0, ranks)
 
 
 class Communicator:
@@ -291,11 +296,13 @@ class Communicator:
             backoff.pause()
         return status
 
-    def wait_any(self, requests: Sequence[MPI.Request], timeout: float | None = None) -> tuple[int, MPI.Status]:
-        """Complete whichever request finishes first; returns (index, status)."""
+    def wait_any(self, requests: Sequence[MPI.Request], timeout: float | None = None,
+                 awaited: Sequence[int] | None = None) -> tuple[int, MPI.Status]:
+        """Complete whichever request finishes first; returns (index, status).
+        `awaited`: ranks whose busy notices push the timeout back (as in wait)."""
         status = MPI.Status()
         backoff = Backoff(self.poll_max_s)
-        deadline = _Deadline(self, timeout)
+        deadline = _Deadline(self, timeout, None if awaited is None else lambda: awaited)
         requests = list(requests)
         while True:
             index, done = MPI.Request.Testany(requests, status)
@@ -349,6 +356,13 @@ class Communicator:
         """Replace a float32 buffer by its mean over all ranks, in place."""
         buffer *= np.float32(1.0 / self.size)
         self.allreduce_sum(buffer, compression, timeout)
+
+    def reduce_sum(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None) -> None:
+        """Sum a float64 buffer over all ranks into root's buffer, in place (validation metric
+        states: counts stay exact far beyond float32). Root's busy notices push the timeout back."""
+        send = MPI.IN_PLACE if self.rank == root else buffer
+        self.wait(self._comm.Ireduce(send, [buffer, MPI.DOUBLE], op=MPI.SUM, root=root), timeout,
+                  _collective_spin(buffer.nbytes), awaited=None if self.rank == root else (root,))
 
     def send(self, buffer: np.ndarray, dest: int, tag: int) -> None:
         self.wait(self.isend(buffer, dest, tag))
@@ -490,6 +504,13 @@ class Communicator:
         part = self._comm.Split(color, self.rank if key is None else key)
         child = Communicator(part, self.poll_max_s)
         part.Free()
+        child.limit = self.limit
+        return child
+
+    def duplicate(self) -> "Communicator":
+        """A second channel over the same ranks (collective): its messages never
+        match receives posted on this one."""
+        child = Communicator(self._comm, self.poll_max_s)
         child.limit = self.limit
         return child
 

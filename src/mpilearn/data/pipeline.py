@@ -71,6 +71,17 @@ def open_validation(data: DataConfig, given: Any, seed: int) -> Source | None:
     return None
 
 
+def trusted_validation(data: DataConfig, given: Any, counts: Sequence[int], signature: Signature) -> Source:
+    """A rank that validates a share (validation spread over the workers): the same
+    validation source from rank 0's findings, without reading the data."""
+    if given is not None and is_pydataset(given):
+        return PyDatasetSource.trusted(given, counts, signature, "validation data")
+    if given is not None:
+        return _from_python(given, "validation data", 1, 0)
+    return Hdf5Source.trusted(data.val_files, data.features_name, data.labels_name, counts, signature,
+                              data.sample_weights_name)
+
+
 def check_validation_preload(data: DataConfig, validation: Source | None) -> None:
     """Rank 0, before training: with --preload, every validation sample (held by rank 0) against --memory-limit."""
     limit = data.memory_limit_bytes

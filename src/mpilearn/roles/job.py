@@ -85,6 +85,8 @@ class Job:
     start_epoch: int = 0
     # The model defines its own train_step (a GAN): workers send weight deltas.
     own_train_step: bool = False
+    # This rank's share of a spread validation (roles/spread.py: WorkerShare, PeerShare), on ranks other than 0.
+    validation_share: Any = None
 
     @property
     def model(self) -> Any:

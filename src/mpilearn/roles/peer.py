@@ -50,6 +50,10 @@ def run_peers(job: Job) -> None:
 
     guard = LossGuard(config.skip_bad_batches, n)
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
+    # Spread validation: the other peers join rank 0's --validate-every validations at the same steps.
+    share = job.validation_share
+    every = config.validate_every if share is not None else 0
+    steps = 0
     for epoch in range(job.start_epoch, config.epochs):
         models.reseed(backend.model, config.seed, index, epoch)
         pending = 0
@@ -92,6 +96,9 @@ def run_peers(job: Job) -> None:
             stats.updates += 1
             if job.supervisor is not None:  # progress and --validate-every; peers stop together at epoch ends only
                 job.supervisor.on_update(stats.samples * comm.size, stats.loss_sum / max(1, stats.batches), stats.updates)
+            steps += 1
+            if every and steps % every == 0:  # the supervisor's rule: every N steps of this run
+                share.join()
             if stop_now:
                 STOP.acted = True
                 return
@@ -124,4 +131,6 @@ def _end_epoch(job: Job, epoch: int, stats: _EpochStats) -> bool:
             history.skipped_batches += peer_stats.skipped
         stop = job.supervisor.epoch_reached(epoch + 1, job.backend.model.optimizer)
         comm.busy(0.0)
+    elif job.validation_share is not None:  # rank 0's validation of this epoch end is spread
+        job.validation_share.join()
     return bool(comm.bcast_object(stop, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}")) if comm.size > 1 else stop

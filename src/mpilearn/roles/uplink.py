@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ class Uplink:
         self.update = Message(layout)
         self.reply = Message(layout)
         self.base_step = 0.0  # master step of the weights we hold, for staleness
+        # A worker's share of a spread validation (roles/spread.WorkerShare): snapshots arrive while it waits.
+        self.validation: Any = None
 
     def add_stats(self, loss_sum: float, batches: int, samples: int) -> None:
         header = self.update.header
@@ -49,14 +52,26 @@ class Uplink:
         try:
             self.comm.wait(self.comm.isend(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE), limit,
                            awaited=(self.parent,))
-            status = self.comm.wait(receive, limit, awaited=(self.parent,))  # a busy notice of the master excuses it
+            status, validating = self._answer(receive, limit)
         except WaitTimeout:
             raise self.watchdog.error(f"master rank {self.parent}", time.monotonic() - started) from None
-        self.watchdog.observe(time.monotonic() - started)
+        self.watchdog.observe(time.monotonic() - started - validating)
         self.rule.absorb(reply)
         self.base_step = reply.get(Header.BASE_STEP)
         update.buffer[:] = 0.0
         return status.Get_tag() == Tag.STOP
+
+    def _answer(self, receive: Any, limit: float) -> tuple[Any, float]:
+        """The master's answer (a busy notice of the master excuses it), validating
+        the snapshots that come meanwhile; also the seconds spent validating."""
+        if self.validation is None:
+            return self.comm.wait(receive, limit, awaited=(self.parent,)), 0.0
+        validating = 0.0
+        while True:
+            index, status = self.comm.wait_any([receive, self.validation.request], limit, awaited=(self.parent,))
+            if index == 0:
+                return status, validating
+            validating += self.validation.validate()
 
 
 class ShardedUplink(Uplink):

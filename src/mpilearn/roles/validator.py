@@ -3,8 +3,9 @@
 Rank 0's supervisor asks a `Validator` for the metrics at every epoch end,
 at --validate-every points and at the end of the run; background validation
 asks a twin of it bound to a copy of the model. `InlineValidator` evaluates
-the samples rank 0 holds; a distributed validator implements the same
-protocol (its `evaluate` is where the other ranks would join in).
+the samples rank 0 holds; the distributed validators of roles/spread.py
+implement the same protocol (their `evaluate` is where the other ranks join
+in, from their own loops).
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class Validator(Protocol):
     def twin(self, model: Any) -> "Validator":
         """The same validation of another model of the same architecture (background validation's copy)."""
 
+    def release(self) -> None:
+        """After the final validation: ranks that wait to join in go on to the end of the run."""
+
 
 class InlineValidator:
     """Model.evaluate over the validation samples of rank 0, streamed (data/validation.py)."""
@@ -40,6 +44,9 @@ class InlineValidator:
 
     def twin(self, model: Any) -> "InlineValidator":
         return InlineValidator(model, self.reader)
+
+    def release(self) -> None:
+        pass
 
 
 def validation_reader(data: DataConfig, source: Source | None, node: NodeContext) -> ValidationReader | None:

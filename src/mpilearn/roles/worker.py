@@ -30,6 +30,7 @@ def run_worker(job: Job) -> None:
         uplink: Uplink = ShardedUplink(comm, topology.server_ranks, rule, backend.layout, job.watchdog)
     else:
         uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
+        uplink.validation = job.validation_share  # spread validation: snapshots come while the worker waits
     per_epoch = job.workload.batches_per_epoch(index)
 
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
