@@ -39,8 +39,8 @@ def build(seed=0):
     return model
 '''
 
-# Under mpiexec -n 3, validation spread over the workers: downpour (asynchronous master, --validate-every and a
-# timeline), sync (synchronous master, --validate-every) and allreduce (3 peers, --validate-every); rank 0 then
+# Under mpiexec -n 3, validation spread over the workers, with --validate-every and a timeline: downpour
+# (asynchronous master), sync (synchronous master) and allreduce (3 peers); rank 0 then
 # evaluates the returned central model on every validation sample with model.evaluate.
 SPREAD_SCRIPT = '''
 import json, sys
@@ -55,10 +55,9 @@ y = np.concatenate([h5py.File(f"{folder}/val_{i}.h5")["labels"][:] for i in rang
 out = {}
 for algorithm in ("downpour", "sync", "allreduce"):
     model = build()
-    extra = {"timeline": f"{folder}/timeline.json"} if algorithm == "downpour" else {}
     history = mpilearn.fit(model, f"{folder}/train.txt", validation=f"{folder}/val.txt", epochs=1, batch_size=16,
                            algorithm=algorithm, validate_on="workers", validate_every=5, memory_limit="64K",
-                           quiet=True, run_dir=f"{folder}/{algorithm}", **extra)
+                           quiet=True, run_dir=f"{folder}/{algorithm}", timeline=f"{folder}/{algorithm}.json")
     reference = model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)
     out[algorithm] = {"history": {"epochs": history["epochs"]}, "reference": {k: float(v) for k, v in reference.items()}}
 from mpilearn.comm import world
@@ -187,6 +186,6 @@ def test_spread_validation_under_mpiexec_equals_model_evaluate(tmp_path: Path) -
             assert last[f"val_{name}"] == pytest.approx(value, rel=1e-6, abs=1e-6), (algorithm, name)
         updates_rows = [row for row in rows if row.get("kind") == "updates"]
         assert updates_rows and all(np.isfinite(row["val_loss"]) for row in updates_rows), algorithm
-    trace = json.loads((folder / "timeline.json").read_text())
-    validating = {event["pid"] for event in trace["traceEvents"] if event.get("name") == "validate"}
-    assert {1, 2} <= validating  # the workers validate their shares
+        trace = json.loads((folder / f"{algorithm}.json").read_text())
+        validating = {event["pid"] for event in trace["traceEvents"] if event.get("name") == "validate"}
+        assert {1, 2} <= validating, algorithm  # ranks 1 and 2 validate their shares
