@@ -95,7 +95,7 @@ def test_staleness_rule_divides_the_rate_by_the_staleness() -> None:
         ("sync", "adam", 2, "none", 0.0),  # one worker: nothing to scale
         ("downpour", "adam", 5, "none", 0.0),
         ("easgd", "adam", 3, "none", 0.0),  # its rule sets --elastic-lr x (workers + 1) instead
-        ("gem", "adam", 3, "linear", 1.0),  # the proxy is a momentum SGD
+        ("gem", "adam", 3, "linear", 1.0),  # the proxy (a copy of Adam, or the momentum SGD) x N
     ],
 )
 def test_auto_learning_rate_rule_per_algorithm_and_optimizer(algo, optimizer, processes, scaling, warmup) -> None:

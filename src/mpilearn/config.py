@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 ALGORITHMS = registry.names()
 COMPRESSIONS = ("none", "fp16", "bf16")
 LR_SCALINGS = ("auto", "none", "linear", "sqrt", "staleness")
+GEM_PROXIES = ("model", "momentum")
 SHARD_MODES = ("files", "samples")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PROGRESS_MODES = ("auto", "bar", "lines")
@@ -184,9 +185,11 @@ class AlgorithmConfig:
     outer_lr: float = 0.7
     # Nesterov momentum of DiLoCo's outer SGD (the paper's 0.9; the synchronous form only).
     outer_momentum: float = 0.9
-    # GEM: learning rate of the proxy.
+    # GEM: the proxy whose energy the workers match ("model": a copy of the model's compiled optimizer; "momentum": momentum SGD at --gem-lr).
+    gem_proxy: Literal["model", "momentum"] = "model"
+    # GEM: learning rate of the momentum-SGD proxy (--gem-proxy momentum).
     gem_lr: float = 0.01
-    # GEM: momentum of the proxy.
+    # GEM: momentum of the momentum-SGD proxy (--gem-proxy momentum).
     gem_momentum: float = 0.9
     # GEM: the energy factor kappa.
     gem_kappa: float = 1.0
@@ -208,6 +211,7 @@ class AlgorithmConfig:
         _positive_int("--sync-every", self.sync_every)
         _choice("--compression", self.compression, COMPRESSIONS)
         _choice("--lr-scaling", self.lr_scaling, LR_SCALINGS)
+        _choice("--gem-proxy", self.gem_proxy, GEM_PROXIES)
         _positive_int("--masters", self.masters)
         _positive_int("--servers", self.servers)
         _positive_int("--inner-steps", self.inner_steps)

@@ -151,13 +151,20 @@ class ElasticClient(_Base):
 class GemClient(_Base):
     """GEM worker: its update is its proxy step rescaled so that the energy of
     all asynchronous updates matches the proxy's (see rules.gem_scale). The
-    master adds the update to the central variable."""
+    master adds the update to the central variable.
 
-    def __init__(self, backend: ModelBackend, lr: float, momentum: float, kappa: float) -> None:
+    The proxy is a momentum SGD at `lr` (the paper's), or, given `optimizer`
+    (a copy of the model's compiled one, its state kept across exchanges),
+    that optimizer's step on the worker's gradient: its own running
+    averages are the proxy's momentum, so the update and the proxy are the
+    same step, and energy matching scales it by kappa - |c| / |step|."""
+
+    def __init__(self, backend: ModelBackend, lr: float, momentum: float, kappa: float, optimizer: Any = None) -> None:
         super().__init__(backend)
         n = self.layout.num_trainable
-        # learning_rate is set by LearningRateControl under scaling and warmup.
+        # learning_rate is set by LearningRateControl under scaling and warmup (the optimizer's, given one).
         self.learning_rate, self.momentum, self.kappa = lr, momentum, kappa
+        self.optimizer = optimizer
         self.grads = np.zeros(n, dtype=np.float32)
         self.proxy = np.zeros(n, dtype=np.float32)
         self.central_moment = np.zeros(n, dtype=np.float32)
@@ -170,12 +177,19 @@ class GemClient(_Base):
         n = self.layout.num_trainable
         mean_gradient(self.grads, batches)
         step = update.trainable
-        np.multiply(self.grads, np.float32(self.learning_rate), out=step)
-        self.proxy *= np.float32(self.momentum)
-        self.proxy += step
-        gem_scale(self.proxy, self.central_moment, step, self.kappa, self.scale)
+        if self.optimizer is None:
+            np.multiply(self.grads, np.float32(self.learning_rate), out=step)
+            self.proxy *= np.float32(self.momentum)
+            self.proxy += step
+            gem_scale(self.proxy, self.central_moment, step, self.kappa, self.scale)
+            step *= np.float32(-1.0)  # a delta the master adds
+        else:
+            # The optimizer's step from the central weights (absorb sets them again from the reply).
+            np.copyto(step, self._current()[:n])
+            self.backend.apply_gradients(self.grads, self.optimizer)
+            np.subtract(self._current()[:n], step, out=step)
+            gem_scale(step, self.central_moment, step, self.kappa, self.scale)
         step *= self.scale
-        step *= np.float32(-1.0)  # a delta the master adds
         state_delta(self._current()[n:], self.base[n:], update.state)
         self.grads[:] = 0.0
 

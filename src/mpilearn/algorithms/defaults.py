@@ -21,6 +21,8 @@ ADAPTIVE_OPTIMIZERS = frozenset(
 )
 # Epochs of gradual warmup toward a scaled learning rate (Goyal et al. 2017 warm up over 5 of 90).
 WARMUP_EPOCHS = 1.0
+# Why --gem-proxy model is GEM's default (measured: README, "Defaults with N workers").
+GEM_PROXY_WHY = "measured closer to one process than the momentum-SGD proxy"
 
 
 def optimizer_name(optimizer: Any) -> str:
@@ -56,8 +58,12 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
         lr = algorithm.elastic_lr or lr
         reasons.append(f"workers' optimizer: {'a copy of the model' + chr(39) + 's' if own == 'model' else own} "
                        f"({name}, lr {_number(lr)}{' by --elastic-lr' if algorithm.elastic_lr else ''})")
-    if algorithm.name == "gem":  # the rule scales the proxy, a momentum SGD
-        name, lr = "the momentum-SGD proxy", algorithm.gem_lr
+    if algorithm.name == "gem":  # the rule scales the proxy: a copy of the model's optimizer, or a momentum SGD
+        if algorithm.gem_proxy == "momentum":
+            name, lr = "the momentum-SGD proxy", algorithm.gem_lr
+        reasons.append(f"--gem-proxy {algorithm.gem_proxy}: "
+                       + (f"the workers match the energy of a copy of the model's optimizer ({name}); {GEM_PROXY_WHY}"
+                          if algorithm.gem_proxy == "model" else "a momentum SGD at --gem-lr (the paper's proxy)"))
     scaling: str = algorithm.lr_scaling
     if scaling == "auto":
         rule, scaling = algorithm.spec.lr_rule, "none"
@@ -71,7 +77,8 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
             # Energy matching moves the center like one proxy whatever the number of workers, so the
             # proxy's pace per sample falls N-fold unless its rate rises N-fold (the linear rule of SGD).
             scaling = "linear"
-            reasons.append(f"--gem-lr {_number(lr)} x {workers} by --lr-scaling auto: the {workers} workers' matched "
+            what = "--gem-lr" if algorithm.gem_proxy == "momentum" else "the proxy's lr"
+            reasons.append(f"{what} {_number(lr)} x {workers} by --lr-scaling auto: the {workers} workers' matched "
                            f"updates together carry one proxy's energy; linear rule for {name}")
         elif workers > 1 and rule == "elastic":
             # Elastic moves keep the sum of the center and the workers, so the center, pulled to their

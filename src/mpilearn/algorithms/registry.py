@@ -138,7 +138,16 @@ def _elastic_worker_optimizer(config: RunConfig, compiled: Any) -> Any:
 
 
 def _gem_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
-    return GemClient(backend, config.gem_lr, config.gem_momentum, config.gem_kappa)
+    return GemClient(backend, config.gem_lr, config.gem_momentum, config.gem_kappa, optimizer)
+
+
+def _gem_proxy_optimizer(config: RunConfig, compiled: Any) -> Any:
+    """--gem-proxy model: a copy of the compiled optimizer; momentum: none (the client's own momentum SGD)."""
+    from .. import models
+
+    if config.algorithm.gem_proxy != "model":
+        return None
+    return models.worker_optimizer("model", compiled, None, config.model.learning_rate)
 
 
 def _delta_center(config: AlgorithmConfig, backend: ModelBackend, clients: int, deltas: bool) -> CenterRule:
@@ -185,8 +194,8 @@ SPECS: tuple[AlgorithmSpec, ...] = (
     AlgorithmSpec(
         "gem", "gradient energy matching: asynchronous proxy steps rescaled to match their energy",
         has_master=True, scales=Scaled.PROXY, client=_gem_client, center=_delta_center,
-        lr_rule="energy",
-        options=("gem_lr", "gem_momentum", "gem_kappa"),
+        worker_optimizer=_gem_proxy_optimizer, lr_rule="energy",
+        options=("gem_proxy", "gem_lr", "gem_momentum", "gem_kappa"),
     ),
     AlgorithmSpec(
         "diloco", "local SGD (DiLoCo): workers take --inner-steps steps with the model's optimizer, the master applies "

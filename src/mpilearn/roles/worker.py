@@ -24,7 +24,8 @@ def run_worker(job: Job) -> None:
     rule = spec.client(algorithm, backend, worker_optimizer, job.own_train_step)
     rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
     # The learning rate that lives on the worker (its own optimizer, or the proxy step's rule).
-    local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule, Scaled.INNER: backend.model.optimizer}.get(spec.scales)
+    local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule if worker_optimizer is None else worker_optimizer,
+                     Scaled.INNER: backend.model.optimizer}.get(spec.scales)
     control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
     if topology.servers > 1:
         uplink: Uplink = ShardedUplink(comm, topology.server_ranks, rule, backend.layout, job.watchdog)
