@@ -13,7 +13,7 @@ from conftest import make_data, train_mlp, run_mpi
 # accuracy one process reaches over the same epochs (issue 13's goal, measured in docs/benchmarks.md).
 ACCURACY_FRACTION = 0.97
 # Held below the goal to what they reach until they meet it (measured spreads beside the assertion).
-GEM_FRACTION = 0.80
+GEM_FRACTION = 0.92
 EASGD_TREE_FRACTION = 0.90
 DOWNPOUR_FRACTION = 0.92
 EPOCHS = "6"
@@ -65,12 +65,14 @@ def solo_accuracy(accuracy_data: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_two_workers_at_defaults_reach_the_accuracy_of_one_process(accuracy_data, solo_accuracy, tmp_path, processes, args) -> None:
     history = _train(accuracy_data, tmp_path / "run", processes, "--epochs", EPOCHS, *args)
     accuracy = _best_accuracy(history)
-    # Measured (one run each, load ~40): every algorithm >= 0.97 of one process's 0.801, except GEM at 0.710 (0.885;
-    # time-to-accuracy benchmark: 0.96, 0.94-1.00 over 3 seeds) and the EASGD tree at 0.759 (0.947), which miss the
-    # goal and are held to what they reach until they do. 6144 validation samples: the accuracy's own sampling
-    # noise is ~0.005, well inside the margins. On an idle machine (fresh-clone make test) downpour reached 0.760
-    # (0.949 of one process's 0.801; staleness mostly 1-2) and its 2-master tree 0.764 (0.953), so it is held to
-    # 0.92: a miss of the goal, as for GEM.
+    # Measured (one run each, load ~40): every algorithm >= 0.97 of one process's 0.801, except the EASGD tree at
+    # 0.759 (0.947), which misses the goal and is held to what it reaches until it does. GEM with its proxy a copy
+    # of Adam (--gem-proxy model, the default): 0.775 (0.967 of 0.801, load 1-7), 0.792 (0.989, load ~10) and one run
+    # under 0.95 (load ~30, value not kept); with the momentum-SGD proxy it reached 0.720 (0.898) and earlier 0.710
+    # (0.885). GEM is held to 0.92 until its spread is measured. 6144 validation samples: the
+    # accuracy's own sampling noise is ~0.005, well inside the margins. On an idle machine (fresh-clone make test)
+    # downpour reached 0.760 (0.949 of one process's 0.801; staleness mostly 1-2) and its 2-master tree 0.764
+    # (0.953), so it is held to 0.92: a miss of the goal.
     if "gem" in args:
         fraction = GEM_FRACTION
     elif "easgd" in args and "--masters" in args:
