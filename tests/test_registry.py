@@ -20,7 +20,8 @@ def test_every_spec_is_complete_and_names_real_options() -> None:
         assert (spec.client is not None and spec.center is not None) == spec.has_master, spec.name
         assert (spec.scales is Scaled.PEERS) == (not spec.has_master), spec.name
         assert not spec.trees or spec.has_master, spec.name
-        assert (spec.worker_optimizer is not None) == (spec.scales is Scaled.WORKER), spec.name
+        # Workers own an optimizer when they scale it (EASGD) or step their proxy with it (GEM).
+        assert (spec.worker_optimizer is not None) == (spec.scales in (Scaled.WORKER, Scaled.PROXY)), spec.name
         assert AlgorithmConfig(name=spec.name).has_master == spec.has_master
     with pytest.raises(ConfigError, match="--algo must be one of downpour, sync, easgd, gem, diloco, allreduce; got 'adam'"):
         AlgorithmConfig(name="adam")
