@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_data, train_mlp
+from conftest import make_data, run_cli, train_mlp
 
 ACCURACY_MARGIN = 0.10  # as in test_algorithms_mpi.py
 
@@ -36,6 +36,14 @@ def test_sharded_servers_give_the_weights_of_one_server(scale_data: Path, tmp_pa
     for got, want in zip(_weights(tmp_path / "three"), _weights(tmp_path / "one")):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     assert three["epochs"][-1]["val_loss"] == pytest.approx(one["epochs"][-1]["val_loss"], rel=1e-5)
+
+    # Checkpoints keep every slice's Adam state: 1 epoch on 3 servers, resumed on 2, ends with the same weights.
+    _train(scale_data, tmp_path / "part", 5, "--algo", "sync", "--servers", "3", "--epochs", "1", "--checkpoint-every", "1")
+    resumed = run_cli(["train", "--resume", str(tmp_path / "part"), "-n", "4", "--servers", "2", "--threads", "1",
+                       "--epochs", "2"], timeout=300)
+    assert resumed.returncode == 0 and "resuming" in resumed.output, resumed.output
+    for got, want in zip(_weights(tmp_path / "part"), _weights(tmp_path / "three")):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

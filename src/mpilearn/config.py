@@ -376,9 +376,6 @@ class RunConfig:
         if servers > 1 and (self.validate_every or self.background_validation):
             raise ConfigError(f"--servers {servers}: rank 0 holds the full weights at epoch ends only, so it validates "
                               "there; drop --validate-every and --background-validation")
-        if servers > 1 and (self.checkpoint.enabled or self.checkpoint.resume):
-            raise ConfigError(f"--servers {servers} does not write or resume checkpoints yet; drop --checkpoint-every, "
-                              "--checkpoint-every-seconds and --resume")
         _choice("--progress", self.progress, PROGRESS_MODES)
 
     def replace(self, **changes: Any) -> "RunConfig":

@@ -25,12 +25,12 @@ from .data.sharding import shard
 from .data import pipeline
 from .data.sources import Signature, Source
 from .env import default_threads
-from .errors import ConfigError, DataError, MpilearnError, abort_job, is_collective
+from .errors import CheckpointError, ConfigError, DataError, MpilearnError, abort_job, is_collective
 from .history import History
 from .log import get_logger, result, setup_logging
 from .monitor import Monitor, write_gathered
 from . import supervisor as supervising
-from .roles.checkpointer import Checkpointer
+from .roles.checkpointer import Checkpointer, restore_state
 from .roles.job import Job, Workload
 from .roles.master import run_master
 from .roles.peer import run_peers
@@ -309,9 +309,10 @@ def _announce_ranks(comm: Communicator, role: Role) -> None:
 
 def _resume(
     config: RunConfig, comm: Communicator, topology: Topology, backend: Any
-) -> tuple[History, int]:
+) -> tuple[History, int, list[np.ndarray] | None]:
     """Load the latest checkpoint of config.run_dir: rank 0 takes the central
-    weights and its optimizer's state (every peer does, under allreduce)."""
+    weights and its optimizer's state (every peer does, under allreduce); with
+    sharded servers rank 0 keeps the state for the servers (the third value)."""
 
     loaded: list[tuple[np.ndarray, list[np.ndarray], Path]] = []  # rank 0's arrays, never broadcast
 
@@ -320,6 +321,10 @@ def _resume(
         for line in damaged:
             get_logger().warning("%s: resuming from the older %s", line, path.name)
         weights, values, state = checkpoint.load(path, backend.layout)
+        if values and bool(state.get("sliced_optimizer")) != (topology.servers > 1):
+            raise CheckpointError(f"checkpoint {path} holds the optimizer state of "
+                                  f"{'sharded servers' if state.get('sliced_optimizer') else 'one master'}: resume it "
+                                  f"{'with --servers 2 or more' if state.get('sliced_optimizer') else 'without --servers'}")
         loaded.append((weights, values, path))
         return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
 
@@ -336,15 +341,12 @@ def _resume(
                 "continues from the checkpoint but no longer repeats an uninterrupted run exactly", topology.num_workers, before)
     if topology.peers_only and comm.size > 1:
         values = comm.bcast_object(values)
-    if values is not None and (comm.rank == 0 or topology.peers_only):
-        optimizer = backend.model.optimizer
-        compiled_lr = defaults.constant_rate(optimizer)
-        checkpoint.restore_optimizer(optimizer, backend.model.trainable_variables, values, Path(state["path"]))
-        if compiled_lr is not None and defaults.rate_is_controlled(config.algorithm):
-            # The saved rate is already scaled (or warmed up, or staleness-divided); the loop scales the compiled one.
-            optimizer.learning_rate = compiled_lr
-        backend.reload_optimizer()
-    return History.resumed(config.to_dict(), state["history"]), int(state["epoch"])
+    sliced = None
+    if values is not None and topology.servers > 1:
+        sliced = values  # the servers' optimizers take their parts once they exist (roles/shards.py)
+    elif values is not None and (comm.rank == 0 or topology.peers_only):
+        restore_state(backend.model.optimizer, backend, values, Path(state["path"]), config.algorithm)
+    return History.resumed(config.to_dict(), state["history"]), int(state["epoch"]), sliced
 
 
 def _run(
@@ -377,9 +379,9 @@ def _run(
     node = pipeline.node_context(comm, config.data)  # collective: --cache-dir job token, --preload memory snapshot
 
     history = History(config.to_dict())
-    start_epoch = 0
+    start_epoch, sliced_state = 0, None
     if config.checkpoint.resume:
-        history, start_epoch = _resume(config, comm, topology, backend)
+        history, start_epoch, sliced_state = _resume(config, comm, topology, backend)
         if start_epoch >= config.epochs:  # nothing left to train: every rank knows from the checkpoint
             return _already_finished(config, comm, history, backend, start_epoch)
 
@@ -413,7 +415,8 @@ def _run(
         )
         supervisor.start()
     job = Job(config, comm, topology, backend, workload, history, timeline, watchdog, reader, supervisor,
-              start_epoch, models.has_own_train_step(model), validation_share)
+              start_epoch, models.has_own_train_step(model), validation_share,
+              sliced_state)
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
     comm.stop_beating()  # every rank is here: from now on the training's own watchdog

@@ -82,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 RESUME_MAY_CHANGE = {
     "": ("epochs", "threads", "timeout", "log_level", "quiet", "progress", "monitor", "timeline", "master_gpu",
          "skip_bad_batches", "validate_every", "background_validation"),
+    "algorithm": ("servers",),  # checkpoints hold the whole vector's optimizer state, cut again for any S
     "checkpoint": ("every_epochs", "every_seconds", "keep"),
     "callbacks": ("early_stopping", "patience", "target_metric", "target_op", "target_value", "tensorboard"),
     "data": ("prefetch", "preload", "memory_limit", "cache_dir", "copy_command"),

@@ -18,4 +18,5 @@ class Tag(enum.IntEnum):
     STATE = 31  # worker -> master: the metric state of its validation share
     DONE = 32  # master -> worker: no snapshot follows
     # sharded server -> rank 0
-    SLICE = 20  # a server's slice of the weights (and its optimizer state) at an epoch end
+    SLICE = 20  # a server's slice of the weights at an epoch end
+    SLICE_STATE = 21  # its optimizer's state (checkpoints on), and on resume rank 0's answer with it

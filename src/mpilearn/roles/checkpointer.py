@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint
+from ..algorithms import defaults
 from ..backends import ModelBackend
 from ..config import RunConfig
 from ..history import History
@@ -36,13 +37,28 @@ class Checkpointer:
         with self.timeline.span("checkpoint"):
             weights = np.empty(self.backend.layout.size, dtype=np.float32)
             self.backend.get_weights(weights)
-            state = {
+            state: dict[str, Any] = {
                 "config": self.config.to_dict(),
                 "fingerprint": checkpoint.fingerprint(self.backend.layout),
                 "history": self.history.snapshot(),
             }
             self.backend.sync_optimizer()
-            values = checkpoint.optimizer_values(optimizer) if optimizer is not None else []
+            sliced = hasattr(optimizer, "checkpoint_values")  # sharded servers: the state of every slice, merged
+            if sliced:
+                values = optimizer.checkpoint_values()
+                state["sliced_optimizer"] = True
+            else:
+                values = checkpoint.optimizer_values(optimizer) if optimizer is not None else []
             path = checkpoint.save(self.run_dir, completed_epochs, weights, values, state, self.config.checkpoint.keep)
         self._last = time.monotonic()
         get_logger().info("checkpoint %s", path)
+
+
+def restore_state(optimizer: Any, backend: ModelBackend, values: list[np.ndarray], where: Path, algorithm: Any) -> None:
+    """A checkpoint's optimizer state into `optimizer` (the one `backend` steps with). When the loops control
+    the rate, the compiled rate comes back: the saved one is already scaled (or warmed up, or staleness-divided)."""
+    compiled_lr = defaults.constant_rate(optimizer)
+    checkpoint.restore_optimizer(optimizer, backend.model.trainable_variables, values, where)
+    if compiled_lr is not None and defaults.rate_is_controlled(algorithm):
+        optimizer.learning_rate = compiled_lr
+    backend.reload_optimizer()

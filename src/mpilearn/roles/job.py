@@ -87,6 +87,8 @@ class Job:
     own_train_step: bool = False
     # This rank's share of a spread validation (roles/spread.py: WorkerShare, PeerShare), on ranks other than 0.
     validation_share: Any = None
+    # Rank 0 of sharded servers on resume: the checkpoint's optimizer state, for every server's slice.
+    restored_state: list[Any] | None = None
 
     @property
     def model(self) -> Any:

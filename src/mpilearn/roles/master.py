@@ -45,6 +45,8 @@ def run_master(job: Job) -> None:
     deltas = (top and bool(topology.submasters)) or job.own_train_step
     shard = Shard(comm, backend, topology.server_ranks) if topology.servers > 1 else None
     rule = spec.center(algorithm, shard.backend if shard else backend, len(clients), deltas)
+    if shard is not None:  # checkpoints keep every slice's optimizer state
+        shard.attach(rule.optimizer, config, job.restored_state, config.run_dir)
     uplink = None
     if not top:
         assert spec.upstream is not None, f"{spec.name} has no trees"
@@ -129,7 +131,7 @@ class _Server:
                 with self.comm.busy_while(BUSY_S, self.clients):  # the clients' waits must not count validation and checkpoint
                     if self.shard is not None:
                         self.shard.assemble()
-                    self.stopping = supervisor.epoch_reached(round_.finished_epoch + 1, self.rule.optimizer)
+                    self.stopping = supervisor.epoch_reached(round_.finished_epoch + 1, self.shard or self.rule.optimizer)
         self.comm.wait_all(self.sends)
 
     def _take_leaves(self, slots: list[int]) -> list[int]:
