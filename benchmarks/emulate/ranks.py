@@ -7,6 +7,12 @@ servers), of the real size; only the model is emulated: a flat numpy vector
 whose batch is a fixed sleep plus one pass over the gradient, and whose
 optimizer is SGD in numpy. So a worker costs almost no CPU, and 32 of them
 fit in a few GB: no keras or torch is imported.
+
+The model's inputs are measured in the same job, at the run's sizes: before
+the run, the first worker and server 0 time the receiver's copy of an update
+and of a reply and their passes over the weights, while every other rank
+waits and measures what a polled wait costs; during the run, every rank
+counts its CPU inside and outside its waits (Waits).
 """
 from __future__ import annotations
 
@@ -22,10 +28,13 @@ import numpy as np
 from mpilearn.algorithms.centers import OptimizerCenter
 from mpilearn.algorithms.clients import GradientClient
 from mpilearn.comm import Tag, world
-from mpilearn.flat import DTYPE, FlatLayout, Header, Message
+from mpilearn.flat import DTYPE, HEADER_SIZE, FlatLayout, Header, Message
 from mpilearn.roles.shards import shard_ranges, slice_layout
 from mpilearn.roles.uplink import ShardedUplink, Uplink
 from mpilearn.roles.watchdog import Watchdog
+
+CALIBRATION_S = 1.5  # the other ranks' polled wait while the copies are timed: long against Backoff's 2 ms spin
+COPIES = 8
 
 
 class SleepBackend:
@@ -36,6 +45,7 @@ class SleepBackend:
         self.layout, self.compute_s, self.lr = layout, compute_s, np.float32(lr)
         self.weights = np.zeros(layout.size, dtype=DTYPE)
         self.model = SimpleNamespace(optimizer=None)
+        self.slept: list[float] = []  # each sleep as it lasted (an oversleep is the machine's)
 
     def get_weights(self, out: np.ndarray) -> None:
         np.copyto(out, self.weights)
@@ -47,12 +57,35 @@ class SleepBackend:
         self.weights[self.layout.num_trainable :] += delta
 
     def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: Any = None) -> float:
-        time.sleep(self.compute_s)
+        if self.compute_s:
+            began = time.monotonic()
+            time.sleep(self.compute_s)
+            self.slept.append(time.monotonic() - began)
         out += np.float32(1e-3)
         return 0.5
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         self.weights[: self.layout.num_trainable] -= self.lr * grads
+
+
+class Waits:
+    """Counts the CPU and wall time a rank spends inside the Communicator's
+    waits (spinning, polling and the receive copies MPI makes in its tests)."""
+
+    def __init__(self, comm: Any) -> None:
+        self.cpu = self.wall = 0.0
+        for name in ("wait", "wait_any", "wait_all"):
+            setattr(comm, name, self._timed(getattr(comm, name)))
+
+    def _timed(self, call: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            cpu, wall = time.process_time(), time.monotonic()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.cpu += time.process_time() - cpu
+                self.wall += time.monotonic() - wall
+        return timed
 
 
 def _serve(comm: Any, layout: FlatLayout, workers: tuple[int, ...]) -> dict[str, float]:
@@ -66,6 +99,7 @@ def _serve(comm: Any, layout: FlatLayout, workers: tuple[int, ...]) -> dict[str,
     active, step, busy = set(range(len(workers))), 0, 0.0
     started = time.monotonic()
     cpu = time.process_time()
+    waits = Waits(comm)
     while active:
         slot, status = comm.wait_any(receives)
         began = time.monotonic()
@@ -82,9 +116,12 @@ def _serve(comm: Any, layout: FlatLayout, workers: tuple[int, ...]) -> dict[str,
         else:
             receives[slot] = comm.irecv(inbox[slot].buffer, source=workers[slot])
         busy += time.monotonic() - began
-    comm.wait_all(sends)
+    cpu_s = time.process_time() - cpu
     wall = time.monotonic() - started
-    return {"updates": step, "busy_s": busy, "wall_s": wall, "cpu_s": time.process_time() - cpu}
+    waited_cpu, waited = waits.cpu, waits.wall
+    comm.wait_all(sends)
+    return {"updates": step, "busy_s": busy, "wall_s": wall, "cpu_s": cpu_s, "wait_cpu_s": waited_cpu,
+            "wait_s": waited, "work_cpu_per_update_s": (cpu_s - waited_cpu) / max(step, 1)}
 
 
 def _work(comm: Any, layout: FlatLayout, servers: tuple[int, ...], spec: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +131,7 @@ def _work(comm: Any, layout: FlatLayout, servers: tuple[int, ...], spec: dict[st
     uplink = (ShardedUplink(comm, servers, rule, layout, watchdog) if len(servers) > 1
               else Uplink(comm, servers[0], rule, layout, watchdog))
     batch = SimpleNamespace(x=None, y=None, sample_weight=None, size=spec["batch"])
+    waits = Waits(comm)
     stamps, cpu = [], time.process_time()
     exchanges = spec["exchanges"]
     for e in range(exchanges):
@@ -102,64 +140,89 @@ def _work(comm: Any, layout: FlatLayout, servers: tuple[int, ...], spec: dict[st
         np.isfinite(uplink.update.payload).all()  # the worker loop's check before each exchange
         uplink.exchange(0, e == exchanges - 1, 1)
         stamps.append(time.monotonic())
-    return {"stamps": stamps, "cpu_s": time.process_time() - cpu}
+    cpu_s = time.process_time() - cpu
+    return {"stamps": stamps, "cpu_s": cpu_s, "wait_cpu_s": waits.cpu, "wait_s": waits.wall,
+            "work_cpu_per_exchange_s": (cpu_s - waits.cpu) / exchanges, "sleep_s": float(np.median(backend.slept))}
 
 
 def _median_s(action: Any, repeats: int = 15) -> float:
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.process_time()
         action()
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     return float(np.median(times))
 
 
-def calibrate(spec: dict[str, Any]) -> dict[str, Any]:
-    """One process: a pass (copy), the SGD step and the gradient pass of the
-    emulated model, at the full size and at each server's slice size."""
-    n = int(spec["params"])
-    out: dict[str, Any] = {"copy_s": {}, "sgd_s": {}, "pass_s": {}}
-    for servers in sorted({1, *spec["servers"]}):
-        size = max(1, n // servers)
-        backend = SleepBackend(FlatLayout(((size,),), ()), 0.0)
-        grads, scratch = np.ones(size, dtype=DTYPE), np.empty(size, dtype=DTYPE)
-        out["copy_s"][str(servers)] = _median_s(lambda b=backend, s=scratch: b.get_weights(s))
-        out["sgd_s"][str(servers)] = _median_s(lambda b=backend, g=grads: b.apply_gradients(g))
-        out["pass_s"][str(servers)] = _median_s(lambda b=backend, s=scratch: b.accumulate_gradients(None, None, s))
+def _completing_test_cpu(request: Any) -> float:
+    """Poll one request (tests 0.2 ms apart, no spinning); the CPU of the
+    test that completed it: for a large message, the receiver's copy."""
+    while True:
+        cpu = time.process_time()
+        done = request.Test()
+        spent = time.process_time() - cpu
+        if done:
+            return spent
+        time.sleep(2e-4)
+
+
+def calibrate(comm: Any, layout: FlatLayout, servers: tuple[int, ...], workers: tuple[int, ...]) -> dict[str, Any]:
+    """In the job, before the run: the first worker and server 0 time a
+    message of server 0's size each way (the receiver's copy) and their
+    passes over the weights; every other rank waits meanwhile (a polled wait,
+    as in the run) and reports its CPU per second waited."""
+    tag = 90
+    size = HEADER_SIZE + slice_layout(shard_ranges(layout, len(servers), 0)).size
+    server, worker, rank = servers[0], workers[0], comm.rank
+    out: dict[str, Any] = {"message_floats": size}
+    if rank in (server, worker):
+        peer = worker if rank == server else server
+        buffer = np.ones(size, dtype=DTYPE)
+        started, copies = time.monotonic(), []
+        for _ in range(COPIES):
+            for sender in (worker, server):
+                if rank == sender:
+                    _completing_test_cpu(comm.isend(buffer, peer, tag))
+                else:
+                    copies.append(_completing_test_cpu(comm.irecv(buffer, source=peer, tag=tag)))
+        out["receive_copy_s"] = float(np.median(copies))
+        if rank == worker:
+            backend = SleepBackend(layout, 0.0)
+            scratch = np.empty(layout.size, dtype=DTYPE)
+            out["pass_s"] = _median_s(lambda: backend.accumulate_gradients(None, None, scratch))
+            out["copy_s"] = _median_s(lambda: backend.get_weights(scratch))
+            time.sleep(max(0.0, CALIBRATION_S - (time.monotonic() - started)))
+            done = np.zeros(1, dtype=DTYPE)
+            comm.wait_all([comm.isend(done, r, tag + 1) for r in range(comm.size) if r not in (server, worker)])
+        else:
+            mine = slice_layout(shard_ranges(layout, len(servers), 0))
+            backend = SleepBackend(mine, 0.0)
+            grads, scratch = np.ones(mine.size, dtype=DTYPE), np.empty(mine.size, dtype=DTYPE)
+            out["sgd_s"] = _median_s(lambda: backend.apply_gradients(grads))
+            out["copy_s"] = _median_s(lambda: backend.get_weights(scratch))
+    else:
+        done = np.zeros(1, dtype=DTYPE)
+        cpu, wall = time.process_time(), time.monotonic()
+        comm.wait(comm.irecv(done, source=worker, tag=tag + 1))
+        out["wait_cpu_per_s"] = (time.process_time() - cpu) / (time.monotonic() - wall)
+    comm.barrier()
     return out
-
-
-def available_cores(comm: Any, seconds: float) -> float | None:
-    """CPU this job gets now: every rank spins for `seconds`; the cores they
-    got together (a shared machine gives a job less than its cores)."""
-    started, cpu = time.monotonic(), time.process_time()
-    while time.monotonic() - started < seconds:
-        sum(range(1000))
-    mine = (time.process_time() - cpu) / (time.monotonic() - started)
-    got = comm.gather_object(mine)
-    return float(sum(got)) if got is not None else None
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
-    if spec.get("calibrate"):
-        Path(argv[1]).write_text(json.dumps(calibrate(spec)))
-        return 0
     comm = world()
-    if spec.get("spin"):
-        cores = available_cores(comm, spec["spin"])
-        if comm.rank == 0:
-            Path(argv[1]).write_text(json.dumps(cores))
-        return 0
     servers = tuple(range(spec["servers"]))
     workers = tuple(range(spec["servers"], comm.size))
     layout = FlatLayout(((int(spec["params"]),),), ())
     comm.barrier()
+    calibration = calibrate(comm, layout, servers, workers)
     if comm.rank in servers:
         mine = slice_layout(shard_ranges(layout, len(servers), comm.rank))
         result: dict[str, Any] = {"role": "server", **_serve(comm, mine, workers)}
     else:
         result = {"role": "worker", **_work(comm, layout, servers, spec)}
+    result["calibration"] = calibration
     gathered = comm.gather_object(result)
     if comm.rank == 0:
         assert gathered is not None

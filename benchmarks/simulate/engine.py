@@ -19,8 +19,12 @@ from .params import Params
 class Engine:
     """A heapq event queue with a pool of cores shared by CPU tasks."""
 
-    def __init__(self, cores: int | None, seed: int = 0) -> None:
+    def __init__(self, cores: float | None, seed: int = 0, poll_cpu: float = 0.0) -> None:
         self.now = 0.0
+        # Ranks in a polled wait: spinning ones take a full share of the cores; sleeping ones poll_cpu of a core.
+        self.spinning = 0.0
+        self.polling = 0.0
+        self.poll_cpu = poll_cpu
         self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         self.cores = cores
@@ -45,8 +49,36 @@ class Engine:
         self._reschedule()
 
     def _rate(self) -> float:
-        n = len(self._tasks)
-        return 1.0 if self.cores is None or n <= self.cores else self.cores / n
+        demand = len(self._tasks) + self.spinning + self.poll_cpu * self.polling
+        return 1.0 if self.cores is None or demand <= self.cores else self.cores / demand
+
+    def wait_begin(self, spin_s: float, weight: float = 1.0) -> list[Any]:
+        """`weight` ranks start a polled wait: they spin for `spin_s`, then
+        sleep between tests. Returns the token for wait_end."""
+        token = [True, weight]
+        self._waiters(weight, 0.0)
+        self.at(self.now + spin_s, self._spin_over, token)
+        return token
+
+    def _spin_over(self, token: list[Any]) -> None:
+        if token[0] is True:
+            token[0] = "polling"
+            self._waiters(-token[1], token[1])
+
+    def wait_end(self, token: list[Any]) -> None:
+        if token[0] is True:
+            self._waiters(-token[1], 0.0)
+        elif token[0] == "polling":
+            self._waiters(0.0, -token[1])
+        token[0] = False
+
+    def _waiters(self, spinning: float, polling: float) -> None:
+        if self.cores is None:
+            return
+        self._advance()
+        self.spinning += spinning
+        self.polling += polling
+        self._reschedule()
 
     def _advance(self) -> None:
         elapsed = self.now - self._last

@@ -4,7 +4,7 @@ of mpilearn's non-spinning waits."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Passes over the weight vector a worker makes per exchange, besides its
 # compute (clients.py, worker.py): downpour/sync: the NaN check, get_weights
@@ -72,6 +72,13 @@ class Params:
     poll_first_s: float = 2e-5
     poll_max_s: float = 1e-3
     sleep_slack_s: float = 6e-5
+    # On one node as the emulation measures it (node.py): each wait spins for spin_s first (Backoff's spin;
+    # 0: not modelled), a sleeping wait's tests cost poll_cpu of a core, and a large message is copied
+    # once, by its receiver, at copy_bandwidth (None: node.py is not used).
+    spin_s: float = 0.0
+    poll_cpu: float = 0.0
+    copy_bandwidth: float | None = None
+    server_copy_bandwidth: float | None = None  # a server's copy of its slice (None: copy_bandwidth)
 
     @property
     def bytes(self) -> float:
@@ -104,8 +111,10 @@ def notice_delay(waited: float, p: Params) -> float:
     it began to wait: the next test of the Backoff schedule (immediate tests,
     then sleeps doubling from poll_first_s to poll_max_s, each plus the
     sleep's overshoot) at or after `waited`."""
-    if waited <= 0:
+    if waited <= p.spin_s:
         return 0.0
+    if p.spin_s:
+        return notice_delay(waited - p.spin_s, replace(p, spin_s=0.0))
     t, sleep = 0.0, p.poll_first_s
     while sleep < p.poll_max_s:
         t += sleep + p.sleep_slack_s
