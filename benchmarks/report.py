@@ -201,6 +201,27 @@ def _simulate_tables(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _emulate_tables(result: dict[str, Any]) -> list[str]:
+    runs = result.get("runs", [])
+    if not runs:
+        return []
+    lines = ["", "Each run against the model's prediction for it (inputs measured in the same job); efficiency = "
+                 "samples/s over workers x batch / sleep; server busy = wall time each server spends between its waits; "
+                 "the limits are where the servers, or the shared cores, would be busy all the time (analytic, without "
+                 "the waits' spinning and polling):", "",
+             "| parameters | servers | workers | measured samples/s | predicted | error | efficiency measured / predicted | "
+             "server busy measured / predicted | workers at the servers' / cores' limit | memory GB | load before |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        limits = r.get("limits", {})
+        lines.append(f"| {r['params']:.0e} | {r['servers']} | {r['workers']} | {r['measured']:.0f} | {r['predicted']:.0f} | "
+                     f"{r['error']:+.1%} | {r['efficiency']:.2f} / {r['predicted_efficiency']:.2f} | "
+                     f"{r['server_busy']:.2f} / {r['predicted_server_busy']:.2f} | "
+                     f"{_cell(limits.get('servers'))} / {_cell(limits.get('cores'))} | {_cell(r.get('memory_gb'))} | "
+                     f"{(r.get('load_before') or ['?'])[0]} |")
+    return lines
+
+
 def render() -> str:
     results = _results()
     lines = [
@@ -244,6 +265,8 @@ def render() -> str:
                              + "; ".join(targets))
         if name == "simulate":
             lines += _simulate_tables(result)
+        if name == "emulate":
+            lines += _emulate_tables(result)
         note = NOTES / f"{name}.md"
         if note.exists():
             lines += ["", note.read_text().strip()]

@@ -131,9 +131,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "server_busy": float(np.mean([r["busy_s"] / r["wall_s"] for r in server_ranks])),
                      "predicted_server_busy": model["master_utilisation"], "limits": limits(p),
                      "load_before": load, "load_after": common.load(), "inputs": asdict(p),
+                     "memory_gb": sum(r["max_rss_mb"] for r in ranks) / 1024,
                      "calibration": [r["calibration"] for r in ranks[: servers + 1]]})
         print(f"  {params:.0e} params, {servers} server(s), {workers} workers: {got:.0f}/s measured, {want:.0f}/s "
-              f"predicted ({want / got - 1:+.1%}), load {load[0] if load else '?'}", flush=True)
+              f"predicted ({want / got - 1:+.1%}), load {load[0] if load else '?'}, "
+              f"{runs[-1]['memory_gb']:.1f} GB", flush=True)
         if workers in {int(w) for w in args.workers.split(",") if w} or args.quick:
             rows.append(common.row(f"{params:.0e} params, {servers} server(s), {workers} workers: |predicted / measured - 1|",
                                    [abs(want / got - 1)], "fraction", "<= 0.15", group="emulation vs model",

@@ -17,6 +17,7 @@ counts its CPU inside and outside its waits (Waits).
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -223,6 +224,7 @@ def main(argv: list[str]) -> int:
     else:
         result = {"role": "worker", **_work(comm, layout, servers, spec)}
     result["calibration"] = calibration
+    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gathered = comm.gather_object(result)
     if comm.rank == 0:
         assert gathered is not None

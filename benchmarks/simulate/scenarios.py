@@ -82,6 +82,8 @@ def layouts(p: Params, inputs: dict[str, Any], workers: int, inner_steps: int) -
         # The straggler term: synchronous steps wait for the slowest of N per-batch compute times.
         ("allreduce, Rabenseifner, compute jitter 2% (not 5%)", "allreduce",
          replace(p, allreduce_algorithm="rabenseifner", jitter=0.02), 0),
+        ("allreduce, Rabenseifner, no compute jitter", "allreduce",
+         replace(p, allreduce_algorithm="rabenseifner", jitter=0.0), 0),
     ]
 
 

@@ -326,6 +326,11 @@ def _resume(
                                   f"{'sharded servers' if state.get('sliced_optimizer') else 'one master'}: resume it "
                                   f"{'with --servers 2 or more' if state.get('sliced_optimizer') else 'without --servers'}")
         loaded.append((weights, values, path))
+        saved = state["config"]["algorithm"]
+        # History keys workers by rank: a resumed run on another --servers has its workers on other ranks.
+        if saved["servers"] != topology.servers:
+            shift = max(topology.masters, topology.servers) - max(saved["masters"], saved["servers"])
+            state["history"]["workers"] = {str(int(r) + shift): v for r, v in state["history"]["workers"].items()}
         return {"epoch": state["epoch"], "history": state["history"], "path": str(path)}
 
     state = decide_on_root(comm, load, "loading the checkpoint")

@@ -116,7 +116,7 @@ def _resumed_config(args: argparse.Namespace) -> RunConfig:
         elif _differs(value, current):
             raise ConfigError(f"--resume {run_dir}: {flags.get((section, name), name)} {_shown(value)} differs from the run's "
                               f"{_shown(current)}; a resumed run keeps what it trains (it may change --epochs, --threads, "
-                              "--timeout, --log-level, progress, checkpoint, callback and data-reading options)")
+                              "--timeout, --log-level, --servers, progress, checkpoint, callback and data-reading options)")
     for option, name in (("--train", "train_files"), ("--val", "val_files")):
         text = getattr(args, option[2:], None)
         if text and _files_or_function(text, option)[0] != getattr(config.data, name):
