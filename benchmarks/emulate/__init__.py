@@ -110,6 +110,19 @@ def _cases(args: argparse.Namespace) -> list[tuple[int, int, int]]:
             for w in sorted(set(table) | (set(sweep) if i == 0 else set()))]
 
 
+def _available_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 2**20
+    return float("inf")
+
+
+def _needed_gb(params: int, workers: int) -> float:
+    """A job's memory, roughly: each worker's ~6 vectors (weights, base, update, reply, slices) and the
+    servers' inbox and outbox of every worker, float32."""
+    return workers * (6 + 2) * 4 * params / 2**30
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..simulate.node import limits, simulate_node
 
@@ -117,6 +130,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs, rows = [], []
     for params, servers, workers in _cases(args):
         load = common.load()
+        if _needed_gb(params, workers) > _available_gb() - 2:
+            print(f"  {params:.0e} params, {servers} server(s), {workers} workers: skipped, about "
+                  f"{_needed_gb(params, workers):.1f} GB needed, {_available_gb():.1f} GB available", flush=True)
+            continue
         spec = {"params": params, "servers": servers, "compute_s": args.compute_ms / 1e3, "exchanges": exchanges,
                 "batch": args.batch}
         ranks = _ranks(spec, servers + workers, 1800)
