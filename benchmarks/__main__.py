@@ -5,6 +5,7 @@ cases side by side, writes benchmarks/results/NAME.json (plus a dated copy in
 results/runs/) and prints a one-line summary. `report` turns the results into
 docs/benchmarks.md; `simulate` is the scaling model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 from . import common
 from .registry import BENCHMARKS
 
+
 def _parser(selected: str | None) -> argparse.ArgumentParser:
     """Only the selected benchmark's module is imported (for its options), so a
     broken or slow-to-import benchmark never stands in the way of the others."""
@@ -29,8 +31,12 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text, conflict_handler="resolve")
         sub.add_argument("--quick", action="store_true", help="a short smoke run (not a measurement)")
         sub.add_argument("--out", default="", help=f"result JSON (default: benchmarks/results/{name}.json)")
-        sub.add_argument("--nice", type=int, default=0,
-                         help="niceness of the measured processes (negative, as root: most of a busy shared machine)")
+        sub.add_argument(
+            "--nice",
+            type=int,
+            default=0,
+            help="niceness of the measured processes (negative, as root: most of a busy shared machine)",
+        )
         if name == selected:
             add = getattr(_module(name), "add_arguments", None)
             if add is not None:
@@ -71,7 +77,9 @@ def run_benchmark(name: str, args: argparse.Namespace, argv: Sequence[str]) -> d
         **result,
     }
     summarize = getattr(module, "summarize", None)
-    wrapped["summary"] = result.get("summary") or (summarize(result) if summarize else common.summary_of(name, wrapped["rows"]))
+    wrapped["summary"] = result.get("summary") or (
+        summarize(result) if summarize else common.summary_of(name, wrapped["rows"])
+    )
     return wrapped
 
 
@@ -83,10 +91,16 @@ def _rows_of_models(result: dict[str, Any]) -> list[dict[str, Any]]:
     for entry in result.get("models", []):
         ratio = entry.get("ratio") or {}
         values = entry.get("passes", {})
-        row = {"metric": "HDF5 / in-memory samples/s", "group": entry.get("model", ""), "unit": "ratio",
-               "target": f">= {target}" if isinstance(target, (int, float)) else None,
-               "median": ratio.get("median"), "min": ratio.get("min"), "max": ratio.get("max"),
-               "n": len(values.get("hdf5", [])) or None}
+        row = {
+            "metric": "HDF5 / in-memory samples/s",
+            "group": entry.get("model", ""),
+            "unit": "ratio",
+            "target": f">= {target}" if isinstance(target, (int, float)) else None,
+            "median": ratio.get("median"),
+            "min": ratio.get("min"),
+            "max": ratio.get("max"),
+            "n": len(values.get("hdf5", [])) or None,
+        }
         row["met"] = common.meets(row["median"], row["target"])
         if row["median"]:
             row["rel_spread"] = (row["max"] - row["min"]) / 2 / abs(row["median"])

@@ -5,6 +5,7 @@ Benchmarks never time anything in this process: every measurement runs in a
 subprocess (or an `mpiexec` job) started with its thread pools capped, under
 a hard timeout that kills the whole process group.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -117,8 +118,9 @@ def ratios(numerators: Sequence[float | None], denominators: Sequence[float | No
     return [n / d if n is not None and d else None for n, d in zip(numerators, denominators)]
 
 
-def row(metric: str, values: Sequence[float | None], unit: str, target: str | None = None,
-        group: str = "", **extra: Any) -> dict[str, Any]:
+def row(
+    metric: str, values: Sequence[float | None], unit: str, target: str | None = None, group: str = "", **extra: Any
+) -> dict[str, Any]:
     """One line of the result table. `target` is ">= X" or "<= X" (None: reported only)."""
     out: dict[str, Any] = {"metric": metric, "group": group, "unit": unit, "target": target}
     out.update(stats(values))
@@ -221,9 +223,16 @@ def run(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None, 
     Returns its output; raises BenchmarkError when it fails."""
     start = time.monotonic()
     nice = NICE
-    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=str(ROOT), env=env, start_new_session=True,
-                               preexec_fn=(lambda: _renice(nice)) if nice else None)
+    process = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(ROOT),
+        env=env,
+        start_new_session=True,
+        preexec_fn=(lambda: _renice(nice)) if nice else None,
+    )
     if nice:
         import threading
 
@@ -234,15 +243,19 @@ def run(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None, 
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         _keep_log(log, argv, output)
-        raise BenchmarkError(f"{shlex.join(argv)} did not end within {timeout:.0f}s (killed)\n{_tail(output)}") from None
+        raise BenchmarkError(
+            f"{shlex.join(argv)} did not end within {timeout:.0f}s (killed)\n{_tail(output)}"
+        ) from None
     except KeyboardInterrupt:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
     _keep_log(log, argv, output)
     if process.returncode != 0:
-        raise BenchmarkError(f"{shlex.join(argv)} failed with status {process.returncode} after "
-                             f"{time.monotonic() - start:.0f}s\n{_tail(output)}")
+        raise BenchmarkError(
+            f"{shlex.join(argv)} failed with status {process.returncode} after "
+            f"{time.monotonic() - start:.0f}s\n{_tail(output)}"
+        )
     return output
 
 
@@ -257,8 +270,16 @@ def _keep_log(log: Path | None, argv: Sequence[str], output: str) -> None:
             handle.write(f"$ {shlex.join(argv)}\n{output}\n")
 
 
-def run_ranks(kind: str, spec: dict[str, Any], processes: int, threads: int, timeout: float,
-              bind: bool = False, extra_env: dict[str, str] | None = None, log: Path | None = None) -> dict[str, Any]:
+def run_ranks(
+    kind: str,
+    spec: dict[str, Any],
+    processes: int,
+    threads: int,
+    timeout: float,
+    bind: bool = False,
+    extra_env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> dict[str, Any]:
     """Run `python -m benchmarks.ranks KIND` on `processes` MPI ranks (plain
     python when processes == 0) and return what rank 0 wrote."""
     with tempfile.TemporaryDirectory(prefix="mpilearn-bench-") as tmp:
@@ -300,8 +321,27 @@ def demo_files() -> Path:
     validation file), written once with `mpilearn make-data`; returns its folder."""
     folder = CACHE / "demo"
     if not (folder / "val.txt").exists():
-        run([sys.executable, "-m", "mpilearn", "make-data", str(folder), "--files", "4", "--val-files", "1",
-             "--events-per-file", "500", "--shape", "25,25,25", "--seed", "1"], timeout=600, env=rank_env(1))
+        run(
+            [
+                sys.executable,
+                "-m",
+                "mpilearn",
+                "make-data",
+                str(folder),
+                "--files",
+                "4",
+                "--val-files",
+                "1",
+                "--events-per-file",
+                "500",
+                "--shape",
+                "25,25,25",
+                "--seed",
+                "1",
+            ],
+            timeout=600,
+            env=rank_env(1),
+        )
     return folder
 
 

@@ -11,6 +11,7 @@ its median and spread.
 
     python benchmarks/data_pipeline.py --out data_pipeline.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", default="calo-cnn=1,mlp=4", help="epochs per timed pass, MODEL=N,... or one number")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes of each mode")
     parser.add_argument("--prefetch", type=int, default=2, help="batches read ahead (--prefetch)")
-    parser.add_argument("--shuffle-chunk", type=int, default=None, help="--shuffle-chunk (default: the training default)")
-    parser.add_argument("--shuffle-window", type=int, default=None, help="--shuffle-window (default: the training default)")
+    parser.add_argument(
+        "--shuffle-chunk", type=int, default=None, help="--shuffle-chunk (default: the training default)"
+    )
+    parser.add_argument(
+        "--shuffle-window", type=int, default=None, help="--shuffle-window (default: the training default)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="compute threads")
-    parser.add_argument("--data-dir", default="", help="reuse or write the synthetic files here (default: a temporary directory)")
+    parser.add_argument(
+        "--data-dir", default="", help="reuse or write the synthetic files here (default: a temporary directory)"
+    )
     parser.add_argument("--out", default="", help="write the results as JSON to this file")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (not a measurement)")
 
@@ -59,7 +66,9 @@ def _data(args: argparse.Namespace, directory: Path) -> list[str]:
     listing = directory / "train.txt"
     if not listing.exists():
         shape = tuple(int(v) for v in args.shape.split(","))
-        write_dataset(directory, ShowerSpec(files=args.files, val_files=0, events_per_file=args.events_per_file, shape=shape))
+        write_dataset(
+            directory, ShowerSpec(files=args.files, val_files=0, events_per_file=args.events_per_file, shape=shape)
+        )
     return list(read_file_list(listing))
 
 
@@ -118,13 +127,25 @@ def _bench_model(args: argparse.Namespace, name: str, files: list[str]) -> dict[
     epochs = _epochs(args.epochs, name)
     shuffle = {k: v for k, v in (("shuffle_chunk", args.shuffle_chunk), ("shuffle_window", args.shuffle_window)) if v}
     readers = {
-        mode: WorkerData(source, DataConfig(batch_size=args.batch, prefetch=args.prefetch, preload=mode == "memory", **shuffle),
-                         seed=0, workers=1, index=0, epochs=1 + 2 * args.repeats * epochs)
+        mode: WorkerData(
+            source,
+            DataConfig(batch_size=args.batch, prefetch=args.prefetch, preload=mode == "memory", **shuffle),
+            seed=0,
+            workers=1,
+            index=0,
+            epochs=1 + 2 * args.repeats * epochs,
+        )
         for mode in ("memory", "hdf5")
     }
     inline = {  # the same data without the read-ahead thread, for the data side alone
-        mode: WorkerData(source, DataConfig(batch_size=args.batch, prefetch=0, preload=mode == "memory", **shuffle),
-                         seed=0, workers=1, index=0, epochs=3)
+        mode: WorkerData(
+            source,
+            DataConfig(batch_size=args.batch, prefetch=0, preload=mode == "memory", **shuffle),
+            seed=0,
+            workers=1,
+            index=0,
+            epochs=3,
+        )
         for mode in ("memory", "hdf5")
     }
     rates: dict[str, list[float]] = {"memory": [], "hdf5": []}
@@ -193,9 +214,11 @@ def summarize(result: dict[str, Any]) -> str:
     parts = []
     for m in result["models"]:
         r = m["ratio"]
-        parts.append(f"{m['model']} {r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] cpu {m['cpu_ratio']['median']:.3f} "
-                     f"({m['hdf5_samples_per_s']['median']:.0f}/{m['memory_samples_per_s']['median']:.0f} samples/s, "
-                     f"reading {m['reading_ms_per_batch']['hdf5']['median']:.1f} ms vs compute {m['compute_ms_per_batch']:.0f} ms a batch)")
+        parts.append(
+            f"{m['model']} {r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] cpu {m['cpu_ratio']['median']:.3f} "
+            f"({m['hdf5_samples_per_s']['median']:.0f}/{m['memory_samples_per_s']['median']:.0f} samples/s, "
+            f"reading {m['reading_ms_per_batch']['hdf5']['median']:.1f} ms vs compute {m['compute_ms_per_batch']:.0f} ms a batch)"
+        )
     verdict = "ok" if all(m["meets_target"] for m in result["models"]) else "BELOW TARGET"
     return f"{NAME}: HDF5/memory throughput " + "; ".join(parts) + f" -> {verdict} (target {result['target']:.2f})"
 

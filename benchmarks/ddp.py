@@ -9,6 +9,7 @@ the MPI ranks over TCP) on the same module, the same in-memory samples, the
 same batch and Adam. Ratio: mpilearn samples/s over DDP samples/s, counted
 after the first epoch. Target: >= 1.0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ours, theirs = training_runs.values(result, "mpilearn allreduce"), training_runs.values(result, "ddp")
     name = training_runs.label(args.model)
     rows = [
-        common.row("mpilearn allreduce / DDP", common.ratios(ours, theirs), "ratio", ">= 1.0", group=f"{name}, 2 ranks x 1 thread",
-                   load=training_runs.loads(result)),
+        common.row(
+            "mpilearn allreduce / DDP",
+            common.ratios(ours, theirs),
+            "ratio",
+            ">= 1.0",
+            group=f"{name}, 2 ranks x 1 thread",
+            load=training_runs.loads(result),
+        ),
         common.row("mpilearn allreduce samples/s", ours, "samples/s", group=f"{name}, 2 ranks x 1 thread"),
         common.row("DDP samples/s", theirs, "samples/s", group=f"{name}, 2 ranks x 1 thread"),
     ]
-    return {"rows": rows, "details": {args.model: result},
-            "settings": {"model": args.model, "processes": processes, "threads_per_rank": args.threads, "backend": "gloo",
-                         "measure": "samples/s after the first epoch, paired per repeat"}}
+    return {
+        "rows": rows,
+        "details": {args.model: result},
+        "settings": {
+            "model": args.model,
+            "processes": processes,
+            "threads_per_rank": args.threads,
+            "backend": "gloo",
+            "measure": "samples/s after the first epoch, paired per repeat",
+        },
+    }

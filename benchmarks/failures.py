@@ -8,6 +8,7 @@ Writes benchmarks/results/failures.json and prints a Markdown table. Times
 are measured, not asserted: on a loaded machine they grow with the start-up
 (imports), so run it on a quiet one and read the load printed next to it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,9 @@ from typing import Callable
 from . import common
 
 TESTS = common.ROOT / "tests"
-SPACE_TOML = '[lr]\ntype = "float"\nlow = 1e-3\nhigh = 1e-2\nlog = true\n\n[units]\ntype = "int"\nlow = 8\nhigh = 32\nstep = 8\n'
+SPACE_TOML = (
+    '[lr]\ntype = "float"\nlow = 1e-3\nhigh = 1e-2\nlog = true\n\n[units]\ntype = "int"\nlow = 8\nhigh = 32\nstep = 8\n'
+)
 LIMIT_S = 400.0  # one case at most (a hang that is never named shows as "not stopped")
 MESSAGE = re.compile(r"^mpilearn: (?!injected|SIGTERM received|SIGINT received)|already finished|BAD TERMINATION")
 
@@ -41,8 +44,9 @@ class Watched:
         full.pop("MPILEARN_LAUNCHED", None)
         full.update(env or {})
         self.started = time.monotonic()
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full,
-                                        cwd=cwd, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full, cwd=cwd, start_new_session=True
+        )
         self.lines: list[tuple[float, str]] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -102,8 +106,20 @@ def _mpilearn(*args: str) -> list[str]:
 
 
 def _train(data: Path, run_dir: Path, *extra: str) -> list[str]:
-    return _mpilearn("train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-                     "--run-dir", str(run_dir), "--threads", "1", *extra)
+    return _mpilearn(
+        "train",
+        "--model",
+        "mlp",
+        "--train",
+        str(data / "train.txt"),
+        "--val",
+        str(data / "val.txt"),
+        "--run-dir",
+        str(run_dir),
+        "--threads",
+        "1",
+        *extra,
+    )
 
 
 def _rank_pids(job: Watched) -> list[int]:
@@ -120,8 +136,14 @@ def _after(job: Watched, pattern: str, act: Callable[[], None]) -> tuple[float, 
 
 
 def _row(case: str, what: str, job: Watched, since: float | None, status: int | None, ended: float) -> Row:
-    return Row(case, what, None if since is None or status is None else round(ended - since, 2), status, job.message(),
-               round(ended - job.started, 1))
+    return Row(
+        case,
+        what,
+        None if since is None or status is None else round(ended - since, 2),
+        status,
+        job.message(),
+        round(ended - job.started, 1),
+    )
 
 
 def _fault(case: str, what: str, args: list[str], spec: str) -> Row:
@@ -135,7 +157,9 @@ def training_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]
     def sigterm_launcher() -> Row:
         job = Watched(_train(data, work / "t1", "-n", "3", "--epochs", "40", "--batch", "8", "--checkpoint-every", "1"))
         acted, status, ended = _after(job, r"epoch 1/40", lambda: job.process.send_signal(signal.SIGTERM))
-        return _row("sigterm-launcher", "SIGTERM to the launcher (-n 3), checkpoints every epoch", job, acted, status, ended)
+        return _row(
+            "sigterm-launcher", "SIGTERM to the launcher (-n 3), checkpoints every epoch", job, acted, status, ended
+        )
 
     def sigterm_worker() -> Row:
         job = Watched(_train(data, work / "t2", "-n", "3", "--epochs", "40", "--batch", "8", "--checkpoint-every", "5"))
@@ -146,7 +170,9 @@ def training_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]
     def ctrl_c() -> Row:
         job = Watched(_train(data, work / "t3", "-n", "2", "--algo", "allreduce", "--epochs", "50", "--batch", "8"))
         acted, status, ended = _after(job, r"epoch 1/50", lambda: os.killpg(job.process.pid, signal.SIGINT))
-        return _row("ctrl-c", "SIGINT to the launcher's process group, allreduce, no checkpoints", job, acted, status, ended)
+        return _row(
+            "ctrl-c", "SIGINT to the launcher's process group, allreduce, no checkpoints", job, acted, status, ended
+        )
 
     def worker_killed() -> Row:
         job = Watched(_train(data, work / "t4", "-n", "3", "--epochs", "40", "--batch", "8"))
@@ -170,14 +196,19 @@ def training_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]
     def resume_changed() -> Row:
         job = Watched(_mpilearn("train", "--resume", str(work / "t6"), "-n", "3", "--epochs", "2", "--batch", "16"))
         status, ended = job.finish()
-        return _row("resume-changed-option", "--resume with --batch changed (from the command)", job, job.started, status, ended)
+        return _row(
+            "resume-changed-option", "--resume with --batch changed (from the command)", job, job.started, status, ended
+        )
 
     def fault(case: str, what: str, spec: str, *extra: str) -> tuple[str, Callable[[], Row]]:
         return case, lambda: _fault(case, what, _train(data, work / case, "-n", "3", "--epochs", "1", *extra), spec)
 
     return [
-        ("sigterm-launcher", sigterm_launcher), ("sigterm-worker", sigterm_worker), ("ctrl-c", ctrl_c),
-        ("worker-killed", worker_killed), ("worker-stopped", worker_stopped),
+        ("sigterm-launcher", sigterm_launcher),
+        ("sigterm-worker", sigterm_worker),
+        ("ctrl-c", ctrl_c),
+        ("worker-killed", worker_killed),
+        ("worker-stopped", worker_stopped),
         fault("hang-at-start", "rank 1 SIGSTOPs at start-up, --timeout 5", "hang@1:start", "--timeout", "5"),
         fault("hang-at-start-default", "rank 1 SIGSTOPs at start-up, no --timeout", "hang@1:start"),
         fault("kill-at-start", "rank 1 SIGKILLs itself at start-up", "kill@1:start"),
@@ -186,7 +217,8 @@ def training_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]
         fault("raise-mid-epoch", "worker rank 1 raises at its 5th batch", "raise@1:5"),
         fault("kill-mid-epoch", "worker rank 2 SIGKILLs itself at its 5th batch", "kill@2:5"),
         fault("nan-loss", "worker rank 1's 3rd batch is NaN", "nan@1:3"),
-        ("resume-finished", resume_finished), ("resume-changed-option", resume_changed),  # the second needs the first
+        ("resume-finished", resume_finished),
+        ("resume-changed-option", resume_changed),  # the second needs the first
     ]
 
 
@@ -195,14 +227,37 @@ def search_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]]:
     space.write_text(SPACE_TOML)
 
     def args(run_dir: Path, *extra: str) -> list[str]:
-        return _mpilearn("optimize", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-                         "--threads", "1", "--run-dir", str(run_dir), "--space", str(space), "-n", "3", "--block-size", "1",
-                         "--trials", "6", "--epochs", "3", *extra)
+        return _mpilearn(
+            "optimize",
+            "--model",
+            "mlp",
+            "--train",
+            str(data / "train.txt"),
+            "--val",
+            str(data / "val.txt"),
+            "--threads",
+            "1",
+            "--run-dir",
+            str(run_dir),
+            "--space",
+            str(space),
+            "-n",
+            "3",
+            "--block-size",
+            "1",
+            "--trials",
+            "6",
+            "--epochs",
+            "3",
+            *extra,
+        )
 
     def sigterm_search() -> Row:
         job = Watched(args(work / "s1"))
         acted, status, ended = _after(job, r"trial \d+ COMPLETE", lambda: job.process.send_signal(signal.SIGTERM))
-        return _row("search-sigterm", "optimize: SIGTERM to the launcher after the first trial", job, acted, status, ended)
+        return _row(
+            "search-sigterm", "optimize: SIGTERM to the launcher after the first trial", job, acted, status, ended
+        )
 
     def resumed_search() -> Row:
         job = Watched(args(work / "s1", "--resume"))
@@ -215,11 +270,18 @@ def search_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]]:
         return row
 
     def stuck_block() -> Row:
-        return _fault("search-block-stuck", "optimize: block rank 2 SIGSTOPs at its first trial, --timeout 5",
-                      args(work / "s2", "--timeout", "5"), "hang@2:start")
+        return _fault(
+            "search-block-stuck",
+            "optimize: block rank 2 SIGSTOPs at its first trial, --timeout 5",
+            args(work / "s2", "--timeout", "5"),
+            "hang@2:start",
+        )
 
-    return [("search-sigterm", sigterm_search), ("search-resumed", resumed_search),  # the second needs the first
-            ("search-block-stuck", stuck_block)]
+    return [
+        ("search-sigterm", sigterm_search),
+        ("search-resumed", resumed_search),  # the second needs the first
+        ("search-block-stuck", stuck_block),
+    ]
 
 
 def bad_input_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]]]:
@@ -236,6 +298,7 @@ def bad_input_cases(data: Path, work: Path) -> list[tuple[str, Callable[[], Row]
             job = Watched(_mpilearn(*bad._argv(ctx.options)[0:]), cwd=tmp)
             status, ended = job.finish()
             return _row(f"bad-input: {name}", "bad input (whole run, 3 ranks)", job, job.started, status, ended)
+
         return run
 
     return [(f"bad-input: {name}", case(name, build)) for name, build, _ in bad.CASES]
@@ -261,11 +324,35 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mpilearn-failures-") as name:
         work = Path(name)
         data = work / "data"
-        Watched(_mpilearn("make-data", str(data), "--files", "4", "--val-files", "1", "--events-per-file", "256",
-                          "--shape", "8,8,8")).finish()
+        Watched(
+            _mpilearn(
+                "make-data",
+                str(data),
+                "--files",
+                "4",
+                "--val-files",
+                "1",
+                "--events-per-file",
+                "256",
+                "--shape",
+                "8,8,8",
+            )
+        ).finish()
         small = work / "small"
-        Watched(_mpilearn("make-data", str(small), "--files", "4", "--val-files", "1", "--events-per-file", "64",
-                          "--shape", "8,8,8")).finish()
+        Watched(
+            _mpilearn(
+                "make-data",
+                str(small),
+                "--files",
+                "4",
+                "--val-files",
+                "1",
+                "--events-per-file",
+                "64",
+                "--shape",
+                "8,8,8",
+            )
+        ).finish()
         cases = training_cases(data, work) + search_cases(data, work)
         if not args.skip_bad_input:
             cases += bad_input_cases(small, work)
@@ -282,8 +369,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     result = {
         "command": "python -m benchmarks.failures " + " ".join(argv or sys.argv[1:]),
-        "date": common.now(), "duration_s": round(time.time() - started, 1), "machine": common.machine(),
-        "load_before": load_before, "load_after": common.load(),
+        "date": common.now(),
+        "duration_s": round(time.time() - started, 1),
+        "machine": common.machine(),
+        "load_before": load_before,
+        "load_after": common.load(),
         "rows": [row.__dict__ for row in rows],
     }
     out = Path(args.out)

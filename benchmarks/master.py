@@ -12,6 +12,7 @@ same process between the repeats. Also the master's reply copy (weights into
 the outgoing buffer), which the scaling model adds to the service time.
 Target: fused Adam at 1e7 within 2x of the bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     repeats = 2 if args.quick else args.repeats
     if args.quick:
         sizes = [s for s in sizes if s <= 1_000_000] or sizes[:1]
-    spec = {"sizes": sizes, "variants": {k: {"optimizer": v["optimizer"], "fast": v["fast"]} for k, v in VARIANTS.items()},
-            "repeats": repeats, "threads": args.threads, "min_steps": 3, "max_steps": 200,
-            "min_time_s": 0.1 if args.quick else 0.4}
+    spec = {
+        "sizes": sizes,
+        "variants": {k: {"optimizer": v["optimizer"], "fast": v["fast"]} for k, v in VARIANTS.items()},
+        "repeats": repeats,
+        "threads": args.threads,
+        "min_steps": 3,
+        "max_steps": 200,
+        "min_time_s": 0.1 if args.quick else 0.4,
+    }
     result = common.run_ranks("master", spec, 0, args.threads, args.timeout, log=common.RESULTS / "logs" / "master.log")
     bandwidth = result["bandwidth"]
     rows: list[dict[str, Any]] = []
@@ -57,32 +64,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             times = result["apply_s"][f"{size}/{name}"]
             bound = [TOUCHED_BYTES[variant["touched"]] * params / bw for bw in bandwidth]
             target = "<= 2.0" if name == "adam fused" and size == max(sizes) and size >= 10_000_000 else None
-            rows.append(common.row(f"{name}: time / bandwidth bound", common.ratios(times, bound), "ratio", target, group=group,
-                                   load=[result.get("load_end", [None])[0]]))
-            rows.append(common.row(f"{name}: updates/s", [1 / t for t in times], "updates/s", group=group,
-                                   step_ms=common.stats([t * 1e3 for t in times])["median"],
-                                   bound_ms=common.stats([b * 1e3 for b in bound])["median"]))
+            rows.append(
+                common.row(
+                    f"{name}: time / bandwidth bound",
+                    common.ratios(times, bound),
+                    "ratio",
+                    target,
+                    group=group,
+                    load=[result.get("load_end", [None])[0]],
+                )
+            )
+            rows.append(
+                common.row(
+                    f"{name}: updates/s",
+                    [1 / t for t in times],
+                    "updates/s",
+                    group=group,
+                    step_ms=common.stats([t * 1e3 for t in times])["median"],
+                    bound_ms=common.stats([b * 1e3 for b in bound])["median"],
+                )
+            )
         fused, keras = result["apply_s"][f"{size}/adam fused"], result["apply_s"][f"{size}/adam keras"]
-        rows.append(common.row("adam keras / adam fused (step time)", common.ratios(keras, fused), "ratio", group=group))
+        rows.append(
+            common.row("adam keras / adam fused (step time)", common.ratios(keras, fused), "ratio", group=group)
+        )
         rows.append(common.row("reply copy ms", [t * 1e3 for t in result["reply_s"][str(size)]], "ms", group=group))
-    rows.append(common.row("numpy copy bandwidth (read + write)", [b / 1e9 for b in bandwidth], "GB/s", group="machine"))
+    rows.append(
+        common.row("numpy copy bandwidth (read + write)", [b / 1e9 for b in bandwidth], "GB/s", group="machine")
+    )
     if result.get("update_bandwidth"):
-        rows.append(common.row("numpy in-place add bandwidth (2 reads + 1 write)", [b / 1e9 for b in result["update_bandwidth"]],
-                               "GB/s", group="machine"))
+        rows.append(
+            common.row(
+                "numpy in-place add bandwidth (2 reads + 1 write)",
+                [b / 1e9 for b in result["update_bandwidth"]],
+                "GB/s",
+                group="machine",
+            )
+        )
         top = max(sizes)
         params = result["params"][str(top)]
-        rows.append(common.row("adam fused: time / in-place bandwidth bound",
-                               common.ratios(result["apply_s"][f"{top}/adam fused"],
-                                             [TOUCHED_BYTES["adam"] * params / bw for bw in result["update_bandwidth"]]),
-                               "ratio", group=f"{params / 1e6:.2g}M parameters" if params >= 1e6 else f"{params / 1e3:.0f}k parameters"))
+        rows.append(
+            common.row(
+                "adam fused: time / in-place bandwidth bound",
+                common.ratios(
+                    result["apply_s"][f"{top}/adam fused"],
+                    [TOUCHED_BYTES["adam"] * params / bw for bw in result["update_bandwidth"]],
+                ),
+                "ratio",
+                group=f"{params / 1e6:.2g}M parameters" if params >= 1e6 else f"{params / 1e3:.0f}k parameters",
+            )
+        )
     loop = _loop_overheads(args, repeats)
     rows += loop.pop("rows")
     return {
         "rows": rows,
         "details": result,
         "loop": loop,
-        "settings": {"sizes": sizes, "threads": args.threads, "repeats": repeats,
-                     "touched_bytes_per_parameter": TOUCHED_BYTES, "layers": 4},
+        "settings": {
+            "sizes": sizes,
+            "threads": args.threads,
+            "repeats": repeats,
+            "touched_bytes_per_parameter": TOUCHED_BYTES,
+            "layers": 4,
+        },
         "bandwidth_bytes_per_s": float(np.median(bandwidth)),
     }
 
@@ -96,11 +140,25 @@ def _loop_overheads(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
     included; the tiny model's optimizer step and reply copy are taken out,
     as they are measured by size). The scaling model (simulate) adds these
     to every exchange."""
-    cases = [{"name": "downpour", "kind": "mpilearn", "algo": "downpour", "spans": True, "threads": args.threads},
-             {"name": "allreduce", "kind": "mpilearn", "algo": "allreduce", "spans": True, "threads": args.threads}]
-    spec = {"model": "mlp", "model_args": {"units": 16, "layers_count": 1}, "label": "tiny", "data": {"random": [8, 3]},
-            "batch": 8, "batches": 40 if args.quick else 300, "epochs": 2, "repeats": repeats, "threads": args.threads,
-            "optimizer": "adam", "lr": None, "seed": 0, "cases": cases}
+    cases = [
+        {"name": "downpour", "kind": "mpilearn", "algo": "downpour", "spans": True, "threads": args.threads},
+        {"name": "allreduce", "kind": "mpilearn", "algo": "allreduce", "spans": True, "threads": args.threads},
+    ]
+    spec = {
+        "model": "mlp",
+        "model_args": {"units": 16, "layers_count": 1},
+        "label": "tiny",
+        "data": {"random": [8, 3]},
+        "batch": 8,
+        "batches": 40 if args.quick else 300,
+        "epochs": 2,
+        "repeats": repeats,
+        "threads": args.threads,
+        "optimizer": "adam",
+        "lr": None,
+        "seed": 0,
+        "cases": cases,
+    }
     result = common.run_ranks("train", spec, 2, args.threads, args.timeout, log=common.RESULTS / "logs" / "master.log")
     master_busy, worker_fixed, compute, ar_step, ar_fixed = [], [], [], [], []
     for run in result["cases"]["downpour"]:
@@ -115,7 +173,9 @@ def _loop_overheads(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
     for run in result["cases"]["allreduce"]:
         updates, total, spans = run["updates"], run["train_time_s"], run["spans"]
         ar_step.append(spans["0"].get("allreduce", [0, 0.0])[1] / updates)
-        ar_fixed.append((total - sum(spans["0"].get(name, [0, 0.0])[1] for name in ("compute", "allreduce", "apply"))) / updates)
+        ar_fixed.append(
+            (total - sum(spans["0"].get(name, [0, 0.0])[1] for name in ("compute", "allreduce", "apply"))) / updates
+        )
     group = "exchange fixed costs (tiny model)"
     us = lambda values: [v * 1e6 for v in values]  # noqa: E731
     rows = [
@@ -125,6 +185,11 @@ def _loop_overheads(args: argparse.Namespace, repeats: int) -> dict[str, Any]:
         common.row("allreduce of a tiny buffer", us(ar_step), "us", group=group),
         common.row("allreduce step minus compute, allreduce and optimizer step", us(ar_fixed), "us", group=group),
     ]
-    return {"rows": rows, "master_busy_s": common.stats(master_busy)["median"], "worker_fixed_s": common.stats(worker_fixed)["median"],
-            "allreduce_small_s": common.stats(ar_step)["median"], "allreduce_fixed_s": common.stats(ar_fixed)["median"],
-            "details": result}
+    return {
+        "rows": rows,
+        "master_busy_s": common.stats(master_busy)["median"],
+        "worker_fixed_s": common.stats(worker_fixed)["median"],
+        "allreduce_small_s": common.stats(ar_step)["median"],
+        "allreduce_fixed_s": common.stats(ar_fixed)["median"],
+        "details": result,
+    }

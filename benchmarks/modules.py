@@ -7,6 +7,7 @@ It takes the calorimeter samples as they are stored, channels last
 arrays. The class is defined at module level so that saving the model
 (model.keras pickles the module) works.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,12 @@ class CaloCNN(nn.Module):
         depth, height, width = input_shape[:3]
         channels = input_shape[3] if len(input_shape) == 4 else 1
         self.features = nn.Sequential(
-            nn.Conv3d(channels, filters, 3), nn.ReLU(), nn.MaxPool3d(2),
-            nn.Conv3d(filters, 2 * filters, 3), nn.ReLU(), nn.MaxPool3d(2),
+            nn.Conv3d(channels, filters, 3),
+            nn.ReLU(),
+            nn.MaxPool3d(2),
+            nn.Conv3d(filters, 2 * filters, 3),
+            nn.ReLU(),
+            nn.MaxPool3d(2),
         )
         flat = 2 * filters * _pooled(depth) * _pooled(height) * _pooled(width)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, dense), nn.ReLU(), nn.Linear(dense, num_classes))
@@ -39,5 +44,7 @@ class CaloCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def build(input_shape: tuple[int, ...] = (25, 25, 25, 1), num_classes: int = 3, filters: int = 8, dense: int = 32) -> CaloCNN:
+def build(
+    input_shape: tuple[int, ...] = (25, 25, 25, 1), num_classes: int = 3, filters: int = 8, dense: int = 32
+) -> CaloCNN:
     return CaloCNN(tuple(input_shape), num_classes, filters, dense)

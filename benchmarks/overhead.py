@@ -8,6 +8,7 @@ each repeat is mpilearn's samples/s over fit's in that repeat; samples/s are
 counted after the first epoch (start-up and warm-up excluded, the same way
 for both). Target: >= 1.0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,14 @@ TARGET = ">= 1.0"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model specs")
     parser.add_argument("--algos", default=",".join(ALGOS), help="comma-separated algorithms with a master")
-    parser.add_argument("--extra-case", action="append", default=[], metavar="NAME:ALGO[:VAR=VALUE,...]",
-                        help="one more mpilearn case with environment variables set around it, for A/B tests of a "
-                             "prototype put on PYTHONPATH (e.g. 'downpour overlap:downpour:MPILEARN_OVERLAP=1')")
+    parser.add_argument(
+        "--extra-case",
+        action="append",
+        default=[],
+        metavar="NAME:ALGO[:VAR=VALUE,...]",
+        help="one more mpilearn case with environment variables set around it, for A/B tests of a "
+        "prototype put on PYTHONPATH (e.g. 'downpour overlap:downpour:MPILEARN_OVERLAP=1')",
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the CPU-time breakdown of one step (profile)")
     training_runs.add_common_arguments(parser)
 
@@ -54,25 +60,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         name = training_runs.label(model)
         fit = training_runs.values(result, "fit")
         for algo in algos + [c["name"] for c in cases if c.get("environ")]:
-            rows.append(common.row(f"{algo} 1+1 / fit", common.ratios(training_runs.values(result, algo), fit), "ratio",
-                                   TARGET, group=name, load=training_runs.loads(result)))
+            rows.append(
+                common.row(
+                    f"{algo} 1+1 / fit",
+                    common.ratios(training_runs.values(result, algo), fit),
+                    "ratio",
+                    TARGET,
+                    group=name,
+                    load=training_runs.loads(result),
+                )
+            )
         rows.append(common.row("fit samples/s", fit, "samples/s", group=name))
         for algo in algos + [c["name"] for c in cases if c.get("environ")]:
-            rows.append(common.row(f"{algo} 1+1 samples/s", training_runs.values(result, algo), "samples/s", group=name))
+            rows.append(
+                common.row(f"{algo} 1+1 samples/s", training_runs.values(result, algo), "samples/s", group=name)
+            )
     if not args.no_breakdown:
-        spec = {"models": models, "data": str(common.shower_arrays(4096)), "batch": args.batch, "threads": args.threads,
-                "repeats": 1 if args.quick else 3, "optimizer": "adam", "lr": None, "seed": 0}
+        spec = {
+            "models": models,
+            "data": str(common.shower_arrays(4096)),
+            "batch": args.batch,
+            "threads": args.threads,
+            "repeats": 1 if args.quick else 3,
+            "optimizer": "adam",
+            "lr": None,
+            "seed": 0,
+        }
         steps = common.run_ranks("steps", spec, 0, args.threads, args.timeout, log=log)
         details["cpu_breakdown"] = steps
         for model, entry in steps.items():
             if not isinstance(entry, dict):
                 continue  # load_end
             for piece, values in entry["cpu_s"].items():
-                rows.append(common.row(f"CPU ms per batch: {piece}", [v * 1e3 for v in values], "ms CPU",
-                                       group=f"{training_runs.label(model)}, one process (profile)"))
+                rows.append(
+                    common.row(
+                        f"CPU ms per batch: {piece}",
+                        [v * 1e3 for v in values],
+                        "ms CPU",
+                        group=f"{training_runs.label(model)}, one process (profile)",
+                    )
+                )
     return {
         "rows": rows,
         "details": details,
-        "settings": {"models": models, "algos": algos, "threads_per_rank": args.threads, "processes": 2,
-                     "measure": "samples/s after the first epoch, paired per repeat"},
+        "settings": {
+            "models": models,
+            "algos": algos,
+            "threads_per_rank": args.threads,
+            "processes": 2,
+            "measure": "samples/s after the first epoch, paired per repeat",
+        },
     }

@@ -15,6 +15,7 @@ Targets on this 2-core machine: allreduce x2 >= 1.8x solo (physical limit
 2x), and >= 1.5x plain fit with 2 threads. Runs with more processes than
 cores are reported separately (group "oversubscribed").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,21 @@ def cases_for(algos: list[str], procs: list[int], threads: int) -> list[dict[str
     ]
     for p in procs:
         if p > 1:
-            cases += [{"name": f"{algo} x{p}", "kind": "mpilearn", "algo": algo, "ranks": p, "threads": threads} for algo in algos]
+            cases += [
+                {"name": f"{algo} x{p}", "kind": "mpilearn", "algo": algo, "ranks": p, "threads": threads}
+                for algo in algos
+            ]
     if 2 in procs:  # two solo runs at once: what 2 cores give with no exchange at all (shared memory bandwidth, caches)
-        cases.append({"name": "independent x2", "kind": "mpilearn", "algo": "allreduce", "ranks": 2, "independent": True,
-                      "threads": threads})
+        cases.append(
+            {
+                "name": "independent x2",
+                "kind": "mpilearn",
+                "algo": "allreduce",
+                "ranks": 2,
+                "independent": True,
+                "threads": threads,
+            }
+        )
     return cases
 
 
@@ -61,22 +73,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for model in models:
         top = max(procs)
         data = common.shower_arrays(max(4096, training_runs.samples_needed(args, model, top)))
-        result = training_runs.launch(args, training_runs.spec(args, model, cases_for(algos, procs, args.threads), data), top, log)
+        result = training_runs.launch(
+            args, training_runs.spec(args, model, cases_for(algos, procs, args.threads), data), top, log
+        )
         details[model] = result
         name = training_runs.label(model)
         load = training_runs.loads(result)
         v = lambda case: training_runs.values(result, case)  # noqa: E731
         if 2 in procs and "allreduce" in algos:
-            rows.append(common.row("allreduce x2 / solo", common.ratios(v("allreduce x2"), v("solo")), "ratio", ">= 1.8",
-                                   group=name, load=load))
-            rows.append(common.row("allreduce x2 / fit 2t", common.ratios(v("allreduce x2"), v("fit 2t")), "ratio", ">= 1.5",
-                                   group=name, load=load))
+            rows.append(
+                common.row(
+                    "allreduce x2 / solo",
+                    common.ratios(v("allreduce x2"), v("solo")),
+                    "ratio",
+                    ">= 1.8",
+                    group=name,
+                    load=load,
+                )
+            )
+            rows.append(
+                common.row(
+                    "allreduce x2 / fit 2t",
+                    common.ratios(v("allreduce x2"), v("fit 2t")),
+                    "ratio",
+                    ">= 1.5",
+                    group=name,
+                    load=load,
+                )
+            )
         if 2 in procs:
-            rows.append(common.row("independent x2 / solo (no exchange: the machine's bound)",
-                                   common.ratios(v("independent x2"), v("solo")), "ratio", group=name))
+            rows.append(
+                common.row(
+                    "independent x2 / solo (no exchange: the machine's bound)",
+                    common.ratios(v("independent x2"), v("solo")),
+                    "ratio",
+                    group=name,
+                )
+            )
             if "allreduce" in algos:
-                rows.append(common.row("allreduce x2 / independent x2", common.ratios(v("allreduce x2"), v("independent x2")),
-                                       "ratio", group=name))
+                rows.append(
+                    common.row(
+                        "allreduce x2 / independent x2",
+                        common.ratios(v("allreduce x2"), v("independent x2")),
+                        "ratio",
+                        group=name,
+                    )
+                )
         rows.append(common.row("fit 2t / fit 1t", common.ratios(v("fit 2t"), v("fit 1t")), "ratio", group=name))
         rows.append(common.row("solo / fit 1t", common.ratios(v("solo"), v("fit 1t")), "ratio", group=name))
         for p in procs:
@@ -86,13 +128,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for algo in algos:
                 if algo == "allreduce" and p == 2:
                     continue  # the target row above
-                rows.append(common.row(f"{algo} x{p} / solo", common.ratios(v(f"{algo} x{p}"), v("solo")), "ratio", group=group))
+                rows.append(
+                    common.row(f"{algo} x{p} / solo", common.ratios(v(f"{algo} x{p}"), v("solo")), "ratio", group=group)
+                )
         independent = ["independent x2"] if 2 in procs else []
         for case in ["fit 1t", "fit 2t", "solo", *independent] + [f"{a} x{p}" for p in procs if p > 1 for a in algos]:
             rows.append(common.row(f"{case} samples/s", v(case), "samples/s", group=f"{name}, samples/s"))
     return {
         "rows": rows,
         "details": details,
-        "settings": {"models": models, "algos": algos, "procs": procs, "threads_per_rank": args.threads, "cores": cores,
-                     "measure": "samples/s after the first epoch, paired per repeat"},
+        "settings": {
+            "models": models,
+            "algos": algos,
+            "procs": procs,
+            "threads_per_rank": args.threads,
+            "cores": cores,
+            "measure": "samples/s after the first epoch, paired per repeat",
+        },
     }

@@ -21,6 +21,7 @@ the speed-up to the target (t1 / tN, per seed, then median and min-max) and
 the best accuracy within the budget relative to one process. Runs with more
 processes than cores are marked oversubscribed. About 45 runs of 10-40 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", default="1,2,4", help="worker counts")
     parser.add_argument("--seeds", type=int, default=3, help="seeds (each one a repeat of the whole grid)")
     parser.add_argument("--epochs", type=int, default=6, help="epoch budget of every run")
-    parser.add_argument("--fraction", type=float, default=TARGET_FRACTION, help="target = FRACTION x one process's best")
-    parser.add_argument("--validate-samples", type=int, default=800, help="validate about every this many training samples")
+    parser.add_argument(
+        "--fraction", type=float, default=TARGET_FRACTION, help="target = FRACTION x one process's best"
+    )
+    parser.add_argument(
+        "--validate-samples", type=int, default=800, help="validate about every this many training samples"
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--model", default="calo-cnn")
     parser.add_argument("--timeout", type=float, default=600, help="hard limit per training run, seconds")
@@ -54,7 +59,9 @@ def data_set() -> Path:
     folder = common.CACHE / ("tta-" + "-".join(f"{k}{v}" for k, v in DATA.items()).replace(",", "x"))
     if not (folder / "val.txt").exists():
         options = [item for key, value in DATA.items() for item in (f"--{key}", str(value))]
-        common.run([sys.executable, "-m", "mpilearn", "make-data", str(folder), *options], timeout=600, env=common.rank_env(1))
+        common.run(
+            [sys.executable, "-m", "mpilearn", "make-data", str(folder), *options], timeout=600, env=common.rank_env(1)
+        )
     return folder
 
 
@@ -86,19 +93,52 @@ def _train(args: argparse.Namespace, data: Path, algo: str, workers: int, seed: 
     every = max(1, round(args.validate_samples / samples_per_update(algo, workers, args.batch)))
     with tempfile.TemporaryDirectory(prefix="mpilearn-tta-") as tmp:
         run_dir = Path(tmp) / "run"
-        argv = [sys.executable, "-m", "mpilearn", "train", "--model", args.model, "--train", str(data / "train.txt"),
-                "--val", str(data / "val.txt"), "--algo", algo, "-n", str(processes), "--threads", "1",
-                "--epochs", str(args.epochs), "--batch", str(args.batch), "--seed", str(seed),
-                "--validate-every", str(every), "--run-dir", str(run_dir), "--progress", "lines"]
+        argv = [
+            sys.executable,
+            "-m",
+            "mpilearn",
+            "train",
+            "--model",
+            args.model,
+            "--train",
+            str(data / "train.txt"),
+            "--val",
+            str(data / "val.txt"),
+            "--algo",
+            algo,
+            "-n",
+            str(processes),
+            "--threads",
+            "1",
+            "--epochs",
+            str(args.epochs),
+            "--batch",
+            str(args.batch),
+            "--seed",
+            str(seed),
+            "--validate-every",
+            str(every),
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "lines",
+        ]
         before = common.load()
         label = "1 process" if processes == 1 else f"{algo} {workers} worker(s), {processes} processes"
         print(f"  seed {seed}: {label} (load {before[0]})", flush=True)
         common.run(argv, args.timeout, common.rank_env(1), log)
         history = json.loads((run_dir / "history.json").read_text())
     points = curve(history)
-    return {"seed": seed, "processes": processes, "oversubscribed": processes > common.cores(), "curve": points,
-            "best": max((a for _, a in points), default=None), "train_time_s": history["train_time_s"],
-            "samples_per_s": history["samples_per_s"], "load_before": before[0] if before else None}
+    return {
+        "seed": seed,
+        "processes": processes,
+        "oversubscribed": processes > common.cores(),
+        "curve": points,
+        "best": max((a for _, a in points), default=None),
+        "train_time_s": history["train_time_s"],
+        "samples_per_s": history["samples_per_s"],
+        "load_before": before[0] if before else None,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,29 +163,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = _train(args, data, algo, w, seed, log)
             result["time_to_target_s"] = time_to(result["curve"], solo["target"])
             measured[f"{algo} {w}w"].append(result)
-    return {"rows": _rows(algos, configs, reference, measured), "reference": reference, "details": measured,
-            "settings": {"algos": algos, "workers": workers, "seeds": seeds, "epochs": args.epochs, "fraction": args.fraction,
-                         "validate_samples": args.validate_samples, "batch": args.batch, "model": args.model,
-                         "data": "mpilearn make-data " + " ".join(f"--{k} {v}" for k, v in DATA.items()), "cores": common.cores()}}
+    return {
+        "rows": _rows(algos, configs, reference, measured),
+        "reference": reference,
+        "details": measured,
+        "settings": {
+            "algos": algos,
+            "workers": workers,
+            "seeds": seeds,
+            "epochs": args.epochs,
+            "fraction": args.fraction,
+            "validate_samples": args.validate_samples,
+            "batch": args.batch,
+            "model": args.model,
+            "data": "mpilearn make-data " + " ".join(f"--{k} {v}" for k, v in DATA.items()),
+            "cores": common.cores(),
+        },
+    }
 
 
-def _rows(algos: list[str], configs: list[tuple[str, int]], reference: list[dict[str, Any]],
-          measured: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _rows(
+    algos: list[str],
+    configs: list[tuple[str, int]],
+    reference: list[dict[str, Any]],
+    measured: dict[str, list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
     t1 = [r["time_to_target_s"] for r in reference]
-    rows = [common.row("1 process: best val_accuracy within the budget", [r["best"] for r in reference], "accuracy",
-                       group="reference", load=[r["load_before"] for r in reference]),
-            common.row("1 process: seconds to the target", t1, "s", group="reference",
-                       load=[r["load_before"] for r in reference])]
+    rows = [
+        common.row(
+            "1 process: best val_accuracy within the budget",
+            [r["best"] for r in reference],
+            "accuracy",
+            group="reference",
+            load=[r["load_before"] for r in reference],
+        ),
+        common.row(
+            "1 process: seconds to the target", t1, "s", group="reference", load=[r["load_before"] for r in reference]
+        ),
+    ]
     for algo, w in configs:
         runs = measured[f"{algo} {w}w"]
         over = " (oversubscribed)" if any(r["oversubscribed"] for r in runs) else ""
         name = f"{algo}, {w} worker{'s' if w > 1 else ''}{over}"
         reached = sum(r["time_to_target_s"] is not None for r in runs)
         loads = [r["load_before"] for r in runs]
-        rows.append(common.row(f"{name}: best accuracy / 1 process", [r["best"] / s["best"] for r, s in zip(runs, reference)],
-                               "ratio", target=f">= {TARGET_FRACTION}", group=f"{w} workers", load=loads))
-        rows.append(common.row(f"{name}: speed-up to the target (t1 / t{w})",
-                               common.ratios(t1, [r["time_to_target_s"] for r in runs]), "ratio",
-                               target=">= 1.3" if w == 2 and not over else None, group=f"{w} workers",
-                               reached=f"{reached}/{len(runs)}", load=loads))
+        rows.append(
+            common.row(
+                f"{name}: best accuracy / 1 process",
+                [r["best"] / s["best"] for r, s in zip(runs, reference)],
+                "ratio",
+                target=f">= {TARGET_FRACTION}",
+                group=f"{w} workers",
+                load=loads,
+            )
+        )
+        rows.append(
+            common.row(
+                f"{name}: speed-up to the target (t1 / t{w})",
+                common.ratios(t1, [r["time_to_target_s"] for r in runs]),
+                "ratio",
+                target=">= 1.3" if w == 2 and not over else None,
+                group=f"{w} workers",
+                reached=f"{reached}/{len(runs)}",
+                load=loads,
+            )
+        )
     return rows

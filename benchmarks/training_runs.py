@@ -1,5 +1,6 @@
 """Shared by the training-throughput benchmarks (overhead, scaling, ddp):
 the data, the per-model sizes, and launching `benchmarks.ranks train`."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,22 @@ def label(model: str) -> str:
 
 def add_common_arguments(parser: argparse.ArgumentParser, repeats: int = 3, epochs: int = 3) -> None:
     parser.add_argument("--repeats", type=int, default=repeats, help="repeats of every case (median and spread)")
-    parser.add_argument("--epochs", type=int, default=epochs, help="epochs per case; the first is warm-up and not counted")
+    parser.add_argument(
+        "--epochs", type=int, default=epochs, help="epochs per case; the first is warm-up and not counted"
+    )
     parser.add_argument("--batches", type=int, default=None, help="batches per worker per epoch (default: per model)")
     parser.add_argument("--batch", type=int, default=32, help="batch size per worker")
     parser.add_argument("--threads", type=int, default=1, help="compute threads per rank")
     parser.add_argument("--bind", action="store_true", help="bind each rank to a core (mpiexec -bind-to core)")
-    parser.add_argument("--timeline", default="", metavar="DIR", help="write an mpilearn timeline of each case's first repeat into DIR")
-    parser.add_argument("--profile", default="", metavar="DIR", help="cProfile every case into DIR (slows them: ratios are then not measurements)")
+    parser.add_argument(
+        "--timeline", default="", metavar="DIR", help="write an mpilearn timeline of each case's first repeat into DIR"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="DIR",
+        help="cProfile every case into DIR (slows them: ratios are then not measurements)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="hard limit per mpiexec job, seconds")
 
 
@@ -42,8 +52,15 @@ def samples_needed(args: argparse.Namespace, model: str, max_processes: int) -> 
     return max_processes * batches_for(args, model) * args.batch
 
 
-def spec(args: argparse.Namespace, model: str, cases: list[dict[str, Any]], data: Path, repeats: int | None = None,
-         label_suffix: str = "", **extra: Any) -> dict[str, Any]:
+def spec(
+    args: argparse.Namespace,
+    model: str,
+    cases: list[dict[str, Any]],
+    data: Path,
+    repeats: int | None = None,
+    label_suffix: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
     for folder in (args.timeline, args.profile):
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -68,8 +85,11 @@ def spec(args: argparse.Namespace, model: str, cases: list[dict[str, Any]], data
 
 
 def launch(args: argparse.Namespace, run_spec: dict[str, Any], processes: int, log: Path) -> dict[str, Any]:
-    print(f"  {run_spec['label']}: {processes} rank(s), cases {', '.join(c['name'] for c in run_spec['cases'])} "
-          f"(load {common.load()[0]})", flush=True)
+    print(
+        f"  {run_spec['label']}: {processes} rank(s), cases {', '.join(c['name'] for c in run_spec['cases'])} "
+        f"(load {common.load()[0]})",
+        flush=True,
+    )
     return common.run_ranks("train", run_spec, processes, args.threads, args.timeout, bind=args.bind, log=log)
 
 

@@ -13,6 +13,7 @@ against MPICH's blocking Recv, and how late each notices the message. For
 information, the same Communicator with a 50 us longest sleep between polls
 (RunConfig.poll_max_s, default 1 ms) is measured alongside.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
-    spec = {"sizes": sizes, "rounds": 2 if args.quick else args.rounds, "block_s": 0.05 if args.quick else args.block,
-            "wait_s": 0.5 if args.quick else args.wait}
-    result = common.run_ranks("transport", spec, 2, 1, args.timeout, bind=args.bind, log=common.RESULTS / "logs" / "transport.log")
+    spec = {
+        "sizes": sizes,
+        "rounds": 2 if args.quick else args.rounds,
+        "block_s": 0.05 if args.quick else args.block,
+        "wait_s": 0.5 if args.quick else args.wait,
+    }
+    result = common.run_ranks(
+        "transport", spec, 2, 1, args.timeout, bind=args.bind, log=common.RESULTS / "logs" / "transport.log"
+    )
     rows: list[dict[str, Any]] = []
     load = [result.get("load_end", [None])[0]]
     for kind, label in (("pingpong", "send/recv ping-pong"), ("allreduce", "allreduce")):
@@ -44,21 +51,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry = result[kind][str(size)]
             rates = entry["bytes_per_s"]
             group = f"{size:.0e} floats ({entry['bytes'] / 1e6:g} MB)"
-            rows.append(common.row(f"{label}: ours / raw", common.ratios(rates["ours"], rates["raw"]), "ratio", ">= 0.95",
-                                   group=group, load=load))
+            rows.append(
+                common.row(
+                    f"{label}: ours / raw",
+                    common.ratios(rates["ours"], rates["raw"]),
+                    "ratio",
+                    ">= 0.95",
+                    group=group,
+                    load=load,
+                )
+            )
             if "ours_fast_poll" in rates:
-                rows.append(common.row(f"{label}: ours with poll_max_s {result.get('fast_poll_s', 5e-5) * 1e6:.0f} us / raw",
-                                       common.ratios(rates["ours_fast_poll"], rates["raw"]), "ratio", group=group))
+                rows.append(
+                    common.row(
+                        f"{label}: ours with poll_max_s {result.get('fast_poll_s', 5e-5) * 1e6:.0f} us / raw",
+                        common.ratios(rates["ours_fast_poll"], rates["raw"]),
+                        "ratio",
+                        group=group,
+                    )
+                )
             rows.append(common.row(f"{label}: ours GB/s", [r / 1e9 for r in rates["ours"]], "GB/s", group=group))
             rows.append(common.row(f"{label}: raw GB/s", [r / 1e9 for r in rates["raw"]], "GB/s", group=group))
-    for name, label in (("ours", "polled wait (ours)"), ("raw", "blocking Recv (MPICH)"),
-                        ("ours_fast_poll", f"polled wait, poll_max_s {result.get('fast_poll_s', 5e-5) * 1e6:.0f} us")):
+    for name, label in (
+        ("ours", "polled wait (ours)"),
+        ("raw", "blocking Recv (MPICH)"),
+        ("ours_fast_poll", f"polled wait, poll_max_s {result.get('fast_poll_s', 5e-5) * 1e6:.0f} us"),
+    ):
         if name not in result["wait"]:
             continue
         wait = result["wait"][name]
-        rows.append(common.row(f"{label}: CPU s per s waited", [wait["cpu_fraction"]], "fraction", group="waiting rank",
-                               wall_s=wait["wall_s"], cpu_s=wait["cpu_s"]))
+        rows.append(
+            common.row(
+                f"{label}: CPU s per s waited",
+                [wait["cpu_fraction"]],
+                "fraction",
+                group="waiting rank",
+                wall_s=wait["wall_s"],
+                cpu_s=wait["cpu_s"],
+            )
+        )
         rows.append(common.row(f"{label}: wake-up latency", [wait["wake_latency_s"] * 1e3], "ms", group="waiting rank"))
-    return {"rows": rows, "details": result,
-            "settings": {"sizes": sizes, "ranks": 2, "rounds": spec["rounds"], "block_s": spec["block_s"], "wait_s": spec["wait_s"],
-                         "poll_max_s": result.get("poll_max_s")}}
+    return {
+        "rows": rows,
+        "details": result,
+        "settings": {
+            "sizes": sizes,
+            "ranks": 2,
+            "rounds": spec["rounds"],
+            "block_s": spec["block_s"],
+            "wait_s": spec["wait_s"],
+            "poll_max_s": result.get("poll_max_s"),
+        },
+    }

@@ -15,6 +15,7 @@ Memory: rank 0's peak RSS (getrusage) in runs validating on rank 0 with a
 validation set 1x and 4x larger than `--memory-limit`: streamed, the peak no
 longer grows with the validation set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,17 @@ from . import common
 
 TARGET = ">= 1.6"
 # mpilearn.fit options of each way to validate.
-MODES: dict[str, dict[str, Any]] = {"rank 0": {"validate_on": "master"}, "background": {"background_validation": True},
-                                    "spread": {"validate_on": "workers"}}
+MODES: dict[str, dict[str, Any]] = {
+    "rank 0": {"validate_on": "master"},
+    "background": {"background_validation": True},
+    "spread": {"validate_on": "workers"},
+}
 # The mpilearn command line, with rank 0 printing its peak resident memory at exit.
-PEAK = "import atexit, resource, os, runpy, sys; atexit.register(lambda: os.environ.get('PMI_RANK', '0') == '0' and " \
-       "print('PEAK_RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)); sys.argv[0] = 'mpilearn'; " \
-       "runpy.run_module('mpilearn', run_name='__main__')"
+PEAK = (
+    "import atexit, resource, os, runpy, sys; atexit.register(lambda: os.environ.get('PMI_RANK', '0') == '0' and "
+    "print('PEAK_RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)); sys.argv[0] = 'mpilearn'; "
+    "runpy.run_module('mpilearn', run_name='__main__')"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layouts", default="3,4", help="process counts (1 master + the rest workers)")
     parser.add_argument("--memory-limit", default="32M", help="rank 0's limit in the memory runs")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--compare-src", default="", metavar="DIR",
-                        help="also measure rank 0's memory with the mpilearn package in DIR (an earlier version's src/)")
+    parser.add_argument(
+        "--compare-src",
+        default="",
+        metavar="DIR",
+        help="also measure rank 0's memory with the mpilearn package in DIR (an earlier version's src/)",
+    )
 
 
 def _files(folder: Path, name: str, samples: int, files: int, seed: int) -> Path:
@@ -102,10 +112,13 @@ def _measure(trace: dict[str, Any], mode: str, epochs: int) -> dict[str, float |
     copy = _spans(trace, "validation snapshot").get(0, [])
     spans = _spans(trace, "validate (background)" if mode == "background" else "validate").get(0, [])
     workers = [s for rank, spans_ in _spans(trace, "validate").items() if rank != 0 for s in spans_]
-    return {"epoch_s": wall / epochs, "master_share": sum(spans) / wall,
-            "validation_s": float(np.mean(spans)) if spans else None,
-            "worker_validate_s": float(np.mean(workers)) if workers else None,
-            "snapshot_copy_ms": float(np.median(copy)) * 1e3 if copy else None}
+    return {
+        "epoch_s": wall / epochs,
+        "master_share": sum(spans) / wall,
+        "validation_s": float(np.mean(spans)) if spans else None,
+        "worker_validate_s": float(np.mean(workers)) if workers else None,
+        "snapshot_copy_ms": float(np.median(copy)) * 1e3 if copy else None,
+    }
 
 
 def _modes_job(processes: int, spec: dict[str, Any], log: Path, timeout: float) -> dict[str, Any]:
@@ -132,8 +145,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workers = processes - 1
         val_samples = 4 * args.train_samples // workers  # 4x one worker's shard
         val = _files(folder, f"val{val_samples}", val_samples, 4, 2)
-        spec = {"folder": str(folder / "runs" / str(processes)), "model": args.model, "train": str(train), "val": str(val),
-                "epochs": args.epochs, "batch": args.batch, "repeats": args.repeats}
+        spec = {
+            "folder": str(folder / "runs" / str(processes)),
+            "model": args.model,
+            "train": str(train),
+            "val": str(val),
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "repeats": args.repeats,
+        }
         Path(spec["folder"]).mkdir(parents=True, exist_ok=True)
         measured = _modes_job(processes, spec, log, args.timeout)
         group = f"1 master + {workers} workers, {val_samples} validation samples"
@@ -141,22 +161,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for mode in MODES:
             entries = measured[mode]
             loads = [e["load"] for e in entries]
-            rows.append(common.row(f"{mode}: wall s per epoch", [e["epoch_s"] for e in entries], "s", group=group, load=loads))
-            rows.append(common.row(f"{mode}: master's validation share", [e["master_share"] for e in entries], "fraction",
-                                   group=group, load=loads))
-            rows.append(common.row(f"{mode}: validation wall s", [e["validation_s"] for e in entries], "s", group=group,
-                                   load=loads))
-        rows.append(common.row("spread: snapshot copy on the master", [e["snapshot_copy_ms"] for e in measured["spread"]],
-                               "ms", group=group))
-        rows.append(common.row("spread: a worker's validation span", [e["worker_validate_s"] for e in measured["spread"]],
-                               "s", group=group))
-        ratio = common.ratios([e["validation_s"] for e in measured["rank 0"]], [e["validation_s"] for e in measured["spread"]])
-        rows.append(common.row("rank-0 / spread validation wall time", ratio, "ratio", TARGET if workers == 2 else None,
-                               group=group))
+            rows.append(
+                common.row(f"{mode}: wall s per epoch", [e["epoch_s"] for e in entries], "s", group=group, load=loads)
+            )
+            rows.append(
+                common.row(
+                    f"{mode}: master's validation share",
+                    [e["master_share"] for e in entries],
+                    "fraction",
+                    group=group,
+                    load=loads,
+                )
+            )
+            rows.append(
+                common.row(
+                    f"{mode}: validation wall s", [e["validation_s"] for e in entries], "s", group=group, load=loads
+                )
+            )
+        rows.append(
+            common.row(
+                "spread: snapshot copy on the master",
+                [e["snapshot_copy_ms"] for e in measured["spread"]],
+                "ms",
+                group=group,
+            )
+        )
+        rows.append(
+            common.row(
+                "spread: a worker's validation span",
+                [e["worker_validate_s"] for e in measured["spread"]],
+                "s",
+                group=group,
+            )
+        )
+        ratio = common.ratios(
+            [e["validation_s"] for e in measured["rank 0"]], [e["validation_s"] for e in measured["spread"]]
+        )
+        rows.append(
+            common.row(
+                "rank-0 / spread validation wall time", ratio, "ratio", TARGET if workers == 2 else None, group=group
+            )
+        )
     rows += _memory(args, folder, log)
-    return {"rows": rows, "details": details,
-            "settings": {"model": args.model, "train_samples": args.train_samples, "epochs": args.epochs,
-                         "batch": args.batch, "threads_per_rank": 1, "layouts": layouts, "memory_limit": args.memory_limit}}
+    return {
+        "rows": rows,
+        "details": details,
+        "settings": {
+            "model": args.model,
+            "train_samples": args.train_samples,
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "threads_per_rank": 1,
+            "layouts": layouts,
+            "memory_limit": args.memory_limit,
+        },
+    }
 
 
 def _ranks(spec_path: str, out_path: str) -> None:
@@ -174,14 +233,23 @@ def _ranks(spec_path: str, out_path: str) -> None:
     measured: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     names = list(MODES)
     for repeat in range(spec["repeats"]):
-        for mode in names[repeat % len(names):] + names[: repeat % len(names)]:
+        for mode in names[repeat % len(names) :] + names[: repeat % len(names)]:
             model = models.build_model(spec["model"], shape, 3)
             models.compile_model(model, "adam", None, "categorical_crossentropy", ("accuracy",))
             base = Path(spec["folder"]) / f"{mode.replace(' ', '')}-{repeat}"
             load = common.load()[0]
-            history = mpilearn.fit(model, spec["train"], validation=spec["val"], epochs=spec["epochs"],
-                                   batch_size=spec["batch"], threads=1, quiet=True, run_dir=str(base),
-                                   timeline=str(base) + ".trace.json", **MODES[mode])
+            history = mpilearn.fit(
+                model,
+                spec["train"],
+                validation=spec["val"],
+                epochs=spec["epochs"],
+                batch_size=spec["batch"],
+                threads=1,
+                quiet=True,
+                run_dir=str(base),
+                timeline=str(base) + ".trace.json",
+                **MODES[mode],
+            )
             if world().rank == 0:
                 trace = json.loads(Path(str(base) + ".trace.json").read_text())
                 entry = _measure(trace, mode, spec["epochs"])
@@ -196,7 +264,7 @@ def _memory(args: argparse.Namespace, folder: Path, log: Path) -> list[dict[str,
     from mpilearn.data.options import parse_size
 
     limit = parse_size(args.memory_limit)
-    sample = 25 ** 3 * 4 + 3 * 4
+    sample = 25**3 * 4 + 3 * 4
     rows = []
     train = _files(folder, "train", args.train_samples, 4, 1)
     versions = [("streamed", "")] + ([("before (all in memory)", args.compare_src)] if args.compare_src else [])
@@ -209,19 +277,46 @@ def _memory(args: argparse.Namespace, folder: Path, log: Path) -> list[dict[str,
             for repeat in range(1 if args.quick else args.repeats):
                 run_dir = folder / "runs" / f"memory-{factor}-{repeat}{'-before' if src else ''}"
                 loads.append(common.load()[0])
-                _, peak = _launch(2, ["--model", args.model, "--train", str(train), "--val", str(val), "--epochs", "1",
-                                      "--batch", str(args.batch), "--threads", "1", "--progress", "lines",
-                                      "--run-dir", str(run_dir), *flags], log, args.timeout, src)
+                _, peak = _launch(
+                    2,
+                    [
+                        "--model",
+                        args.model,
+                        "--train",
+                        str(train),
+                        "--val",
+                        str(val),
+                        "--epochs",
+                        "1",
+                        "--batch",
+                        str(args.batch),
+                        "--threads",
+                        "1",
+                        "--progress",
+                        "lines",
+                        "--run-dir",
+                        str(run_dir),
+                        *flags,
+                    ],
+                    log,
+                    args.timeout,
+                    src,
+                )
                 peaks.append(peak / 2**20)
-            rows.append(common.row(f"{version}: rank 0 peak RSS, validation set {factor}x --memory-limit {args.memory_limit}",
-                                   peaks, "MiB", load=loads,
-                                   group=f"1 master + 1 worker, {samples} validation samples ({samples * sample / 2**20:.0f} MiB)"))
+            rows.append(
+                common.row(
+                    f"{version}: rank 0 peak RSS, validation set {factor}x --memory-limit {args.memory_limit}",
+                    peaks,
+                    "MiB",
+                    load=loads,
+                    group=f"1 master + 1 worker, {samples} validation samples ({samples * sample / 2**20:.0f} MiB)",
+                )
+            )
     return rows
 
 
 def summarize(result: dict[str, Any]) -> str:
     return common.summary_of("validation", result["rows"])
-
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ calorimeter GAN did; mpilearn's workers run this train_step and send the
 change of their weights (Downpour or EASGD), so nothing about the GAN has to
 fit a single loss and optimizer.
 """
+
 from __future__ import annotations
 
 import keras
@@ -23,8 +24,12 @@ class CaloGAN(keras.Model):
         for size in shape:
             voxels *= size
         self.generator = keras.Sequential(
-            [keras.Input((latent,)), layers.Dense(64, activation="relu"), layers.Dense(voxels, activation="softplus"),
-             layers.Reshape(self.shape_)],
+            [
+                keras.Input((latent,)),
+                layers.Dense(64, activation="relu"),
+                layers.Dense(voxels, activation="softplus"),
+                layers.Reshape(self.shape_),
+            ],
             name="generator",
         )
         self.discriminator = keras.Sequential(
@@ -59,7 +64,10 @@ class CaloGAN(keras.Model):
 
     def train_step(self, data):
         real = data[0] if isinstance(data, tuple) else data
-        for optimizer, network, pick in ((self.d_optimizer, self.discriminator, 0), (self.g_optimizer, self.generator, 1)):
+        for optimizer, network, pick in (
+            (self.d_optimizer, self.discriminator, 0),
+            (self.g_optimizer, self.generator, 1),
+        ):
             grads = _gradients(lambda: self._gan_losses(real, True)[pick], network.trainable_variables)
             optimizer.apply(grads, network.trainable_variables)
         d_loss, g_loss = self._gan_losses(real, False)

@@ -1,6 +1,7 @@
 """The checks behind tests/test_backends.py, run as a script in a fresh process per backend
 (`KERAS_BACKEND=<name> python backend_checks.py`): the Keras backend is fixed when keras is
 imported. Prints its measurements as one `RESULT {json}` line."""
+
 import json
 
 import numpy as np
@@ -52,10 +53,9 @@ w0 = start_weights(layout)
 
 # Layout: model.trainable_variables, then the float non-trainable weights.
 state_vars = [v for v in model.non_trainable_weights if "float" in str(v.dtype)]
-out["layout_order"] = (
-    layout.trainable_shapes == tuple(tuple(v.shape) for v in model.trainable_variables)
-    and layout.state_shapes == tuple(tuple(v.shape) for v in state_vars)
-)
+out["layout_order"] = layout.trainable_shapes == tuple(
+    tuple(v.shape) for v in model.trainable_variables
+) and layout.state_shapes == tuple(tuple(v.shape) for v in state_vars)
 out["num_state"] = layout.num_state
 
 # (a) Round trip, copied in (the caller reuses its buffer), in the flat order.
@@ -130,6 +130,7 @@ backend.set_weights(w0)
 backend.apply_gradients(g, keras.optimizers.SGD(learning_rate=0.1))
 backend.get_weights(got)
 out["sgd_passed"] = diff(got[:T], w0[:T] - 0.1 * g)
+
 
 # The compiled stateful optimizer (the path a backend may speed up) against
 # Keras's eager apply on a twin model; then sync_optimizer and reload_optimizer.

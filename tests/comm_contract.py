@@ -7,6 +7,7 @@ job of 2 or 3 ranks: in threads by tests/test_comm_contract.py, and under
 `mpiexec -n N python -m pytest tests/comm_contract.py` on the MPI world (the
 test at the bottom). Every rank runs the same cases in the same order.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 from mpilearn.comm import WaitTimeout
 from mpilearn.comm.transport import ANY_SOURCE, ANY_TAG
+
 LIMIT_S = 30.0  # a wait that should complete at once, bounded so a broken implementation fails instead of hanging
 
 

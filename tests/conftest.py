@@ -1,5 +1,6 @@
 """Shared fixtures: real data sets made by `mpilearn make-data`, and a runner
 for the command line that always ends (hard timeout, whole process group)."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,13 @@ class Completed:
         return self.stdout + self.stderr
 
 
-def run_cli(args: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None,
-            exact_output: bool = False) -> Completed:
+def run_cli(
+    args: list[str],
+    timeout: float = 180,
+    cwd: str | os.PathLike | None = None,
+    env: dict | None = None,
+    exact_output: bool = False,
+) -> Completed:
     """Run `python -m mpilearn ARGS` (see run_command)."""
     return run_command([sys.executable, "-m", "mpilearn", *args], timeout, cwd, env, exact_output)
 
@@ -45,8 +51,13 @@ def run_mpi(processes: int, argv: list[str], timeout: float = 180, cwd: str | os
     return run_command([mpiexec, "-n", str(processes), *argv], timeout, cwd)
 
 
-def run_command(argv: list[str], timeout: float = 180, cwd: str | os.PathLike | None = None, env: dict | None = None,
-                exact_output: bool = False) -> Completed:
+def run_command(
+    argv: list[str],
+    timeout: float = 180,
+    cwd: str | os.PathLike | None = None,
+    env: dict | None = None,
+    exact_output: bool = False,
+) -> Completed:
     """Run a command; kill its whole process group on timeout, so a hanging
     rank fails the test instead of the CI run. `exact_output` keeps carriage
     returns, which text mode would turn into newlines."""
@@ -92,8 +103,22 @@ def train_mlp(data: Path, run_dir: Path, processes: int, *extra: str, timeout: f
     """`mpilearn train --model mlp` on DATA/train.txt and DATA/val.txt with -n PROCESSES, one thread
     a rank; asserts it ended well and returns its history.json."""
     result = run_cli(
-        ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-         "--run-dir", str(run_dir), "-n", str(processes), "--threads", "1", *extra],
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--train",
+            str(data / "train.txt"),
+            "--val",
+            str(data / "val.txt"),
+            "--run-dir",
+            str(run_dir),
+            "-n",
+            str(processes),
+            "--threads",
+            "1",
+            *extra,
+        ],
         timeout=timeout,
     )
     assert result.returncode == 0, result.output
@@ -103,8 +128,23 @@ def train_mlp(data: Path, run_dir: Path, processes: int, *extra: str, timeout: f
 def make_data(
     outdir: Path, files: int = 4, events: int = 64, shape: str = SMALL_SHAPE, seed: int = 0, val_files: int = 1
 ) -> Path:
-    result = run_cli(["make-data", str(outdir), "--files", str(files), "--val-files", str(val_files),
-                      "--events-per-file", str(events), "--shape", shape, "--seed", str(seed)], timeout=120)
+    result = run_cli(
+        [
+            "make-data",
+            str(outdir),
+            "--files",
+            str(files),
+            "--val-files",
+            str(val_files),
+            "--events-per-file",
+            str(events),
+            "--shape",
+            shape,
+            "--seed",
+            str(seed),
+        ],
+        timeout=120,
+    )
     assert result.returncode == 0, result.output
     return outdir
 

@@ -7,6 +7,7 @@ ssh launcher (HYDRA_LAUNCHER_EXEC) starts its proxies on the right host.
 
 Only addresses inside the namespaces made here are used (10.231.N.1-2/24).
 """
+
 from __future__ import annotations
 
 import os
@@ -85,9 +86,12 @@ def create(root: Path) -> TwoHosts:
             "#!/bin/sh\n"
             f"hostname {name} && mount --bind {shlex.quote(str(hosts_file))} /etc/hosts"
             f" && mount --bind {shlex.quote(str(disk))} {shlex.quote(str(node_local))} || exit 1\n"
-            'exec "$@"\n')
+            'exec "$@"\n'
+        )
         enter = root / f"enter-{name}"
-        enter.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} unshare --uts --mount -- {shlex.quote(str(inside))} "$@"\n')
+        enter.write_text(
+            f'#!/bin/sh\nexec ip netns exec {namespace} unshare --uts --mount -- {shlex.quote(str(inside))} "$@"\n'
+        )
         for script in (inside, enter):
             script.chmod(0o755)
         setup.hosts.append(EmulatedHost(name, namespace, f"{subnet}.{i}", disk, enter))
@@ -95,9 +99,10 @@ def create(root: Path) -> TwoHosts:
     setup.ssh.write_text(
         "#!/bin/sh\n# ssh stand-in: ssh [OPTIONS] HOST COMMAND... runs COMMAND in HOST's namespaces\n"
         'while [ "${1#-}" != "$1" ]; do shift; done\n'
-        'host=$1; shift\n'
+        "host=$1; shift\n"
         f'case "$host" in\n{cases}esac\n'
-        'echo "ssh: $host: no such emulated host" >&2; exit 255\n')
+        'echo "ssh: $host: no such emulated host" >&2; exit 255\n'
+    )
     setup.ssh.chmod(0o755)
     try:
         a, b = setup.hosts
@@ -119,7 +124,9 @@ def create(root: Path) -> TwoHosts:
 def destroy(setup: TwoHosts) -> None:
     """End every process left on the hosts and delete their namespaces (the veth goes with them)."""
     for host in setup.hosts:
-        pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True, timeout=30).stdout
+        pids = subprocess.run(
+            ["ip", "netns", "pids", host.namespace], capture_output=True, text=True, timeout=30
+        ).stdout
         for pid in pids.split():
             try:
                 os.kill(int(pid), signal.SIGKILL)

@@ -1,4 +1,5 @@
 """Small stand-ins shared by the unit tests."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ under mpiexec a command's -n is its launcher's, as for users) and
 ["python", SCRIPT] (a script run on every rank). Rank 0 prints
 `step N: done` after each, so a failure names its step.
 """
+
 import json
 import runpy
 import sys

@@ -1,6 +1,7 @@
 """A running command whose output a test watches (for failures injected
 mid-run), under any Python or launcher; it always ends (hard timeouts,
 the whole process group killed)."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ class WatchedJob:
         full_env.update(env or {})
         self.log = log
         self.handle = open(log, "w")
-        self.process = subprocess.Popen(argv, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                        env=full_env)
+        self.process = subprocess.Popen(
+            argv, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True, env=full_env
+        )
 
     def text(self) -> str:
         return self.log.read_text()

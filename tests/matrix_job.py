@@ -6,6 +6,7 @@ whole row of the backend x algorithm matrix.
 
 Each algorithm's run directory is OUT_DIR/ALGO.
 """
+
 import sys
 
 from mpilearn.cli.main import main
@@ -16,6 +17,8 @@ EXTRA = {"easgd": ["--worker-optimizer", "adam", "--elastic-lr", "0.002"]}
 
 out_dir, algorithms, options = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
 for algorithm in algorithms:
-    status = main(["train", *options, "--algo", algorithm, "--run-dir", f"{out_dir}/{algorithm}", *EXTRA.get(algorithm, [])])
+    status = main(
+        ["train", *options, "--algo", algorithm, "--run-dir", f"{out_dir}/{algorithm}", *EXTRA.get(algorithm, [])]
+    )
     if status:
         sys.exit(status)

@@ -1,4 +1,5 @@
 """Every algorithm on real ranks, against single-process references."""
+
 from __future__ import annotations
 
 import sys
@@ -62,7 +63,9 @@ def solo_accuracy(accuracy_data: Path, tmp_path_factory: pytest.TempPathFactory)
     ],
     ids=["downpour", "sync", "allreduce", "easgd", "easgd-sync", "gem", "downpour-tree2", "easgd-tree3"],
 )
-def test_two_workers_at_defaults_reach_the_accuracy_of_one_process(accuracy_data, solo_accuracy, tmp_path, processes, args) -> None:
+def test_two_workers_at_defaults_reach_the_accuracy_of_one_process(
+    accuracy_data, solo_accuracy, tmp_path, processes, args
+) -> None:
     history = _train(accuracy_data, tmp_path / "run", processes, "--epochs", EPOCHS, *args)
     accuracy = _best_accuracy(history)
     # Measured (one run each, load ~40): every algorithm >= 0.97 of one process's 0.801, except the EASGD tree at
@@ -117,8 +120,25 @@ def test_synchronous_modes_equal_one_process_with_the_combined_batch(algo_data, 
     import keras
 
     # Pinned: the default learning-rate rule would scale the combined batch's rate (see test_defaults).
-    _train(algo_data, tmp_path / "run", processes, "--algo", algo, "--epochs", "2", "--batch", "16",
-           "--optimizer", "sgd", "--lr", "0.1", "--lr-scaling", "none", "--warmup-epochs", "0")
+    _train(
+        algo_data,
+        tmp_path / "run",
+        processes,
+        "--algo",
+        algo,
+        "--epochs",
+        "2",
+        "--batch",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--lr-scaling",
+        "none",
+        "--warmup-epochs",
+        "0",
+    )
     got = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     want = _reference_weights(algo_data, workers=2, batch=16, epochs=2, lr=0.1)
     for a, b in zip(got, want):
@@ -135,7 +155,7 @@ def test_staleness_is_recorded_and_limited(algo_data, tmp_path) -> None:
     assert history["updates"] == received - history["dropped_updates"]
 
 
-ALLREDUCE_SCRIPT = '''
+ALLREDUCE_SCRIPT = """
 import numpy as np
 from mpilearn.comm import world
 comm = world()
@@ -148,7 +168,7 @@ for compression, tolerance in (("none", 1e-6), ("fp16", 2e-3), ("bf16", 2e-2)):
     error = float(np.max(np.abs(buffer - expected)))
     assert error < tolerance, (compression, error)
     print("OK", compression, error)
-'''
+"""
 
 
 def test_allreduce_mean_with_compression(tmp_path) -> None:

@@ -4,6 +4,7 @@ algorithm in test_algorithms_mpi). One real `mpiexec -n 2` job per backend
 trains the same model with each algorithm in turn (tests/matrix_job.py), so
 a backend starts once per row; each run is checked for learning, for the
 samples it saw and for its layer state."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,7 +23,7 @@ from conftest import run_mpi
 ALGORITHMS = ("downpour", "sync", "easgd", "gem", "allreduce")
 JOB = Path(__file__).with_name("matrix_job.py")
 
-MODULE = '''
+MODULE = """
 import torch
 
 class Net(torch.nn.Module):
@@ -41,7 +42,7 @@ def build(input_shape, num_classes):
     for size in input_shape:
         features *= size
     return Net(features, num_classes)
-'''
+"""
 
 
 def _saved_weights(path: Path) -> dict[str, np.ndarray]:
@@ -71,9 +72,25 @@ def test_every_algorithm_on_the_backend(small_data: Path, tmp_path: Path, row: s
         model = ["--model", "mlp"]
     result = run_mpi(
         2,
-        [sys.executable, str(JOB), str(tmp_path / "runs"), ",".join(ALGORITHMS), *model, "--backend", backend,
-         "--train", str(small_data / "train.txt"), "--val", str(small_data / "val.txt"), "--epochs", "2", "--batch", "16",
-         "--threads", "1"],
+        [
+            sys.executable,
+            str(JOB),
+            str(tmp_path / "runs"),
+            ",".join(ALGORITHMS),
+            *model,
+            "--backend",
+            backend,
+            "--train",
+            str(small_data / "train.txt"),
+            "--val",
+            str(small_data / "val.txt"),
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--threads",
+            "1",
+        ],
         timeout=300,
     )
     assert result.returncode == 0, result.output

@@ -6,6 +6,7 @@ prints its measurements as JSON; the tests assert on them. References are
 independent of the module under test: Keras's own `train_on_batch`, and Keras's
 eager `optimizer.apply`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,11 +40,15 @@ def contract(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[s
         if not _installed(name):
             pytest.skip(f"{name} is not installed")
         if name not in results:  # a failed run is kept too: every test reports it, none reruns it
-            done = run_command([sys.executable, str(CHECKS)], timeout=300, cwd=workdir,
-                               env={"KERAS_BACKEND": name, "OMP_NUM_THREADS": "1"})
+            done = run_command(
+                [sys.executable, str(CHECKS)],
+                timeout=300,
+                cwd=workdir,
+                env={"KERAS_BACKEND": name, "OMP_NUM_THREADS": "1"},
+            )
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             ok = done.returncode == 0 and lines
-            results[name] = json.loads(lines[-1][len("RESULT "):]) if ok else {"error": done.output[-5000:]}
+            results[name] = json.loads(lines[-1][len("RESULT ") :]) if ok else {"error": done.output[-5000:]}
         assert "error" not in results[name], results[name].get("error")
         assert results[name]["backend"] == name
         return results[name]
@@ -61,7 +66,9 @@ def test_flat_order_and_round_trip(contract: Callable[[str], dict[str, Any]], na
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_gradients_equal_keras_train_on_batch_and_accumulate(contract: Callable[[str], dict[str, Any]], name: str) -> None:
+def test_gradients_equal_keras_train_on_batch_and_accumulate(
+    contract: Callable[[str], dict[str, Any]], name: str
+) -> None:
     r = contract(name)
     for n in (8, 5):  # full batch and the smaller last batch of an epoch
         assert r[f"grad_norm_{n}"] > 1e-2

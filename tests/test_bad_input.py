@@ -6,6 +6,7 @@ rank), and leave no model.keras / history.json behind. A positive control
 with good inputs proves the runner itself works, so the table cannot pass
 just because nothing runs.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,7 +55,9 @@ def _write_h5(path: Path, samples: int, shape: tuple[int, ...], labels: int | No
     count = labels if labels is not None else samples
     with h5py.File(path, "w") as handle:
         handle["features"] = rng.random((samples, *shape, 1), dtype=np.float32)
-        handle["labels"] = rng.integers(0, class_ids, count) if class_ids else np.eye(3, dtype=np.float32)[rng.integers(0, 3, count)]
+        handle["labels"] = (
+            rng.integers(0, class_ids, count) if class_ids else np.eye(3, dtype=np.float32)[rng.integers(0, 3, count)]
+        )
     return path
 
 
@@ -302,6 +305,7 @@ CASES: list[tuple[str, Callable[[Ctx], str], int]] = [
     ("masters-with-sync", masters_with_sync, USAGE),
     ("empty-hdf5-file", empty_hdf5, USAGE),
 ]
+
 
 def _params() -> list:
     return [pytest.param(build, status, id=case_id) for case_id, build, status in CASES]

@@ -1,5 +1,6 @@
 """Batching: every sample exactly once per epoch, in an order fixed by the
 seed, read ahead by the same thread whatever the epoch."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """The benchmark harness and the scaling model, without any timing threshold:
 the commands run and write what the report needs, and the simulation keeps
 the invariants that follow from its own rules."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,18 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import simulate as sim  # noqa: E402
 
 # A model with a cheap compute and a costly master step, so saturation comes early.
-BASE = sim.Params(compute_s=0.02, params=1_000_000, apply_s=1e-3, copy_s=2e-4, bandwidth=10e9, latency=5e-6,
-                  master_fixed_s=1e-4, worker_fixed_s=2e-4, allreduce_fixed_s=1e-4, jitter=0.0)
+BASE = sim.Params(
+    compute_s=0.02,
+    params=1_000_000,
+    apply_s=1e-3,
+    copy_s=2e-4,
+    bandwidth=10e9,
+    latency=5e-6,
+    master_fixed_s=1e-4,
+    worker_fixed_s=2e-4,
+    allreduce_fixed_s=1e-4,
+    jitter=0.0,
+)
 
 
 def _bench(*args: str, timeout: float = 120) -> None:
@@ -31,7 +42,18 @@ def test_simulate_quick_writes_the_expected_json(tmp_path: Path) -> None:
     out = tmp_path / "simulate.json"
     _bench("simulate", "--quick", "--compute-ms", "50", "--params", "1e6", "--out", str(out))
     result = json.loads(out.read_text())
-    for key in ("benchmark", "command", "date", "machine", "load_before", "rows", "summary", "inputs", "predictions", "saturation"):
+    for key in (
+        "benchmark",
+        "command",
+        "date",
+        "machine",
+        "load_before",
+        "rows",
+        "summary",
+        "inputs",
+        "predictions",
+        "saturation",
+    ):
         assert key in result, key
     assert result["benchmark"] == "simulate" and result["quick"] is True
     assert result["inputs"] and all(name.startswith("given") for name in result["inputs"])

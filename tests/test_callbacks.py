@@ -1,5 +1,6 @@
 """Keras callbacks on the master stop every rank; their files appear and parse;
 the outputs of --timeline, --monitor and `mpilearn report` of the same run."""
+
 from __future__ import annotations
 
 import csv
@@ -22,10 +23,34 @@ def plateau(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     change in float32: val_loss is exactly the same after every epoch, so
     EarlyStopping(patience 0) must stop after epoch 2 on every machine."""
     run = tmp_path_factory.mktemp("plateau") / "run"
-    args = ["train", "--model", "mlp", "--train", str(small_data / "train.txt"), "--val", str(small_data / "val.txt"),
-            "-n", "3", "--threads", "1", "--epochs", str(REQUESTED_EPOCHS), "--batch", "16", "--lr", "1e-30",
-            "--early-stopping", "val_loss,0", "--validate-every", "6", "--monitor",
-            "--timeline", str(run / "timeline.json"), "--run-dir", str(run)]
+    args = [
+        "train",
+        "--model",
+        "mlp",
+        "--train",
+        str(small_data / "train.txt"),
+        "--val",
+        str(small_data / "val.txt"),
+        "-n",
+        "3",
+        "--threads",
+        "1",
+        "--epochs",
+        str(REQUESTED_EPOCHS),
+        "--batch",
+        "16",
+        "--lr",
+        "1e-30",
+        "--early-stopping",
+        "val_loss,0",
+        "--validate-every",
+        "6",
+        "--monitor",
+        "--timeline",
+        str(run / "timeline.json"),
+        "--run-dir",
+        str(run),
+    ]
     if TENSORBOARD:
         args.append("--tensorboard")
     return run, run_cli(args, timeout=240, exact_output=True)  # a hang of any rank fails here
@@ -95,7 +120,11 @@ def _tensorboard_scalars(folder: Path, tag: str) -> list[float]:
             offset += 12 + length + 4
             for value in event.summary.value:
                 if value.tag == tag:
-                    number = np.frombuffer(value.tensor.tensor_content, np.float32) if value.tensor.tensor_content else value.tensor.float_val
+                    number = (
+                        np.frombuffer(value.tensor.tensor_content, np.float32)
+                        if value.tensor.tensor_content
+                        else value.tensor.float_val
+                    )
                     values.append((event.step, float(number[0])))
     return [v for _, v in sorted(values)]
 
@@ -121,7 +150,7 @@ def test_report_of_the_run_writes_non_empty_pngs(plateau: tuple[Path, Completed]
     assert "STOPPED EARLY" in summary and "rank 1 worker" in summary
 
 
-FIT_SCRIPT = '''
+FIT_SCRIPT = """
 import json, sys
 import numpy as np
 import keras
@@ -162,7 +191,7 @@ history = mpilearn.fit(model, (x, y), validation=(x[:128], y[:128]), epochs=30, 
 lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 print("RESULT", json.dumps({"epochs": [r["epoch"] for r in history["epochs"] if not r.get("final")],
                             "stopped": history["stopped_early"], "lr": lr, "calls": recorder.calls}))
-'''
+"""
 
 
 def test_fit_runs_keras_callbacks_on_the_master_and_stops_every_rank(tmp_path: Path) -> None:
@@ -176,7 +205,12 @@ def test_fit_runs_keras_callbacks_on_the_master_and_stops_every_rank(tmp_path: P
     master = rows[0]
     assert master["lr"] == pytest.approx(0.005)  # ReduceLROnPlateau halved the central optimizer's rate once
     assert master["calls"][0] == ["train_begin", 30] and master["calls"][-1] == ["train_end"]
-    assert [c[:2] for c in master["calls"][1:-1]] == [["epoch_begin", 0], ["epoch_end", 0], ["epoch_begin", 1], ["epoch_end", 1]]
+    assert [c[:2] for c in master["calls"][1:-1]] == [
+        ["epoch_begin", 0],
+        ["epoch_end", 0],
+        ["epoch_begin", 1],
+        ["epoch_end", 1],
+    ]
     assert {"loss", "val_loss", "val_accuracy"} <= set(master["calls"][2][2])
     assert rows[1]["calls"] == []  # callbacks run on the master only
     with open(tmp_path / "log.csv") as handle:
@@ -198,7 +232,9 @@ def test_a_metric_that_is_not_logged_is_named(tmp_path: Path) -> None:
     stopper = keras.callbacks.EarlyStopping(monitor="val_acc")
     runner = CallbackRunner(model, [stopper], epochs=3, steps=4, checked=[stopper])
     runner.begin()
-    with pytest.raises(ConfigError, match="--early-stopping: 'val_acc' is not logged by this run; logged: loss, val_loss"):
+    with pytest.raises(
+        ConfigError, match="--early-stopping: 'val_acc' is not logged by this run; logged: loss, val_loss"
+    ):
         runner.epoch_end({"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "updates": 4}, last=False)
 
 
@@ -207,7 +243,9 @@ def test_tensorboard_missing_fails_with_an_install_hint(monkeypatch: pytest.Monk
     from mpilearn.errors import ConfigError
 
     monkeypatch.setattr(optional, "available", lambda *modules: False)
-    with pytest.raises(ConfigError, match=r"^--tensorboard .*needs tensorboard.*not installed: pip install 'mpilearn\[tensorboard\]'$"):
+    with pytest.raises(
+        ConfigError, match=r"^--tensorboard .*needs tensorboard.*not installed: pip install 'mpilearn\[tensorboard\]'$"
+    ):
         optional.require_tensorboard()
 
 
@@ -223,8 +261,12 @@ def test_reduce_lr_on_plateau_reaches_the_masters_optimizer_step() -> None:
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
     model.compile(keras.optimizers.SGD(0.1), "mse")
     backend = backends.for_model(model)
-    runner = CallbackRunner(model, [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0, min_delta=10.0)],
-                            epochs=3, steps=1)
+    runner = CallbackRunner(
+        model,
+        [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=0, min_delta=10.0)],
+        epochs=3,
+        steps=1,
+    )
     runner.begin()
     weights = [np.empty(backend.layout.size, dtype=np.float32) for _ in range(3)]
     ones = np.ones(backend.layout.num_trainable, dtype=np.float32)

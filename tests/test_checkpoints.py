@@ -1,6 +1,7 @@
 """Checkpoints and run directories on a real file system, in one process:
 atomic replace, damaged checkpoints named and skipped, leftovers removed,
 JSON without NaN, the run-directory lock, unique default names."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,9 @@ def test_a_damaged_newest_checkpoint_is_named_and_skipped(tmp_path: Path) -> Non
     assert path.name == "ckpt-00001"
     assert len(damaged) == 1 and "ckpt-00002" in damaged[0] and "weights.npy" in damaged[0]
     (path / "state.json").write_text('{"epoch": 1, "config": {"ep')  # every one damaged: one error naming both
-    with pytest.raises(CheckpointError, match=r"no readable checkpoint: .*ckpt-00002.*ckpt-00001 is damaged \(state.json"):
+    with pytest.raises(
+        CheckpointError, match=r"no readable checkpoint: .*ckpt-00002.*ckpt-00001 is damaged \(state.json"
+    ):
         checkpoint.newest_good(tmp_path)
 
 
@@ -52,7 +55,8 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     removed = remove_leftovers(tmp_path)
     assert len(removed) == 4
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
-        ["checkpoints", "ckpt-00001", "optimizer.npz", "state.json", "weights.npy"])
+        ["checkpoints", "ckpt-00001", "optimizer.npz", "state.json", "weights.npy"]
+    )
 
 
 def test_json_outputs_hold_null_for_nan(tmp_path: Path) -> None:

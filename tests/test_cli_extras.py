@@ -1,5 +1,6 @@
 """The command line as cluster users meet it: the mpi_learn positional form
 under a real external mpiexec, `mpilearn info`, and the progress display."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,35 @@ def test_positional_form_under_external_mpiexec_with_background_validation(small
     that the first epoch reaches (the stop decision arrives from the
     validation thread) and --quiet."""
     run = tmp_path / "run"
-    result = run_mpi(3, [sys.executable, "-m", "mpilearn", "train", "mlp", str(small_data / "train.txt"),
-                         str(small_data / "val.txt"), "--epochs", "3", "--batch", "16", "--threads", "1",
-                         "--background-validation", "--validate-every", "5", "--target-metric", "val_loss,<=,1e9",
-                         "--timeline", str(run / "timeline.json"), "--quiet", "--run-dir", str(run)], timeout=240)
+    result = run_mpi(
+        3,
+        [
+            sys.executable,
+            "-m",
+            "mpilearn",
+            "train",
+            "mlp",
+            str(small_data / "train.txt"),
+            str(small_data / "val.txt"),
+            "--epochs",
+            "3",
+            "--batch",
+            "16",
+            "--threads",
+            "1",
+            "--background-validation",
+            "--validate-every",
+            "5",
+            "--target-metric",
+            "val_loss,<=,1e9",
+            "--timeline",
+            str(run / "timeline.json"),
+            "--quiet",
+            "--run-dir",
+            str(run),
+        ],
+        timeout=240,
+    )
     assert result.returncode == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("[rank 0 master] trained"), result.stdout  # --quiet
@@ -48,7 +74,23 @@ def test_info_prints_versions_and_the_rank_layout() -> None:
 
 def test_progress_bar_when_the_launcher_had_a_terminal(small_data: Path, tmp_path: Path) -> None:
     """MPILEARN_TTY is what `mpilearn train -n N` sets for its ranks when its own output is a terminal."""
-    result = run_cli(["train", "--model", "mlp", "--train", str(small_data / "train.txt"), "--epochs", "1", "--batch", "16",
-                      "--run-dir", str(tmp_path / "run")], timeout=120, env={"MPILEARN_TTY": "100"}, exact_output=True)
+    result = run_cli(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--train",
+            str(small_data / "train.txt"),
+            "--epochs",
+            "1",
+            "--batch",
+            "16",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        timeout=120,
+        env={"MPILEARN_TTY": "100"},
+        exact_output=True,
+    )
     assert result.returncode == 0, result.output
     assert "\r" in result.stdout and "sample/s" in result.stdout and "epoch 1/1" in result.stdout

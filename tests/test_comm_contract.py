@@ -1,5 +1,6 @@
 """Both communicators against one contract (tests/comm_contract.py): the in-process one
 in threads, the MPI one under real mpiexec with 2 and 3 ranks."""
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,12 @@ def test_in_process_communicator(case, size) -> None:
 
 @pytest.mark.parametrize("size", [2, 3])
 def test_mpi_communicator(size) -> None:
-    result = run_mpi(size, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-                            str(HERE / "comm_contract.py")], timeout=300, cwd=HERE)
+    result = run_mpi(
+        size,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", str(HERE / "comm_contract.py")],
+        timeout=300,
+        cwd=HERE,
+    )
     assert result.returncode == 0, result.output
     assert result.stdout.count(f"{len(CASES)} passed") == size, result.output
 

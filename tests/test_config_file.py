@@ -1,4 +1,5 @@
 """`mpilearn train --config FILE`: TOML/YAML options, command line wins, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from mpilearn.cli.train import add_train_arguments, config_from_args
 from mpilearn.config import RunConfig
 from mpilearn.errors import ConfigError
 
-TOML = '''
+TOML = """
 model = "mlp"
 train = "{train}"
 val = "{val}"
@@ -30,14 +31,42 @@ validate-every = 10
 background-validation = true
 monitor = true
 progress = "lines"
-'''
+"""
 
-FLAGS = ["--model", "mlp", "--epochs", "3", "--batch", "16", "--algo", "easgd", "--sync-every", "4", "--elastic-force", "0.5",
-         "--lr", "0.01", "--metrics", "accuracy,mse", "--model-arg", "units=32", "--model-arg", "layers_count=1",
-         "--early-stopping", "val_loss,2", "--target-metric", "val_accuracy,>=,0.9", "--validate-every", "10",
-         "--background-validation", "--monitor", "--progress", "lines"]
+FLAGS = [
+    "--model",
+    "mlp",
+    "--epochs",
+    "3",
+    "--batch",
+    "16",
+    "--algo",
+    "easgd",
+    "--sync-every",
+    "4",
+    "--elastic-force",
+    "0.5",
+    "--lr",
+    "0.01",
+    "--metrics",
+    "accuracy,mse",
+    "--model-arg",
+    "units=32",
+    "--model-arg",
+    "layers_count=1",
+    "--early-stopping",
+    "val_loss,2",
+    "--target-metric",
+    "val_accuracy,>=,0.9",
+    "--validate-every",
+    "10",
+    "--background-validation",
+    "--monitor",
+    "--progress",
+    "lines",
+]
 
-YAML = '''
+YAML = """
 model: mlp
 epochs: 3
 batch: 16
@@ -53,7 +82,7 @@ validate_every: 10
 background_validation: true
 monitor: true
 progress: lines
-'''
+"""
 
 
 def _lists(tmp_path: Path) -> tuple[Path, Path]:
@@ -98,7 +127,7 @@ def test_yaml_file_gives_the_same_config_and_command_line_flags_win(tmp_path: Pa
 
 
 def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
-    (tmp_path / "bad.toml").write_text('epoch = 3\n')
+    (tmp_path / "bad.toml").write_text("epoch = 3\n")
     parser = __import__("argparse").ArgumentParser()
     add_train_arguments(parser)
     with pytest.raises(ConfigError, match=r"bad\.toml: unknown option 'epoch'"):
@@ -143,4 +172,6 @@ def test_the_example_config_file_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "run.toml"
     config = _parse(["--train", str(train), "--val", str(val)], example)
     assert config.model.spec == "calo-cnn" and config.algorithm.name == "easgd" and config.algorithm.sync_every == 4
-    assert config.model.model_kwargs == {"filters": 16, "dropout": 0.2} and config.callbacks.early_stopping == "val_loss"
+    assert (
+        config.model.model_kwargs == {"filters": 16, "dropout": 0.2} and config.callbacks.early_stopping == "val_loss"
+    )

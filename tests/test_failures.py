@@ -1,5 +1,6 @@
 """Never hang, never lose work: failures on one rank end every rank quickly,
 with the cause; checkpoints resume exactly."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,20 @@ class Job(WatchedJob):
 
 
 def _train_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-            "--run-dir", str(run_dir), "--threads", "1", *extra]
+    return [
+        "train",
+        "--model",
+        "mlp",
+        "--train",
+        str(data / "train.txt"),
+        "--val",
+        str(data / "val.txt"),
+        "--run-dir",
+        str(run_dir),
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.mark.serial  # times the stop against the clock
@@ -56,8 +69,10 @@ def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path) -> Non
 
 @pytest.mark.serial  # times the stop against the clock
 def test_stuck_worker_is_detected_by_the_master(data: Path, tmp_path: Path) -> None:
-    job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8", "--timeout", "3"),
-              tmp_path / "log")
+    job = Job(
+        _train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8", "--timeout", "3"),
+        tmp_path / "log",
+    )
     worker = job.pid_of(1)
     job.wait_for(r"epoch 1/50")
     os.kill(worker, signal.SIGSTOP)  # alive but silent: no launcher notices this
@@ -67,11 +82,13 @@ def test_stuck_worker_is_detected_by_the_master(data: Path, tmp_path: Path) -> N
     print(f"worker SIGSTOP with --timeout 3: job gone {seconds:.2f}s after the stop, exit {status}")
     assert status != 0
     assert seconds < 3 + STOP_LIMIT_S, job.text()
-    assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s \(--timeout 3\)", job.text())
+    assert re.search(
+        r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s \(--timeout 3\)", job.text()
+    )
     assert job.text().count("mpilearn: error") == 1
 
 
-MASTER_RAISES = '''
+MASTER_RAISES = """
 import sys
 import numpy as np, keras, mpilearn
 
@@ -83,7 +100,7 @@ x = rng.normal(size=(256, 4)).astype("float32"); y = (x[:, 0] > 0).astype("int64
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
 model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=[exploding_metric])
 mpilearn.fit(model, (x, y), validation=(x, y), epochs=20, run_dir=sys.argv[1])
-'''
+"""
 
 
 def test_exception_in_the_master_ends_every_rank_once(tmp_path: Path) -> None:
@@ -116,14 +133,17 @@ def test_nan_loss_names_rank_batch_and_file(data: Path, tmp_path: Path) -> None:
     poisoned = _poison(data, tmp_path)
     result = run_cli(_train_args(poisoned, tmp_path / "run", "-n", "3", "--epochs", "1"), timeout=120)
     assert result.returncode != 0
-    assert re.search(r"worker rank \d: loss is nan at epoch 1, batch \d+ \(batch starts in file .*train_00[0-9]\.h5\)",
-                     result.output), result.output
+    assert re.search(
+        r"worker rank \d: loss is nan at epoch 1, batch \d+ \(batch starts in file .*train_00[0-9]\.h5\)", result.output
+    ), result.output
     assert result.output.count("mpilearn: error") == 1
 
 
 def test_skip_bad_batches_counts_them(data: Path, tmp_path: Path) -> None:
     poisoned = _poison(data, tmp_path)
-    result = run_cli(_train_args(poisoned, tmp_path / "run", "-n", "3", "--epochs", "1", "--skip-bad-batches"), timeout=120)
+    result = run_cli(
+        _train_args(poisoned, tmp_path / "run", "-n", "3", "--epochs", "1", "--skip-bad-batches"), timeout=120
+    )
     assert result.returncode == 0, result.output
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["skipped_batches"] == 1
@@ -138,8 +158,22 @@ def _weights(path: Path) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("algo, processes", [("sync", 3), ("allreduce", 2)])
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(data, tmp_path, algo, processes) -> None:
-    common = ["-n", str(processes), "--algo", algo, "--epochs", "3", "--batch", "16", "--optimizer", "sgd", "--lr", "0.05",
-              "--model-arg", "dropout=0.2"]
+    common = [
+        "-n",
+        str(processes),
+        "--algo",
+        algo,
+        "--epochs",
+        "3",
+        "--batch",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--model-arg",
+        "dropout=0.2",
+    ]
     full = run_cli(_train_args(data, tmp_path / "full", *common), timeout=240)
     assert full.returncode == 0, full.output
 
@@ -147,7 +181,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(data, tmp_path, alg
     job.wait_for(r"checkpoint .*ckpt-00001")
     job.kill()  # mid-epoch 2
     assert not (tmp_path / "part" / "model.keras").exists()
-    resumed = run_cli(["train", "--resume", str(tmp_path / "part"), "-n", str(processes), "--threads", "1"], timeout=240)
+    resumed = run_cli(
+        ["train", "--resume", str(tmp_path / "part"), "-n", str(processes), "--threads", "1"], timeout=240
+    )
     assert resumed.returncode == 0, resumed.output
     assert "resuming" in resumed.output
     for a, b in zip(_weights(tmp_path / "full" / "model.keras"), _weights(tmp_path / "part" / "model.keras")):
@@ -191,9 +227,14 @@ def test_sigterm_to_one_worker_checkpoints_stops_all_and_resumes(data: Path, tmp
     print(f"SIGTERM to worker rank 2: exit {status} {seconds:.2f}s later")
     assert status == 128 + signal.SIGTERM, job.text()
     assert _gone_within(pids, STOP_LIMIT_S), job.text()
-    found = re.findall(r"mpilearn: interrupted by SIGTERM.*newest checkpoint \S*ckpt-(\d+); resume with: mpilearn train --resume "
-                       + re.escape(str(run_dir)), job.text())
-    assert len(found) == 1 and 2 <= int(found[0]) < 40, job.text()  # written at the next epoch end, not at --checkpoint-every's
+    found = re.findall(
+        r"mpilearn: interrupted by SIGTERM.*newest checkpoint \S*ckpt-(\d+); resume with: mpilearn train --resume "
+        + re.escape(str(run_dir)),
+        job.text(),
+    )
+    assert len(found) == 1 and 2 <= int(found[0]) < 40, (
+        job.text()
+    )  # written at the next epoch end, not at --checkpoint-every's
     assert "Traceback" not in job.text() and "mpilearn: error" not in job.text(), job.text()
     assert not (run_dir / "model.keras").exists()
 
@@ -210,8 +251,10 @@ def test_sigterm_to_one_worker_checkpoints_stops_all_and_resumes(data: Path, tmp
 def test_ctrl_c_stops_every_rank_without_mpich_alarm(data: Path, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the launcher's process group), allreduce, no
     checkpoints: stops within a step, exit 130, one line, no MPICH assert."""
-    job = Job(_train_args(data, tmp_path / "run", "-n", "2", "--algo", "allreduce", "--epochs", "50", "--batch", "8"),
-              tmp_path / "log")
+    job = Job(
+        _train_args(data, tmp_path / "run", "-n", "2", "--algo", "allreduce", "--epochs", "50", "--batch", "8"),
+        tmp_path / "log",
+    )
     pids = _rank_pids(job)
     job.wait_for(r"epoch 1/50")
     os.killpg(job.process.pid, signal.SIGINT)
@@ -227,9 +270,13 @@ def test_ctrl_c_stops_every_rank_without_mpich_alarm(data: Path, tmp_path: Path)
 def test_resume_errors(data: Path, tmp_path: Path) -> None:
     missing = run_cli(["train", "--resume", str(tmp_path / "nothing"), "-n", "2"], timeout=60)
     assert missing.returncode == 2 and "no checkpoint in" in missing.stderr
-    first = run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--checkpoint-every", "1"), timeout=120)
+    first = run_cli(
+        _train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--checkpoint-every", "1"), timeout=120
+    )
     assert first.returncode == 0, first.output
-    changed = run_cli(["train", "--resume", str(tmp_path / "run"), "-n", "2", "--epochs", "2", "--batch", "16"], timeout=60)
+    changed = run_cli(
+        ["train", "--resume", str(tmp_path / "run"), "-n", "2", "--epochs", "2", "--batch", "16"], timeout=60
+    )
     assert changed.returncode == 2 and "--batch 16 differs from the run's 32" in changed.stderr, changed.output
     state_file = next((tmp_path / "run" / "checkpoints").glob("ckpt-*")) / "state.json"
     state = json.loads(state_file.read_text())
@@ -245,12 +292,16 @@ def test_resume_errors(data: Path, tmp_path: Path) -> None:
 def test_a_rank_stuck_at_the_end_is_named_within_the_timeout(data: Path, tmp_path: Path) -> None:
     """MPILEARN_INJECT_FAULT=hang@2:end stops rank 2 after its training loop:
     no launcher notices; rank 0's bounded wait at the end names it."""
-    result = run_cli(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "1", "--timeout", "5"), timeout=240,
-                     env={"MPILEARN_INJECT_FAULT": "hang@2:end"})
+    result = run_cli(
+        _train_args(data, tmp_path / "run", "-n", "3", "--epochs", "1", "--timeout", "5"),
+        timeout=240,
+        env={"MPILEARN_INJECT_FAULT": "hang@2:end"},
+    )
     print(f"rank 2 stuck at the end, --timeout 5: exit {result.returncode} after {result.seconds:.1f}s")
     assert result.returncode != 0
-    assert re.search(r"mpilearn: error on rank 0 \(master\): rank 0 waited 5s for rank 2 in the end of training",
-                     result.output), result.output
+    assert re.search(
+        r"mpilearn: error on rank 0 \(master\): rank 0 waited 5s for rank 2 in the end of training", result.output
+    ), result.output
     assert result.output.count("mpilearn: error") == 1, result.output
 
 
@@ -261,12 +312,16 @@ def test_a_rank_failing_at_start_up_ends_the_job(data: Path, tmp_path: Path, fau
     (30 s, far below the 600 s start-up limit of old); a rank killed
     there ends the job through the launcher. The others beat meanwhile, so a
     slow start-up is no failure."""
-    result = run_cli(_train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--timeout", "5"), timeout=240,
-                     env={"MPILEARN_INJECT_FAULT": f"{fault}@1:start"})
+    result = run_cli(
+        _train_args(data, tmp_path / "run", "-n", "2", "--epochs", "1", "--timeout", "5"),
+        timeout=240,
+        env={"MPILEARN_INJECT_FAULT": f"{fault}@1:start"},
+    )
     print(f"rank 1 {fault} at start-up, --timeout 5: exit {result.returncode} after {result.seconds:.1f}s")
     assert result.returncode != 0 and f"injected fault {fault} on rank 1 at start" in result.output, result.output
     if fault == "hang":
-        assert re.search(r"mpilearn: error on rank 0 \(master\): rank 0 waited \d+s for rank 1 in .*: it is stuck",
-                         result.output), result.output
+        assert re.search(
+            r"mpilearn: error on rank 0 \(master\): rank 0 waited \d+s for rank 1 in .*: it is stuck", result.output
+        ), result.output
         assert result.output.count("mpilearn: error") == 1, result.output
     assert not (tmp_path / "run" / "model.keras").exists()

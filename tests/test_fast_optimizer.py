@@ -1,4 +1,5 @@
 """The master's fast optimizer path keeps the Keras optimizer's semantics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,9 +25,13 @@ def _pair(make_optimizer):
 
 @pytest.mark.parametrize(
     "make_optimizer",
-    [lambda: keras.optimizers.Adam(0.01), lambda: keras.optimizers.Adam(0.003, beta_1=0.8, epsilon=1e-4),
-     lambda: keras.optimizers.SGD(0.1), lambda: keras.optimizers.SGD(0.05, momentum=0.9),
-     lambda: keras.optimizers.SGD(0.7, momentum=0.9, nesterov=True)],
+    [
+        lambda: keras.optimizers.Adam(0.01),
+        lambda: keras.optimizers.Adam(0.003, beta_1=0.8, epsilon=1e-4),
+        lambda: keras.optimizers.SGD(0.1),
+        lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+        lambda: keras.optimizers.SGD(0.7, momentum=0.9, nesterov=True),
+    ],
     ids=["adam", "adam-custom", "sgd", "sgd-momentum", "sgd-nesterov"],
 )
 def test_fused_path_matches_keras_optimizer(make_optimizer) -> None:

@@ -1,6 +1,7 @@
 """What a new user meets first: the backend whatever the import order, data
 given as HDF5 paths and globs, a word when nothing is validated, a real
 `help(mpilearn.fit)`, the extras' one-line hints, and small print."""
+
 from __future__ import annotations
 
 import inspect
@@ -56,8 +57,9 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setitem(optional.EXTRAS, "report", ("no_such_plotting_module",))
     with pytest.raises(ConfigError) as caught:
         optional.require("report", "mpilearn report")
-    assert str(caught.value) == ("mpilearn report needs no_such_plotting_module, which is not installed: "
-                                 "pip install 'mpilearn[report]'")
+    assert str(caught.value) == (
+        "mpilearn report needs no_such_plotting_module, which is not installed: pip install 'mpilearn[report]'"
+    )
     lines = optional.extras_lines()
     assert "[report] mpilearn report: not installed: pip install 'mpilearn[report]'" in lines
     assert any(x.startswith("[torch] Keras backend: torch ") for x in lines)
@@ -79,8 +81,22 @@ def test_train_data_as_hdf5_paths_and_globs(small_data: Path, tmp_path: Path) ->
 
 def test_training_on_a_glob_without_validation_says_so_and_where_it_writes(small_data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = run_cli(["train", "--model", "mlp", "--train", str(small_data / "train_*.h5"), "--epochs", "1",
-                      "--batch", "32", "--run-dir", str(run_dir)], timeout=240)
+    result = run_cli(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--train",
+            str(small_data / "train_*.h5"),
+            "--epochs",
+            "1",
+            "--batch",
+            "32",
+            "--run-dir",
+            str(run_dir),
+        ],
+        timeout=240,
+    )
     assert result.returncode == 0, result.output
     assert f"writing to {run_dir}" in result.output
     assert "no validation data (--val LIST" in result.output

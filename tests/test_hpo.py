@@ -3,6 +3,7 @@
 Every search runs the tiny mlp (or the builder below) on 4 training files of
 64 events at 8x8x8 with one thread per rank, under a hard timeout.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,7 +98,10 @@ def test_space_table_becomes_optuna_distributions() -> None:
         ({"lr": 0.1}, r"\[lr\] must be a table with type"),
         ({"lr": {"low": 1, "high": 2}}, r"\[lr\] needs type = one of int, float, categorical; got None"),
         ({"lr": {"type": "real", "low": 1, "high": 2}}, "got 'real'"),
-        ({"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "lgo": True}}, "unknown key 'lgo'; allowed: type, low, high"),
+        (
+            {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "lgo": True}},
+            "unknown key 'lgo'; allowed: type, low, high",
+        ),
         ({"lr": {"type": "float", "high": 1e-2}}, r"\[lr\] needs low"),
         ({"lr": {"type": "float", "low": "small", "high": 1e-2}}, "low must be a finite number, got 'small'"),
         ({"lr": {"type": "float", "low": 1e-2, "high": 1e-4}}, "low 0.01 is greater than high 0.0001"),
@@ -111,8 +115,11 @@ def test_space_table_becomes_optuna_distributions() -> None:
         ({"o": {"type": "categorical", "choices": ["a", "a"]}}, "choices repeat a value"),
         ({"o": {"type": "categorical", "choices": [[1, 2]]}}, "must be a number, a string, a boolean or null"),
         ({"o": {"type": "categorical", "choices": ["a"], "low": 1}}, "takes choices, not 'low'"),
-        ({"u": {"type": "int", "low": 1, "high": 2, "choices": [1]}}, "choices belong to type = \"categorical\""),
-        ({"sync-every": {"type": "int", "low": 1, "high": 2}, "sync_every": {"type": "int", "low": 1, "high": 2}}, "appears twice"),
+        ({"u": {"type": "int", "low": 1, "high": 2, "choices": [1]}}, 'choices belong to type = "categorical"'),
+        (
+            {"sync-every": {"type": "int", "low": 1, "high": 2}, "sync_every": {"type": "int", "low": 1, "high": 2}},
+            "appears twice",
+        ),
         ({"num_classes": {"type": "int", "low": 1, "high": 2}}, "set from the data"),
     ],
 )
@@ -126,7 +133,9 @@ def test_space_files_toml_and_yaml(tmp_path: Path) -> None:
     toml = tmp_path / "space.toml"
     toml.write_text(SPACE_TOML)
     yaml = tmp_path / "space.yaml"
-    yaml.write_text("lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\nunits: {type: int, low: 8, high: 32, step: 8}\n")
+    yaml.write_text(
+        "lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\nunits: {type: int, low: 8, high: 32, step: 8}\n"
+    )
     assert read_space_file(str(toml)) == read_space_file(str(yaml))
     broken = tmp_path / "broken.toml"
     broken.write_text("[lr\ntype = 1")
@@ -140,21 +149,33 @@ def test_space_files_toml_and_yaml(tmp_path: Path) -> None:
 
 
 def test_space_names_must_be_options_or_builder_arguments(tmp_path: Path) -> None:
-    good = SearchSpace("s.toml", distributions=parse_space(
-        {"units": {"type": "int", "low": 8, "high": 16}, "lr": {"type": "float", "low": 1e-3, "high": 1e-2}}, "s.toml"))
+    good = SearchSpace(
+        "s.toml",
+        distributions=parse_space(
+            {"units": {"type": "int", "low": 8, "high": 16}, "lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
+            "s.toml",
+        ),
+    )
     check_space(good, _base().replace(model=_base().model.__class__(spec="mlp")))
     typo = SearchSpace("s.toml", distributions=parse_space({"unitz": {"type": "int", "low": 8, "high": 16}}, "s.toml"))
-    with pytest.raises(ConfigError, match=r"'unitz' is neither a training option .* nor an argument of built-in model 'mlp' "
-                                          r"\(it takes dropout, layers_count, units\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'unitz' is neither a training option .* nor an argument of built-in model 'mlp' "
+        r"\(it takes dropout, layers_count, units\)",
+    ):
         check_space(typo, _base().replace(model=_base().model.__class__(spec="mlp")))
-    bad_bound = SearchSpace("s.toml", distributions=parse_space({"batch": {"type": "int", "low": 0, "high": 64}}, "s.toml"))
+    bad_bound = SearchSpace(
+        "s.toml", distributions=parse_space({"batch": {"type": "int", "low": 0, "high": 64}}, "s.toml")
+    )
     with pytest.raises(ConfigError, match=r"\[batch\] allows 0, which fails: --batch must be a positive integer"):
         check_space(bad_bound, _base())
 
 
 def test_search_space_function_from_the_model_file(tmp_path: Path) -> None:
     model = tmp_path / "model.py"
-    model.write_text(MODEL_PY + "\n\ndef search_space(trial):\n    return {'width': trial.suggest_int('width', 4, 8)}\n")
+    model.write_text(
+        MODEL_PY + "\n\ndef search_space(trial):\n    return {'width': trial.suggest_int('width', 4, 8)}\n"
+    )
     space = load_space("", f"{model}:build")
     assert space.function is not None and space.source.endswith("model.py:search_space")
     study = optuna.create_study()
@@ -167,7 +188,9 @@ def test_search_space_function_from_the_model_file(tmp_path: Path) -> None:
 
 def test_settings_set_training_options_and_builder_arguments() -> None:
     base = _base()
-    config = apply_settings(base, {"lr": 0.01, "batch": 64.0, "optimizer": "sgd", "sync_every": 3, "epochs": 2, "units": 16})
+    config = apply_settings(
+        base, {"lr": 0.01, "batch": 64.0, "optimizer": "sgd", "sync_every": 3, "epochs": 2, "units": 16}
+    )
     assert config.model.learning_rate == 0.01 and config.model.optimizer == "sgd"
     assert config.data.batch_size == 64 and isinstance(config.data.batch_size, int)
     assert config.algorithm.sync_every == 3 and config.epochs == 2
@@ -225,9 +248,16 @@ def test_every_sampler_proposes_points_of_a_file_space(sampler: str) -> None:
 
     search = SearchConfig(run=_base(), sampler=sampler, sampler_startup_trials=2, population=2, pruner="hyperband")
     study = optuna.create_study(sampler=make_sampler(search, seed=0), pruner=make_pruner(search, epochs_tuned=False))
-    space = SearchSpace("s.toml", distributions=parse_space(
-        {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}, "units": {"type": "int", "low": 8, "high": 64}},
-        "s.toml"))
+    space = SearchSpace(
+        "s.toml",
+        distributions=parse_space(
+            {
+                "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                "units": {"type": "int", "low": 8, "high": 64},
+            },
+            "s.toml",
+        ),
+    )
     for _ in range(4):
         trial, settings = space.sample(study)
         assert 1e-4 <= settings["lr"] <= 1e-2 and 8 <= settings["units"] <= 64
@@ -249,8 +279,18 @@ def space_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _search_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["optimize", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-            "--threads", "1", "--run-dir", str(run_dir), *extra]
+    return [
+        "optimize",
+        "--train",
+        str(data / "train.txt"),
+        "--val",
+        str(data / "val.txt"),
+        "--threads",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def _study(run_dir: Path) -> optuna.Study:
@@ -259,9 +299,27 @@ def _study(run_dir: Path) -> optuna.Study:
 
 def test_two_blocks_of_three_record_every_trial(data: Path, space_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
-    result = run_cli(_search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "7",
-                                  "--block-size", "3", "--trials", "4", "--epochs", "1", "--metric", "val_accuracy"),
-                     timeout=150)
+    result = run_cli(
+        _search_args(
+            data,
+            run_dir,
+            "--model",
+            "mlp",
+            "--space",
+            str(space_file),
+            "-n",
+            "7",
+            "--block-size",
+            "3",
+            "--trials",
+            "4",
+            "--epochs",
+            "1",
+            "--metric",
+            "val_accuracy",
+        ),
+        timeout=150,
+    )
     assert result.returncode == 0, result.output
     assert "2 blocks of 3 (ranks 1-3, 4-6)" in result.stdout
     trials = _study(run_dir).trials
@@ -281,14 +339,31 @@ def test_failed_and_pruned_trials_do_not_stop_the_search(data: Path, tmp_path: P
     model = tmp_path / "model.py"
     model.write_text(MODEL_PY)
     run_dir = tmp_path / "search"
-    args = _search_args(data, run_dir, "--model", f"{model}:build", "--space", f"{model}:mixed", "-n", "2",
-                        "--trials", "5", "--epochs", "2", "--pruner", "median", "--pruner-startup-trials", "1")
+    args = _search_args(
+        data,
+        run_dir,
+        "--model",
+        f"{model}:build",
+        "--space",
+        f"{model}:mixed",
+        "-n",
+        "2",
+        "--trials",
+        "5",
+        "--epochs",
+        "2",
+        "--pruner",
+        "median",
+        "--pruner-startup-trials",
+        "1",
+    )
     result = run_cli(args, timeout=120)
     assert result.returncode == 0, result.output
     trials = _study(run_dir).trials
     states = [t.state for t in trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE], \
-        [(t.number, t.state, t.intermediate_values, t.user_attrs) for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE], [
+        (t.number, t.state, t.intermediate_values, t.user_attrs) for t in trials
+    ]
     assert "width 13 is refused on purpose" in trials[1].user_attrs["error"]
     assert "is nan after epoch 1" in trials[3].user_attrs["error"]
     assert not trials[3].intermediate_values  # stopped at its first validation, never reported
@@ -302,10 +377,31 @@ def test_failed_and_pruned_trials_do_not_stop_the_search(data: Path, tmp_path: P
 
 def test_kfold_search_records_mean_and_spread(data: Path, space_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
-    result = run_cli(_search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "3",
-                                  "--block-size", "2", "--n-fold", "2", "--trials", "2", "--epochs", "2",
-                                  "--pruner", "median", "--pruner-startup-trials", "5"),
-                     timeout=150)
+    result = run_cli(
+        _search_args(
+            data,
+            run_dir,
+            "--model",
+            "mlp",
+            "--space",
+            str(space_file),
+            "-n",
+            "3",
+            "--block-size",
+            "2",
+            "--n-fold",
+            "2",
+            "--trials",
+            "2",
+            "--epochs",
+            "2",
+            "--pruner",
+            "median",
+            "--pruner-startup-trials",
+            "5",
+        ),
+        timeout=150,
+    )
     assert "1 block of 2 (ranks 1-2), each split into 2 folds of 1" in result.stdout, result.output
     assert result.returncode == 0, result.output
     trials = _study(run_dir).trials
@@ -315,10 +411,14 @@ def test_kfold_search_records_mean_and_spread(data: Path, space_file: Path, tmp_
         assert len(folds) == 2
         assert t.value == pytest.approx(sum(folds) / 2)
         assert t.user_attrs["fold_std"] == pytest.approx(abs(folds[0] - folds[1]) / 2)
-        histories = [json.loads((run_dir / "trials" / f"{t.number:04d}" / f"fold-{k}" / "history.json").read_text())
-                     for k in range(2)]
+        histories = [
+            json.loads((run_dir / "trials" / f"{t.number:04d}" / f"fold-{k}" / "history.json").read_text())
+            for k in range(2)
+        ]
         for epoch in (1, 2):  # each epoch reported for pruning is the mean over the folds
-            assert t.intermediate_values[epoch] == pytest.approx(sum(h["epochs"][epoch - 1]["val_loss"] for h in histories) / 2)
+            assert t.intermediate_values[epoch] == pytest.approx(
+                sum(h["epochs"][epoch - 1]["val_loss"] for h in histories) / 2
+            )
 
 
 def _finished(db: Path) -> int:
@@ -343,20 +443,41 @@ def _cmdline_has(proc: Path, marker: str) -> bool:
 
 
 @pytest.mark.timeout(900)  # three searches of 3 Keras ranks on a loaded 2-core machine
-def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: Path, space_file: Path, tmp_path: Path) -> None:
+def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(
+    data: Path, space_file: Path, tmp_path: Path
+) -> None:
     """SIGTERM to the launcher after one trial: the search stops cleanly (143,
     how to resume), the running trial does not count. Resumed with a block
     rank that hangs: the coordinator names it, every rank is gone, and the
     trials it left running are recovered. Resumed again: --trials results."""
     run_dir = tmp_path / "search"
-    args = _search_args(data, run_dir, "--model", "mlp", "--space", str(space_file), "-n", "3", "--block-size", "1",
-                        "--trials", "6", "--epochs", "3")
+    args = _search_args(
+        data,
+        run_dir,
+        "--model",
+        "mlp",
+        "--space",
+        str(space_file),
+        "-n",
+        "3",
+        "--block-size",
+        "1",
+        "--trials",
+        "6",
+        "--epochs",
+        "3",
+    )
     env = dict(os.environ)
     env.pop("MPILEARN_LAUNCHED", None)
     log = tmp_path / "first.log"
     with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "mpilearn", *args], stdout=sink, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mpilearn", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300  # 3 ranks importing Keras on a loaded 2-core machine
         while _finished(run_dir / "study.db") < 1:
@@ -370,8 +491,11 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
             os.killpg(process.pid, signal.SIGKILL)
     output = log.read_text()
     assert process.returncode == 128 + signal.SIGTERM, output
-    assert re.search(r"mpilearn: search interrupted by SIGTERM after \d+ of 6 trials.*resume with: the same mpilearn "
-                     r"optimize command and --resume " + re.escape(str(run_dir)), output), output
+    assert re.search(
+        r"mpilearn: search interrupted by SIGTERM after \d+ of 6 trials.*resume with: the same mpilearn "
+        r"optimize command and --resume " + re.escape(str(run_dir)),
+        output,
+    ), output
     assert "mpilearn: error" not in output and "Traceback" not in output, output
     assert not _ranks_of(str(run_dir)), "a rank outlived the stopped search"
     before = {t.number: t for t in _study(run_dir).trials}
@@ -380,11 +504,12 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
     assert kept and len(kept) < 6 and all(t.state is not TrialState.RUNNING for t in before.values()), before
 
     resume = [*args, "--resume"]
-    stuck = run_cli([*resume, "--timeout", "5"], timeout=300,
-                    env={"MPILEARN_INJECT_FAULT": "hang@2:start"})
+    stuck = run_cli([*resume, "--timeout", "5"], timeout=300, env={"MPILEARN_INJECT_FAULT": "hang@2:start"})
     print(f"search with block rank 2 stuck: exit {stuck.returncode} after {stuck.seconds:.1f}s")
     assert stuck.returncode != 0
-    assert re.search(r"mpilearn: error on rank 0 \(coordinator\): .*rank 2\b.*stuck, stopped or has exited", stuck.output), stuck.output
+    assert re.search(
+        r"mpilearn: error on rank 0 \(coordinator\): .*rank 2\b.*stuck, stopped or has exited", stuck.output
+    ), stuck.output
     assert stuck.output.count("mpilearn: error") == 1, stuck.output
     assert not _ranks_of(str(run_dir)), "a rank outlived the failed search"
     interrupted |= {t.number for t in _study(run_dir).trials if t.state is TrialState.RUNNING}
@@ -403,8 +528,9 @@ def test_interrupted_and_stuck_searches_resume_without_loss_or_duplicate(data: P
 
 
 def test_layout_errors_end_every_rank_once(data: Path, space_file: Path, tmp_path: Path) -> None:
-    args = _search_args(data, tmp_path / "search", "--model", "mlp", "--space", str(space_file), "--trials", "2",
-                        "--block-size", "2")
+    args = _search_args(
+        data, tmp_path / "search", "--model", "mlp", "--space", str(space_file), "--trials", "2", "--block-size", "2"
+    )
     before_launch = run_cli([*args, "-n", "4"], timeout=60)
     assert before_launch.returncode == 2
     assert "--block-size 2 does not divide the 3 training ranks" in before_launch.stderr
@@ -413,9 +539,29 @@ def test_layout_errors_end_every_rank_once(data: Path, space_file: Path, tmp_pat
     assert under_mpi.stderr.count("--block-size 2 does not divide the 3 training ranks") == 1, under_mpi.output
 
 
-def test_print_config_shows_the_resolved_search_without_running_it(data: Path, space_file: Path, tmp_path: Path) -> None:
-    result = run_cli(_search_args(data, tmp_path / "search", "--model", "mlp", "--space", str(space_file), "-n", "7",
-                                  "--block-size", "3", "--trials", "4", "--lr", "0.003", "--print-config"), timeout=60)
+def test_print_config_shows_the_resolved_search_without_running_it(
+    data: Path, space_file: Path, tmp_path: Path
+) -> None:
+    result = run_cli(
+        _search_args(
+            data,
+            tmp_path / "search",
+            "--model",
+            "mlp",
+            "--space",
+            str(space_file),
+            "-n",
+            "7",
+            "--block-size",
+            "3",
+            "--trials",
+            "4",
+            "--lr",
+            "0.003",
+            "--print-config",
+        ),
+        timeout=60,
+    )
     assert result.returncode == 0, result.output
     resolved = json.loads(result.stdout)
     assert resolved["trials"] == 4 and resolved["block_size"] == 3

@@ -2,6 +2,7 @@
 counting imports inside functions too (a cycle there is still a cycle: the
 two modules cannot be read, tested or moved one without the other), but not
 imports for annotations only (`if TYPE_CHECKING:`)."""
+
 from __future__ import annotations
 
 import ast
@@ -58,7 +59,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
         path.append(module)
         for other in sorted(graph[module]):
             if state.get(other) == 1:
-                return path[path.index(other):] + [other]
+                return path[path.index(other) :] + [other]
             if other not in state and (found := visit(other)):
                 return found
         state[module] = 2

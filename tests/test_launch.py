@@ -2,6 +2,7 @@
 implementation needs, host lists, and the world-of-one refusal. Pure
 functions here; the real launchers run in test_openmpi, test_slurm and
 test_multihost."""
+
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,20 @@ import pytest
 
 from mpilearn.cli.launch_options import without_launch_options
 from mpilearn.errors import ConfigError
-from mpilearn.launch import INTEL_MPI, MPICH, OPEN_MPI, UNKNOWN, Host, Launcher, detect, find_mpiexec, identify, launch_argv, parse_hosts, read_hostfile
+from mpilearn.launch import (
+    INTEL_MPI,
+    MPICH,
+    OPEN_MPI,
+    UNKNOWN,
+    Host,
+    Launcher,
+    detect,
+    find_mpiexec,
+    identify,
+    launch_argv,
+    parse_hosts,
+    read_hostfile,
+)
 from mpilearn.world_check import world_of_one_problem
 
 HYDRA_VERSION = """HYDRA build details:
@@ -22,12 +36,15 @@ OPEN_MPI_VERSION = "mpiexec (Open MPI) 5.0.11\n\nReport bugs to https://www.open
 INTEL_VERSION = "Intel(R) MPI Library for Linux* OS, Version 2021.13 Build 20240701 (id: 8f5b3b4)\nCopyright 2003-2024, Intel Corporation.\n"
 
 
-@pytest.mark.parametrize("text, expected", [
-    (HYDRA_VERSION, (MPICH, "5.0.2")),
-    (OPEN_MPI_VERSION, (OPEN_MPI, "5.0.11")),
-    (INTEL_VERSION, (INTEL_MPI, "2021.13")),
-    ("srun: unrecognized option\n", (UNKNOWN, "")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (HYDRA_VERSION, (MPICH, "5.0.2")),
+        (OPEN_MPI_VERSION, (OPEN_MPI, "5.0.11")),
+        (INTEL_VERSION, (INTEL_MPI, "2021.13")),
+        ("srun: unrecognized option\n", (UNKNOWN, "")),
+    ],
+)
 def test_identify_the_mpi_of_an_mpiexec(text: str, expected: tuple[str, str]) -> None:
     assert identify(text) == expected
 
@@ -53,7 +70,9 @@ def test_open_mpi_gets_oversubscribe_root_and_hosts_only_when_needed() -> None:
 
 def test_hydra_and_intel_host_lists() -> None:
     hosts = [Host("a", 2), Host("b", 1)]
-    argv, notes = launch_argv(Launcher("m", MPICH, "5"), 5, COMMAND, hosts=hosts, is_root=True, cores=2, variables=["X"])
+    argv, notes = launch_argv(
+        Launcher("m", MPICH, "5"), 5, COMMAND, hosts=hosts, is_root=True, cores=2, variables=["X"]
+    )
     assert argv == ["m", "-n", "5", "-hosts", "a:2,b:1", *COMMAND] and not notes  # hydra shares cores without a flag
     argv, _ = launch_argv(Launcher("i", INTEL_MPI, "2021"), 3, COMMAND, hosts=hosts, hostfile="/tmp/h")
     assert argv == ["i", "-n", "3", "-machinefile", "/tmp/h", *COMMAND]
@@ -73,7 +92,20 @@ def test_host_lists_and_hostfiles(tmp_path: Path) -> None:
 
 
 def test_launch_options_stay_with_the_launcher() -> None:
-    argv = ["--model", "mlp", "-n", "4", "--hosts", "a:2,b:2", "--mpiexec=/x/mpiexec", "--hostfile", "f", "-n3", "--epochs", "1"]
+    argv = [
+        "--model",
+        "mlp",
+        "-n",
+        "4",
+        "--hosts",
+        "a:2,b:2",
+        "--mpiexec=/x/mpiexec",
+        "--hostfile",
+        "f",
+        "-n3",
+        "--epochs",
+        "1",
+    ]
     assert without_launch_options(argv) == ["--model", "mlp", "--epochs", "1"]
 
 
@@ -81,24 +113,30 @@ MPICH_LIBRARY = "MPICH Version:      5.0.2\nMPICH Release date: ..."
 OPEN_MPI_LIBRARY = "Open MPI v5.0.11, package: Open MPI user Distribution"
 
 
-@pytest.mark.parametrize("environ, library, fix", [
-    ({"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "3", "SLURM_NTASKS": "3"}, MPICH_LIBRARY, "srun --mpi=pmi2"),
-    ({"OMPI_COMM_WORLD_SIZE": "3"}, MPICH_LIBRARY, "mpi4py loaded MPICH"),
-    ({"PMI_SIZE": "4"}, OPEN_MPI_LIBRARY, "mpi4py loaded Open MPI"),
-    ({"PMI_SIZE": "2", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2"}, OPEN_MPI_LIBRARY, "srun --mpi=pmix"),
-])
+@pytest.mark.parametrize(
+    "environ, library, fix",
+    [
+        ({"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "3", "SLURM_NTASKS": "3"}, MPICH_LIBRARY, "srun --mpi=pmi2"),
+        ({"OMPI_COMM_WORLD_SIZE": "3"}, MPICH_LIBRARY, "mpi4py loaded MPICH"),
+        ({"PMI_SIZE": "4"}, OPEN_MPI_LIBRARY, "mpi4py loaded Open MPI"),
+        ({"PMI_SIZE": "2", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2"}, OPEN_MPI_LIBRARY, "srun --mpi=pmix"),
+    ],
+)
 def test_a_world_of_one_under_a_launcher_of_several_is_explained(environ: dict, library: str, fix: str) -> None:
     problem = world_of_one_problem(1, library, environ)
     assert problem is not None and fix in problem and "\n" not in problem
 
 
-@pytest.mark.parametrize("world, environ", [
-    (1, {}),  # no launcher
-    (1, {"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"}),  # a real 1-task step
-    (1, {"SLURM_NTASKS": "3", "SLURM_PROCID": "0"}),  # a batch script of a 3-task job, before srun
-    (1, {"PMI_SIZE": "1", "SLURM_STEP_NUM_TASKS": "2"}),  # hydra under SLURM: the PMI size counts, not the proxies
-    (3, {"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "3", "PMI_SIZE": "3"}),
-])
+@pytest.mark.parametrize(
+    "world, environ",
+    [
+        (1, {}),  # no launcher
+        (1, {"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"}),  # a real 1-task step
+        (1, {"SLURM_NTASKS": "3", "SLURM_PROCID": "0"}),  # a batch script of a 3-task job, before srun
+        (1, {"PMI_SIZE": "1", "SLURM_STEP_NUM_TASKS": "2"}),  # hydra under SLURM: the PMI size counts, not the proxies
+        (3, {"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "3", "PMI_SIZE": "3"}),
+    ],
+)
 def test_agreeing_worlds_pass(world: int, environ: dict) -> None:
     assert world_of_one_problem(world, MPICH_LIBRARY, environ) is None
 

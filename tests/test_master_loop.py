@@ -2,6 +2,7 @@
 and a real Keras model on rank 0 of an in-process communicator; the test
 plays both workers, message by message, so staleness, drops, epoch ends and
 stops are exactly known."""
+
 from __future__ import annotations
 
 import threading
@@ -36,8 +37,13 @@ class Master:
         from mpilearn.roles.validator import InlineValidator
         from mpilearn.roles.watchdog import Watchdog
 
-        self.config = RunConfig(data=DataConfig(batch_size=8, shard="samples"), algorithm=AlgorithmConfig(**algorithm), epochs=2,
-                                run_dir=str(tmp_path), progress="lines")
+        self.config = RunConfig(
+            data=DataConfig(batch_size=8, shard="samples"),
+            algorithm=AlgorithmConfig(**algorithm),
+            epochs=2,
+            run_dir=str(tmp_path),
+            progress="lines",
+        )
         rng = np.random.default_rng(0)
         x, y = rng.normal(size=(SAMPLES, 3)).astype("float32"), rng.normal(size=(SAMPLES, 1)).astype("float32")
         keras.utils.set_random_seed(0)
@@ -49,12 +55,28 @@ class Master:
         self.history = History(self.config.to_dict())
         timeline = Timeline(0, "master", False)
         workload = Workload(self.config, ArraySource(x, y), topology)
-        lead = supervisor.build(self.config, self.history, self.backend, workload, timeline,
-                                InlineValidator(model, ValidationReader(ArraySource(x, y), validation_pieces([SAMPLES], 1, 0), 8, 0)), Checkpointer(self.config, self.backend, self.history,
-                                                                                timeline, tmp_path),
-                                user_hook=user_hook)
-        self.job = Job(self.config, self.comms[0], topology, self.backend, workload, self.history, timeline,
-                       Watchdog(30.0), None, lead)
+        lead = supervisor.build(
+            self.config,
+            self.history,
+            self.backend,
+            workload,
+            timeline,
+            InlineValidator(model, ValidationReader(ArraySource(x, y), validation_pieces([SAMPLES], 1, 0), 8, 0)),
+            Checkpointer(self.config, self.backend, self.history, timeline, tmp_path),
+            user_hook=user_hook,
+        )
+        self.job = Job(
+            self.config,
+            self.comms[0],
+            topology,
+            self.backend,
+            workload,
+            self.history,
+            timeline,
+            Watchdog(30.0),
+            None,
+            lead,
+        )
         self.weights = np.empty(self.backend.layout.size, dtype=np.float32)
         self.backend.get_weights(self.weights)
         self.error: BaseException | None = None
@@ -149,8 +171,11 @@ def test_a_stop_after_an_epoch_answers_every_worker_stop(tmp_path: Path, name: s
         if name == "sync":  # one round: both updates, averaged
             replies = _round(master, [(1, 0, 1.0), (2, 0, 3.0)], end=True)
             assert [r[:2] for r in replies] == [(Tag.WEIGHTS, 1), (Tag.WEIGHTS, 1)]
-            np.testing.assert_allclose(replies[0][2][: master.backend.layout.num_trainable],
-                                       master.weights[: master.backend.layout.num_trainable] - LR * 2.0, rtol=1e-6)
+            np.testing.assert_allclose(
+                replies[0][2][: master.backend.layout.num_trainable],
+                master.weights[: master.backend.layout.num_trainable] - LR * 2.0,
+                rtol=1e-6,
+            )
             assert [r[:2] for r in _round(master, [(1, 1, 0.0), (2, 1, 0.0)])] == [(Tag.STOP, 2), (Tag.STOP, 2)]
         else:
             assert master.exchange(1, 0, end=True)[0] == Tag.WEIGHTS
@@ -166,8 +191,12 @@ def test_a_stop_after_an_epoch_answers_every_worker_stop(tmp_path: Path, name: s
 def _round(master: Master, updates, end: bool = False):
     """A synchronous round: every worker's update in flight together."""
     results: dict[int, tuple] = {}
-    threads = [threading.Thread(target=lambda w=w, b=b, g=g: results.__setitem__(w, master.exchange(w, b, end=end, gradient=g)))
-               for w, b, g in updates]
+    threads = [
+        threading.Thread(
+            target=lambda w=w, b=b, g=g: results.__setitem__(w, master.exchange(w, b, end=end, gradient=g))
+        )
+        for w, b, g in updates
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

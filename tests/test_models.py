@@ -1,4 +1,5 @@
 """Models from outside the project: keras.applications, .keras and JSON files with custom objects."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import run_cli, run_mpi
 
-CUSTOM = '''
+CUSTOM = """
 import keras
 
 @keras.saving.register_keras_serializable(package="user")
@@ -28,7 +29,7 @@ def build(input_shape, num_classes):
     inputs = keras.Input(input_shape)
     x = Scale(0.5)(keras.layers.Flatten()(inputs))
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
-'''
+"""
 
 
 @pytest.mark.parametrize("kind", ["keras", "json"])
@@ -49,16 +50,32 @@ def test_saved_models_with_custom_layers(small_data: Path, tmp_path: Path, kind:
     finally:
         sys.path.remove(str(tmp_path))
     result = run_cli(
-        ["train", "--model", str(path), "--custom-objects", str(tmp_path / "custom.py"), "--train",
-         str(small_data / "train.txt"), "--val", str(small_data / "val.txt"), "--epochs", "1", "-n", "2",
-         "--threads", "1", "--run-dir", str(tmp_path / "run")],
+        [
+            "train",
+            "--model",
+            str(path),
+            "--custom-objects",
+            str(tmp_path / "custom.py"),
+            "--train",
+            str(small_data / "train.txt"),
+            "--val",
+            str(small_data / "val.txt"),
+            "--epochs",
+            "1",
+            "-n",
+            "2",
+            "--threads",
+            "1",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
         timeout=180,
     )
     assert result.returncode == 0, result.output
     assert json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]
 
 
-APPLICATION = '''
+APPLICATION = """
 import sys
 import numpy as np, keras, mpilearn
 rng = np.random.default_rng(0)
@@ -69,7 +86,7 @@ model = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 history = mpilearn.fit(model, (x, y), validation=(x[:16], y[:16]), epochs=1, batch_size=8, run_dir=sys.argv[1])
 print("RESULT", history["samples_seen"])
-'''
+"""
 
 
 def test_keras_applications_model_trains(tmp_path: Path) -> None:
@@ -85,9 +102,25 @@ def test_keras_applications_model_trains(tmp_path: Path) -> None:
 def test_gan_with_its_own_train_step_trains_through_weight_deltas(small_data: Path, tmp_path: Path, algo: str) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "calo_gan.py"
     result = run_cli(
-        ["train", "--model", f"{example}:build", "--train", str(small_data / "train.txt"), "--val",
-         str(small_data / "val.txt"), "--epochs", "1", "-n", "2", "--threads", "1", "--algo", algo,
-         "--run-dir", str(tmp_path / "run")],
+        [
+            "train",
+            "--model",
+            f"{example}:build",
+            "--train",
+            str(small_data / "train.txt"),
+            "--val",
+            str(small_data / "val.txt"),
+            "--epochs",
+            "1",
+            "-n",
+            "2",
+            "--threads",
+            "1",
+            "--algo",
+            algo,
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
         timeout=240,
     )
     assert result.returncode == 0, result.output
@@ -111,7 +144,23 @@ def test_gan_with_its_own_train_step_trains_through_weight_deltas(small_data: Pa
 
 def test_gan_refuses_gradient_only_algorithms(small_data: Path, tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "calo_gan.py"
-    result = run_cli(["train", "--model", f"{example}:build", "--train", str(small_data / "train.txt"), "--epochs", "1",
-                      "-n", "3", "--algo", "sync", "--run-dir", str(tmp_path / "run")], timeout=120)
+    result = run_cli(
+        [
+            "train",
+            "--model",
+            f"{example}:build",
+            "--train",
+            str(small_data / "train.txt"),
+            "--epochs",
+            "1",
+            "-n",
+            "3",
+            "--algo",
+            "sync",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "trains through its own train_step" in result.stderr and result.output.count("mpilearn: error") == 1

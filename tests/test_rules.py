@@ -1,4 +1,5 @@
 """Update rules against values computed by hand."""
+
 from __future__ import annotations
 
 import math
@@ -136,9 +137,19 @@ def test_sharded_server_layout_and_slices() -> None:
     from mpilearn.roles.shards import gather_slice, scatter_slice, shard_ranges, slice_layout
 
     sharded = Topology(6, servers=3)
-    assert [sharded.role(r) for r in range(6)] == [Role.MASTER, Role.SERVER, Role.SERVER, Role.WORKER, Role.WORKER, Role.WORKER]
+    assert [sharded.role(r) for r in range(6)] == [
+        Role.MASTER,
+        Role.SERVER,
+        Role.SERVER,
+        Role.WORKER,
+        Role.WORKER,
+        Role.WORKER,
+    ]
     assert sharded.server_ranks == (0, 1, 2) and sharded.workers == (3, 4, 5) and sharded.children(2) == (3, 4, 5)
-    for args, message in (((3,), "--servers 3 needs more than 3 processes"), ((4, 2), "does not combine with --masters 2")):
+    for args, message in (
+        ((3,), "--servers 3 needs more than 3 processes"),
+        ((4, 2), "does not combine with --masters 2"),
+    ):
         with pytest.raises(ConfigError, match=message):
             Topology(args[0], masters=args[1] if len(args) > 1 else 1, servers=3 if len(args) == 1 else 2)
     # Each server gets a share of the trainable part and of the layer state; the slices cover the vector once.

@@ -1,5 +1,6 @@
 """DiLoCo and sharded parameter servers on real ranks, against a single
 process and a single server."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def three_servers(scale_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return run_dir, _train(scale_data, run_dir, 5, "--algo", "sync", "--servers", "3", "--epochs", "2")
 
 
-def test_sharded_servers_give_the_weights_of_one_server(scale_data: Path, three_servers: tuple[Path, dict],
-                                                        tmp_path: Path) -> None:
+def test_sharded_servers_give_the_weights_of_one_server(
+    scale_data: Path, three_servers: tuple[Path, dict], tmp_path: Path
+) -> None:
     one = _train(scale_data, tmp_path / "one", 3, "--algo", "sync", "--epochs", "2")
     three_dir, three = three_servers
     assert three["updates"] == one["updates"] > 0 and three["samples_seen"] == one["samples_seen"]
@@ -46,19 +48,26 @@ def test_sharded_servers_give_the_weights_of_one_server(scale_data: Path, three_
     assert three["epochs"][-1]["val_loss"] == pytest.approx(one["epochs"][-1]["val_loss"], rel=1e-5)
 
 
-def test_sharded_checkpoint_resumes_exactly_on_other_servers(scale_data: Path, three_servers: tuple[Path, dict],
-                                                             tmp_path: Path) -> None:
+def test_sharded_checkpoint_resumes_exactly_on_other_servers(
+    scale_data: Path, three_servers: tuple[Path, dict], tmp_path: Path
+) -> None:
     """Checkpoints keep every slice's Adam state: 1 epoch on 3 servers, resumed on 2, ends with the weights
     of the uninterrupted run."""
-    _train(scale_data, tmp_path / "part", 5, "--algo", "sync", "--servers", "3", "--epochs", "1", "--checkpoint-every", "1")
-    resumed = run_cli(["train", "--resume", str(tmp_path / "part"), "-n", "4", "--servers", "2", "--threads", "1",
-                       "--epochs", "2"], timeout=300)
+    _train(
+        scale_data, tmp_path / "part", 5, "--algo", "sync", "--servers", "3", "--epochs", "1", "--checkpoint-every", "1"
+    )
+    resumed = run_cli(
+        ["train", "--resume", str(tmp_path / "part"), "-n", "4", "--servers", "2", "--threads", "1", "--epochs", "2"],
+        timeout=300,
+    )
     assert resumed.returncode == 0 and "resuming" in resumed.output, resumed.output
     for got, want in zip(_weights(tmp_path / "part"), _weights(three_servers[0])):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     part = json.loads((tmp_path / "part" / "history.json").read_text())
     want_rows = three_servers[1]["epochs"]
-    assert [row["train_loss"] for row in part["epochs"]] == pytest.approx([row["train_loss"] for row in want_rows], rel=1e-6)
+    assert [row["train_loss"] for row in part["epochs"]] == pytest.approx(
+        [row["train_loss"] for row in want_rows], rel=1e-6
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +77,22 @@ def solo(scale_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 # (form, H, master steps in 4 epochs): 2 workers x 8 batches an epoch; downpour makes 16 an epoch.
 @pytest.mark.parametrize("form, inner_steps, updates", [(["--synchronous"], 8, 4), ([], 4, 16)], ids=["sync", "async"])
-def test_diloco_learns_like_one_process_with_h_times_fewer_exchanges(scale_data: Path, solo: dict, tmp_path: Path,
-                                                                    form: list[str], inner_steps: int, updates: int) -> None:
+def test_diloco_learns_like_one_process_with_h_times_fewer_exchanges(
+    scale_data: Path, solo: dict, tmp_path: Path, form: list[str], inner_steps: int, updates: int
+) -> None:
     """H sized for this small data set; the other options at their defaults."""
-    diloco = _train(scale_data, tmp_path / "diloco", 3, "--algo", "diloco", "--inner-steps", str(inner_steps),
-                    "--epochs", "4", *form)
+    diloco = _train(
+        scale_data,
+        tmp_path / "diloco",
+        3,
+        "--algo",
+        "diloco",
+        "--inner-steps",
+        str(inner_steps),
+        "--epochs",
+        "4",
+        *form,
+    )
     best = max(row["val_accuracy"] for row in diloco["epochs"])
     assert best >= max(row["val_accuracy"] for row in solo["epochs"]) - ACCURACY_MARGIN
     assert diloco["updates"] == updates  # sync: rounds of both workers; async: one step per exchange

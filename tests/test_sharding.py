@@ -1,4 +1,5 @@
 """Sharding arithmetic: every sample read by exactly one worker per epoch."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 configured in a temporary directory): `srun --mpi=pmi2` trains, `srun
 --mpi=none` (a world of one per task) is refused with the fix, and a real
 1-task step still trains."""
+
 from __future__ import annotations
 
 import json
@@ -80,7 +81,9 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The environment that points srun at the test cluster."""
     missing = [name for name in DAEMONS if not shutil.which(name)]
     if missing:
-        pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing): apt-get install slurm-wlm munge (.ci/run does)")
+        pytest.skip(
+            f"SLURM is not installed ({', '.join(missing)} missing): apt-get install slurm-wlm munge (.ci/run does)"
+        )
     if os.geteuid() != 0:
         pytest.skip("the test cluster's daemons run as root")
     root = tmp_path_factory.mktemp("slurm")
@@ -94,16 +97,31 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {"SLURM_CONF": str(conf)}
     started: list[Path] = []
     try:
-        subprocess.run(["munged", "--force", f"--socket={root}/munge.socket", f"--key-file={key}",
-                        f"--log-file={root}/munged.log", f"--pid-file={root}/munged.pid", f"--seed-file={root}/munged.seed"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "munged",
+                "--force",
+                f"--socket={root}/munge.socket",
+                f"--key-file={key}",
+                f"--log-file={root}/munged.log",
+                f"--pid-file={root}/munged.pid",
+                f"--seed-file={root}/munged.seed",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         started.append(root / "munged.pid")
         for daemon in ("slurmctld", "slurmd"):
             subprocess.run([daemon, "-f", str(conf)], check=True, capture_output=True, timeout=60)
             started.append(root / f"{daemon}.pid")
         deadline = time.monotonic() + 120
-        while "idle" not in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=60,
-                                           env={**os.environ, **env}).stdout:
+        while (
+            "idle"
+            not in subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+            ).stdout
+        ):
             if time.monotonic() > deadline:
                 pytest.fail(f"the test cluster's node never became idle:\n{(root / 'slurmd.log').read_text()}")
             time.sleep(0.5)
@@ -114,13 +132,29 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 def _srun(slurm: dict[str, str], tasks: int, mpi: str, *args: str) -> Completed:
-    return run_command(["srun", "-n", str(tasks), "--overcommit", f"--mpi={mpi}", sys.executable, "-m", "mpilearn", *args],
-                       timeout=TIMEOUT_S, env=slurm)
+    return run_command(
+        ["srun", "-n", str(tasks), "--overcommit", f"--mpi={mpi}", sys.executable, "-m", "mpilearn", *args],
+        timeout=TIMEOUT_S,
+        env=slurm,
+    )
 
 
 def _train(data: Path, run_dir: Path) -> list[str]:
-    return ["train", "--model", "mlp", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-            "--run-dir", str(run_dir), "--threads", "1", "--epochs", "1"]
+    return [
+        "train",
+        "--model",
+        "mlp",
+        "--train",
+        str(data / "train.txt"),
+        "--val",
+        str(data / "val.txt"),
+        "--run-dir",
+        str(run_dir),
+        "--threads",
+        "1",
+        "--epochs",
+        "1",
+    ]
 
 
 def test_srun_with_pmi2_trains(slurm: dict[str, str], small_data: Path, tmp_path: Path) -> None:
@@ -130,13 +164,17 @@ def test_srun_with_pmi2_trains(slurm: dict[str, str], small_data: Path, tmp_path
     assert json.loads((tmp_path / "run" / "history.json").read_text())["updates"] > 0
 
 
-def test_srun_without_pmi_is_refused_and_one_task_still_trains(slurm: dict[str, str], small_data: Path, tmp_path: Path) -> None:
+def test_srun_without_pmi_is_refused_and_one_task_still_trains(
+    slurm: dict[str, str], small_data: Path, tmp_path: Path
+) -> None:
     refused = _srun(slurm, 3, "none", *_train(small_data, tmp_path / "refused"))
     assert refused.returncode == 2, refused.output
     errors = [line for line in refused.stderr.splitlines() if line.startswith("mpilearn: error")]
-    assert errors == ["mpilearn: error: srun started 3 processes (SLURM_STEP_NUM_TASKS=3) but each sees an MPI world of 1: "
-                      "srun gave MPI no process-management interface; use `srun --mpi=pmi2` (MPICH, Intel MPI) or "
-                      "`--mpi=pmix` (Open MPI); `srun --mpi=list` shows what this cluster has"], refused.stderr
+    assert errors == [
+        "mpilearn: error: srun started 3 processes (SLURM_STEP_NUM_TASKS=3) but each sees an MPI world of 1: "
+        "srun gave MPI no process-management interface; use `srun --mpi=pmi2` (MPICH, Intel MPI) or "
+        "`--mpi=pmix` (Open MPI); `srun --mpi=list` shows what this cluster has"
+    ], refused.stderr
     assert not (tmp_path / "refused").exists()  # refused before any training wrote to the run directory
     alone = _srun(slurm, 1, "none", *_train(small_data, tmp_path / "alone"))
     assert alone.returncode == 0, alone.output

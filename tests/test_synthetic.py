@@ -119,7 +119,11 @@ def test_write_dataset_files_and_lists(tmp_path: pathlib.Path) -> None:
             assert h5.attrs["generator"] == "mpilearn.data.synthetic"
     # Atomic writes leave no temporaries behind.
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "train.txt", "train_000.h5", "train_001.h5", "val.txt", "val_000.h5",
+        "train.txt",
+        "train_000.h5",
+        "train_001.h5",
+        "val.txt",
+        "val_000.h5",
     ]
     # Files are distinct streams: no two files hold the same events.
     with h5py.File(train[0]) as a, h5py.File(train[1]) as b, h5py.File(val[0]) as c:
@@ -133,8 +137,7 @@ def test_write_dataset_deterministic_and_independent_of_file_count(
     small = ShowerSpec(files=1, val_files=1, events_per_file=15, shape=SHAPE, seed=11)
     big = dataclasses.replace(small, files=3, val_files=2)
     other = dataclasses.replace(small, seed=12)
-    lists = {name: write_dataset(tmp_path / name, spec)
-             for name, spec in (("a", small), ("b", big), ("c", other))}
+    lists = {name: write_dataset(tmp_path / name, spec) for name, spec in (("a", small), ("b", big), ("c", other))}
 
     def arrays(name: str, split: int, index: int) -> tuple[bytes, bytes]:
         path = _read_list(lists[name][split])[index]
@@ -167,8 +170,7 @@ def _profile_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     py, px = x.sum(axis=(1, 3)), x.sum(axis=(1, 2))
     cy = (py * iy).sum(axis=1) / total
     cx = (px * ix).sum(axis=1) / total
-    var = ((py * (iy - cy[:, None]) ** 2).sum(axis=1)
-           + (px * (ix - cx[:, None]) ** 2).sum(axis=1)) / total
+    var = ((py * (iy - cy[:, None]) ** 2).sum(axis=1) + (px * (ix - cx[:, None]) ** 2).sum(axis=1)) / total
     return centroid, np.sqrt(var)
 
 
@@ -180,8 +182,7 @@ def test_physics_em_showers_shallower_and_narrower_than_hadronic(shape) -> None:
     em, had = label == 0, label == 1
     assert em.sum() > 50 and had.sum() > 50
     # Hadronic showers start later (interaction length >> X0) and are longer.
-    assert centroid[em].mean() + 0.5 < centroid[had].mean(), (
-        centroid[em].mean(), centroid[had].mean())
+    assert centroid[em].mean() + 0.5 < centroid[had].mean(), (centroid[em].mean(), centroid[had].mean())
     # ...and wider.
     assert width[em].mean() * 1.15 < width[had].mean(), (width[em].mean(), width[had].mean())
     # ...and fluctuate more from event to event.

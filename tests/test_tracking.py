@@ -1,6 +1,7 @@
 """One tracking run per job: a tracking library's Keras callback, given to
 mpilearn.fit on rank 0 only (mpilearn.is_root), logs one run whatever the
 number of ranks. MLflow's local file store stands for any tracking server."""
+
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import run_mpi
 
-SCRIPT = '''
+SCRIPT = """
 import sys
 import mpilearn
 import keras
@@ -32,7 +33,7 @@ history = mpilearn.fit(model, (x, y), validation=(x[:64], y[:64]), epochs=3, bat
                        callbacks=callbacks, quiet=True)
 if mpilearn.is_root():
     mlflow.end_run()
-'''
+"""
 
 
 @pytest.mark.timeout(900)  # 3 Keras ranks on a loaded 2-core machine

@@ -1,4 +1,5 @@
 """Real multi-rank training runs under mpiexec, compared with one process."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import run_cli, run_mpi
 
-BN_MODEL = '''
+BN_MODEL = """
 import keras
 def build(input_shape, num_classes):
     inputs = keras.Input(input_shape)
@@ -20,7 +21,7 @@ def build(input_shape, num_classes):
     x = keras.layers.Activation("relu")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs)
-'''
+"""
 
 
 def _load_weights(path: Path) -> list[np.ndarray]:
@@ -31,8 +32,20 @@ def _load_weights(path: Path) -> list[np.ndarray]:
 
 def _train(data: Path, run_dir: Path, processes: int, *extra: str) -> dict:
     result = run_cli(
-        ["train", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"), "--run-dir", str(run_dir),
-         "-n", str(processes), "--threads", "1", *extra],
+        [
+            "train",
+            "--train",
+            str(data / "train.txt"),
+            "--val",
+            str(data / "val.txt"),
+            "--run-dir",
+            str(run_dir),
+            "-n",
+            str(processes),
+            "--threads",
+            "1",
+            *extra,
+        ],
         timeout=240,
     )
     assert result.returncode == 0, result.output
@@ -65,7 +78,18 @@ def test_one_worker_matches_one_process_including_batchnorm_state(small_data: Pa
     """1 master + 1 worker with sync-every 1 applies the same gradients in the
     same order as one process, so the final weights must agree."""
     (tmp_path / "bn.py").write_text(BN_MODEL)
-    args = ["--model", f"{tmp_path / 'bn.py'}:build", "--epochs", "2", "--batch", "16", "--optimizer", "sgd", "--lr", "0.05"]
+    args = [
+        "--model",
+        f"{tmp_path / 'bn.py'}:build",
+        "--epochs",
+        "2",
+        "--batch",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+    ]
     _train(small_data, tmp_path / "solo", 1, *args)
     _train(small_data, tmp_path / "pair", 2, *args)
     solo, pair = _load_weights(tmp_path / "solo" / "model.keras"), _load_weights(tmp_path / "pair" / "model.keras")
@@ -80,7 +104,7 @@ def test_one_worker_matches_one_process_including_batchnorm_state(small_data: Pa
     assert np.abs(bn.moving_variance.numpy() - 1.0).max() > 1e-3
 
 
-API_SCRIPT = '''
+API_SCRIPT = """
 import json, sys
 import numpy as np
 import keras
@@ -103,7 +127,7 @@ with open(f"{sys.argv[1]}/result-{MPI.COMM_WORLD.rank}.json", "w") as out:
                "keras_history": isinstance(history, keras.callbacks.History) and history.model is model,
                "epoch": history.epoch, "val_accuracy": history.history["val_accuracy"],
                "loss": history.history["loss"], "run_dir": str(history.run_dir)}, out)
-'''
+"""
 
 
 def test_fit_api_under_mpiexec_leaves_central_weights_in_the_model(tmp_path: Path) -> None:
@@ -121,7 +145,7 @@ def test_fit_api_under_mpiexec_leaves_central_weights_in_the_model(tmp_path: Pat
     assert f"writing to {tmp_path / 'run'}" in result.output  # rank 0 says where the run writes
 
 
-IDLE_SCRIPT = '''
+IDLE_SCRIPT = """
 import sys, time
 from mpilearn.comm import world
 import numpy as np
@@ -134,7 +158,7 @@ else:
     wall, cpu = time.perf_counter(), time.process_time()
     comm.recv(buffer, source=1)
     print("IDLE", time.process_time() - cpu, time.perf_counter() - wall)
-'''
+"""
 
 
 def test_a_waiting_rank_does_not_spin(tmp_path: Path) -> None:

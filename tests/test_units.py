@@ -1,4 +1,5 @@
 """Config validation, file lists and the flat layout."""
+
 from __future__ import annotations
 
 import numpy as np

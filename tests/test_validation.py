@@ -1,4 +1,5 @@
 """Validation streamed from disk and spread over the ranks, against one model.evaluate."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import pytest
 from conftest import run_mpi
 
 # A summable metric of our own: the mean squared error, kept as a sum and a count.
-CUSTOM_METRIC = '''
+CUSTOM_METRIC = """
 import keras
 
 
@@ -37,12 +38,12 @@ def build(seed=0):
                   metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
                            keras.metrics.Recall(name="recall"), SquaredError()])
     return model
-'''
+"""
 
 # Under mpiexec -n 3, validation spread over the workers, with --validate-every and a timeline: downpour
 # (asynchronous master), sync (synchronous master) and allreduce (3 peers); rank 0 then
 # evaluates the returned central model on every validation sample with model.evaluate.
-SPREAD_SCRIPT = '''
+SPREAD_SCRIPT = """
 import json, sys
 import h5py, numpy as np
 import mpilearn
@@ -63,7 +64,7 @@ for algorithm in ("downpour", "sync", "allreduce"):
 from mpilearn.comm import world
 if world().rank == 0:
     print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def _write(path: Path, samples: int, seed: int) -> None:
@@ -110,7 +111,9 @@ def test_summed_metric_states_of_slices_equal_one_evaluate(tmp_path: Path) -> No
     w = rng.uniform(0.5, 2.0, 700).astype(np.float32)
     reference = model.evaluate(x, y, sample_weight=w, batch_size=256, verbose=0, return_dict=True)
     source = ArraySource(x, y, "validation data", w)
-    states = [shard_state(model, ValidationReader(source, validation_pieces(source.counts, 3, r), 32, 2)) for r in range(3)]
+    states = [
+        shard_state(model, ValidationReader(source, validation_pieces(source.counts, 3, r), 32, 2)) for r in range(3)
+    ]
     got = combine(model, np.sum(states, axis=0))
     assert set(got) == set(reference) == {"loss", "accuracy", "auc", "precision", "recall", "squared_error"}
     for name, value in reference.items():

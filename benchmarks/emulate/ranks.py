@@ -14,6 +14,7 @@ and of a reply and their passes over the weights, while every other rank
 waits and measures what a polled wait costs; during the run, every rank
 counts its CPU inside and outside its waits (Waits).
 """
+
 from __future__ import annotations
 
 import json
@@ -86,6 +87,7 @@ class Waits:
             finally:
                 self.cpu += time.process_time() - cpu
                 self.wall += time.monotonic() - wall
+
         return timed
 
 
@@ -121,16 +123,26 @@ def _serve(comm: Any, layout: FlatLayout, workers: tuple[int, ...]) -> dict[str,
     wall = time.monotonic() - started
     waited_cpu, waited = waits.cpu, waits.wall
     comm.wait_all(sends)
-    return {"updates": step, "busy_s": busy, "wall_s": wall, "cpu_s": cpu_s, "wait_cpu_s": waited_cpu,
-            "wait_s": waited, "work_cpu_per_update_s": (cpu_s - waited_cpu) / max(step, 1)}
+    return {
+        "updates": step,
+        "busy_s": busy,
+        "wall_s": wall,
+        "cpu_s": cpu_s,
+        "wait_cpu_s": waited_cpu,
+        "wait_s": waited,
+        "work_cpu_per_update_s": (cpu_s - waited_cpu) / max(step, 1),
+    }
 
 
 def _work(comm: Any, layout: FlatLayout, servers: tuple[int, ...], spec: dict[str, Any]) -> dict[str, Any]:
     backend = SleepBackend(layout, spec["compute_s"])
     rule = GradientClient(backend)
     watchdog = Watchdog(600.0)
-    uplink = (ShardedUplink(comm, servers, rule, layout, watchdog) if len(servers) > 1
-              else Uplink(comm, servers[0], rule, layout, watchdog))
+    uplink = (
+        ShardedUplink(comm, servers, rule, layout, watchdog)
+        if len(servers) > 1
+        else Uplink(comm, servers[0], rule, layout, watchdog)
+    )
     batch = SimpleNamespace(x=None, y=None, sample_weight=None, size=spec["batch"])
     waits = Waits(comm)
     stamps, cpu = [], time.process_time()
@@ -142,8 +154,14 @@ def _work(comm: Any, layout: FlatLayout, servers: tuple[int, ...], spec: dict[st
         uplink.exchange(0, e == exchanges - 1, 1)
         stamps.append(time.monotonic())
     cpu_s = time.process_time() - cpu
-    return {"stamps": stamps, "cpu_s": cpu_s, "wait_cpu_s": waits.cpu, "wait_s": waits.wall,
-            "work_cpu_per_exchange_s": (cpu_s - waits.cpu) / exchanges, "sleep_s": float(np.median(backend.slept))}
+    return {
+        "stamps": stamps,
+        "cpu_s": cpu_s,
+        "wait_cpu_s": waits.cpu,
+        "wait_s": waits.wall,
+        "work_cpu_per_exchange_s": (cpu_s - waits.cpu) / exchanges,
+        "sleep_s": float(np.median(backend.slept)),
+    }
 
 
 def _median_s(action: Any, repeats: int = 15) -> float:

@@ -1,5 +1,6 @@
 """`python -m benchmarks.ranks KIND SPEC OUT`: run one kind of measurement;
 rank 0 writes its result (JSON) to OUT."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,11 @@ from .transport import transport
 from .world import load
 
 KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
-    "train": train, "transport": transport, "master": master, "steps": steps}
+    "train": train,
+    "transport": transport,
+    "master": master,
+    "steps": steps,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
 """What the measured ranks train on: the models and the data of a spec."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,9 @@ def build_model(spec: dict[str, Any], input_shape: tuple[int, ...], classes: int
     loss: Any = "categorical_crossentropy"
     if backends.outputs_logits(model):
         loss = models.loss_for("categorical_crossentropy", True, (classes,), "float32")
-    models.compile_model(model, spec.get("optimizer", "adam"), spec.get("lr"), loss, tuple(spec.get("metrics", ("accuracy",))))
+    models.compile_model(
+        model, spec.get("optimizer", "adam"), spec.get("lr"), loss, tuple(spec.get("metrics", ("accuracy",)))
+    )
     return model
 
 

@@ -1,5 +1,6 @@
 """`master`: one master's optimizer step on flat vectors of several sizes,
 with the copy bandwidth of the same process."""
+
 from __future__ import annotations
 
 import time
@@ -62,7 +63,7 @@ def master(spec: dict[str, Any]) -> dict[str, Any]:
             setups[(int(size), name)] = backend
             n = backend.layout.num_trainable
             if int(size) not in grads:
-                grads[int(size)] = (np.random.default_rng(0).standard_normal(n).astype(np.float32) * np.float32(1e-3))
+                grads[int(size)] = np.random.default_rng(0).standard_normal(n).astype(np.float32) * np.float32(1e-3)
     out: dict[str, Any] = {"bandwidth": [], "update_bandwidth": [], "apply_s": {}, "reply_s": {}, "params": {}}
     for (size, _name), backend in setups.items():
         out["params"][str(size)] = backend.layout.num_trainable
@@ -74,7 +75,9 @@ def master(spec: dict[str, Any]) -> dict[str, Any]:
         for (size, name), backend in setups.items():
             times = []
             started = time.perf_counter()
-            while len(times) < spec["min_steps"] or (time.perf_counter() - started < spec["min_time_s"] and len(times) < spec["max_steps"]):
+            while len(times) < spec["min_steps"] or (
+                time.perf_counter() - started < spec["min_time_s"] and len(times) < spec["max_steps"]
+            ):
                 t = time.perf_counter()
                 backend.apply_gradients(grads[size])
                 times.append(time.perf_counter() - t)
@@ -88,6 +91,9 @@ def master(spec: dict[str, Any]) -> dict[str, Any]:
                 backend.get_weights(flat)
                 times.append(time.perf_counter() - t)
             out["reply_s"].setdefault(str(int(size)), []).append(float(np.median(times)))
-        print(f"[bench] master repeat {repeat}: copy bandwidth {out['bandwidth'][-1] / 1e9:.1f} GB/s, load {load()[0]}", flush=True)
+        print(
+            f"[bench] master repeat {repeat}: copy bandwidth {out['bandwidth'][-1] / 1e9:.1f} GB/s, load {load()[0]}",
+            flush=True,
+        )
     out["load_after"] = load()
     return out

@@ -1,4 +1,5 @@
 """`steps`: CPU time of the pieces of one training step, in one process."""
+
 from __future__ import annotations
 
 import time
@@ -54,7 +55,12 @@ def steps(spec: dict[str, Any]) -> dict[str, Any]:
             start = time.process_time()
             model.fit(x, y, batch_size=batch, verbose=0, shuffle=False)
             times.setdefault("fit step", []).append((time.process_time() - start) / count)
-            block("worker gradients", lambda i: backend.accumulate_gradients(x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch], grads))
+            block(
+                "worker gradients",
+                lambda i: backend.accumulate_gradients(
+                    x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch], grads
+                ),
+            )
             grads[:] = 0.0
             block("fused optimizer step", lambda i: backend.apply_gradients(grads))
             block("keras optimizer step", keras_apply)

@@ -2,6 +2,7 @@
 repeated in rotating order: plain `model.fit` (rank 0 alone; the other ranks
 wait without spinning), `mpilearn.fit` with an algorithm on every rank (or on
 a subset), and PyTorch DistributedDataParallel on every rank."""
+
 from __future__ import annotations
 
 import json
@@ -80,17 +81,39 @@ def _self_comm(ranks: Ranks) -> Any:
     return _SUBCOMMS["self"]
 
 
-def _mpilearn_fit(spec: dict[str, Any], case: dict[str, Any], model: Any, x: np.ndarray, y: np.ndarray,
-                  run_dir: str, timeline: str, comm: Any) -> dict[str, Any]:
+def _mpilearn_fit(
+    spec: dict[str, Any],
+    case: dict[str, Any],
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    run_dir: str,
+    timeline: str,
+    comm: Any,
+) -> dict[str, Any]:
     """mpilearn.fit on `comm` (None: all ranks)."""
     import mpilearn
 
-    return mpilearn.fit(model, (x, y), comm=comm, epochs=spec["epochs"], batch_size=spec["batch"], algorithm=case["algo"],
-                        sync_every=case.get("sync_every", 1), threads=case.get("threads", 1), run_dir=run_dir, quiet=True,
-                        progress="lines", timeline=timeline, log_level="error")
+    return mpilearn.fit(
+        model,
+        (x, y),
+        comm=comm,
+        epochs=spec["epochs"],
+        batch_size=spec["batch"],
+        algorithm=case["algo"],
+        sync_every=case.get("sync_every", 1),
+        threads=case.get("threads", 1),
+        run_dir=run_dir,
+        quiet=True,
+        progress="lines",
+        timeline=timeline,
+        log_level="error",
+    )
 
 
-def _case_mpilearn(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray, ranks: Ranks, repeat: int) -> dict[str, Any] | None:
+def _case_mpilearn(
+    spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray, ranks: Ranks, repeat: int
+) -> dict[str, Any] | None:
     algo = case["algo"]
     size = case.get("ranks") or ranks.size
     if case.get("independent"):  # `size` ranks each train alone at once: the machine's bound with no exchange
@@ -148,7 +171,9 @@ def _span_totals(path: str) -> dict[str, dict[str, list[float]]]:
 _DDP_READY = False
 
 
-def _case_ddp(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray, ranks: Ranks) -> dict[str, Any] | None:
+def _case_ddp(
+    spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.ndarray, ranks: Ranks
+) -> dict[str, Any] | None:
     """The same torch module under DistributedDataParallel (gloo), the loop a
     PyTorch user writes: zero_grad, forward, loss, backward (DDP averages the
     gradients during it), Adam step."""
@@ -160,12 +185,16 @@ def _case_ddp(spec: dict[str, Any], case: dict[str, Any], x: np.ndarray, y: np.n
     from mpilearn.models import load_builder
 
     if not _DDP_READY:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{spec['port']}", rank=ranks.rank, world_size=ranks.size)
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{spec['port']}", rank=ranks.rank, world_size=ranks.size
+        )
         _DDP_READY = True
     set_threads(case.get("threads", 1))
     per_rank = spec["batches"] * spec["batch"]
     xs = torch.from_numpy(np.ascontiguousarray(x[ranks.rank * per_rank : (ranks.rank + 1) * per_rank]))
-    labels = torch.from_numpy(np.ascontiguousarray(y[ranks.rank * per_rank : (ranks.rank + 1) * per_rank].argmax(axis=1)))
+    labels = torch.from_numpy(
+        np.ascontiguousarray(y[ranks.rank * per_rank : (ranks.rank + 1) * per_rank].argmax(axis=1))
+    )
     path, function = spec["model"].rsplit(":", 1)
     torch.manual_seed(spec.get("seed", 0))
     module = load_builder(path, function)(input_shape=tuple(x.shape[1:]), num_classes=y.shape[1])
@@ -254,13 +283,23 @@ def train(spec: dict[str, Any]) -> dict[str, Any] | None:
                     os.environ[key] = value
             ranks.barrier()
             if outcome is not None:
-                outcome.update(repeat=repeat, load_before=before, load_after=load(), wall_s=round(time.time() - began, 2))
+                outcome.update(
+                    repeat=repeat, load_before=before, load_after=load(), wall_s=round(time.time() - began, 2)
+                )
                 results[case["name"]].append(outcome)
-                print(f"[bench] {spec.get('label', '')} {case['name']} (job of {ranks.size}) repeat {repeat}: "
-                      f"{outcome['steady_samples_per_s'] or 0:.1f} samples/s steady, {outcome['samples_per_s']:.1f} overall, "
-                      f"load {before[0]}", flush=True)
+                print(
+                    f"[bench] {spec.get('label', '')} {case['name']} (job of {ranks.size}) repeat {repeat}: "
+                    f"{outcome['steady_samples_per_s'] or 0:.1f} samples/s steady, {outcome['samples_per_s']:.1f} overall, "
+                    f"load {before[0]}",
+                    flush=True,
+                )
     if ranks.rank != 0:
         return None
     params = build_model(spec, x.shape[1:], y.shape[1]).count_params()
-    return {"size": ranks.size, "cases": results, "seconds": round(time.time() - started, 1), "params": int(params),
-            "batch": spec["batch"]}
+    return {
+        "size": ranks.size,
+        "cases": results,
+        "seconds": round(time.time() - started, 1),
+        "params": int(params),
+        "batch": spec["batch"],
+    }

@@ -1,5 +1,6 @@
 """`transport`: ping-pong and allreduce bandwidth of mpilearn's Communicator
 against raw mpi4py, and the CPU a waiting rank burns."""
+
 from __future__ import annotations
 
 import time
@@ -31,7 +32,12 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
     raw = MPI.COMM_WORLD.Dup()
     peer = 1 - ranks.rank
     tag = 11
-    out: dict[str, Any] = {"pingpong": {}, "allreduce": {}, "poll_max_s": ours.poll_max_s, "fast_poll_s": fast.poll_max_s}
+    out: dict[str, Any] = {
+        "pingpong": {},
+        "allreduce": {},
+        "poll_max_s": ours.poll_max_s,
+        "fast_poll_s": fast.poll_max_s,
+    }
 
     for floats in spec["sizes"]:
         buffer = np.zeros(int(floats), dtype=np.float32)  # zeros: repeated sums stay finite
@@ -72,8 +78,16 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
                 raw.Allreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM)
 
         for kind, variants, moved in (
-            ("pingpong", {"ours": ours_pingpong, "raw": raw_pingpong, "ours_fast_poll": fast_pingpong}, 2 * buffer.nbytes),
-            ("allreduce", {"ours": ours_allreduce, "raw": raw_allreduce, "ours_fast_poll": fast_allreduce}, buffer.nbytes),
+            (
+                "pingpong",
+                {"ours": ours_pingpong, "raw": raw_pingpong, "ours_fast_poll": fast_pingpong},
+                2 * buffer.nbytes,
+            ),
+            (
+                "allreduce",
+                {"ours": ours_allreduce, "raw": raw_allreduce, "ours_fast_poll": fast_allreduce},
+                buffer.nbytes,
+            ),
         ):
             # Iterations per block: about spec["block_s"] seconds of the raw call.
             probe = max(_timed_blocks(ranks, variants["raw"], 3) / 3, 1e-6)

@@ -1,4 +1,5 @@
 """COMM_WORLD as the benchmark ranks use it, the machine's load, and the torch thread count."""
+
 from __future__ import annotations
 
 import os

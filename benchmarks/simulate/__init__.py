@@ -29,20 +29,36 @@ and the loop's fixed costs; transport.json: link latency and bandwidth) or
 from the command line. The model is validated against the real 1-2-4
 process runs of scaling.json on this machine (cores = 2, processor sharing).
 """
+
 from __future__ import annotations
 
 from .command import ALGOS, WORKER_COUNTS, add_arguments, run
 from .engine import Engine, Meter
 from .inputs import LINKS, measured_inputs, params_for
 from .model import (
-           master_service_s,
-           ring_allreduce_s,
-           saturation_workers,
-           simulate,
-           single_worker_rate,
+    master_service_s,
+    ring_allreduce_s,
+    saturation_workers,
+    simulate,
+    single_worker_rate,
 )
 from .params import Params, notice_delay
 
-__all__ = ["ALGOS", "LINKS", "WORKER_COUNTS", "Engine", "Meter", "Params", "add_arguments", "master_service_s",
-           "measured_inputs", "notice_delay", "params_for", "ring_allreduce_s", "run", "saturation_workers", "simulate",
-           "single_worker_rate"]
+__all__ = [
+    "ALGOS",
+    "LINKS",
+    "WORKER_COUNTS",
+    "Engine",
+    "Meter",
+    "Params",
+    "add_arguments",
+    "master_service_s",
+    "measured_inputs",
+    "notice_delay",
+    "params_for",
+    "ring_allreduce_s",
+    "run",
+    "saturation_workers",
+    "simulate",
+    "single_worker_rate",
+]

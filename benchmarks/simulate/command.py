@@ -1,5 +1,6 @@
 """`python -m benchmarks simulate`: predictions, saturation points and the
 validation against the real runs, as the result the report renders."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,27 @@ DILOCO_H = 16  # mpilearn's default --inner-steps (config.py)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--workers", default=",".join(str(w) for w in WORKER_COUNTS), help="worker counts to predict")
-    parser.add_argument("--masters", default="1,5", help="master counts (M >= 2: a top master and M-1 sub-masters; downpour)")
-    parser.add_argument("--upstream-every", default="0,8", help="sub-master steps per exchange with the top "
-                        "(0: --sync-every, what mpilearn does; others: a decoupled period, a proposal)")
-    parser.add_argument("--link", default="measured,ib-100g",
-                        help=f"comma-separated links: measured (this machine's shared memory, from transport.json) or "
-                             f"a network preset ({', '.join(LINKS)})")
+    parser.add_argument(
+        "--masters", default="1,5", help="master counts (M >= 2: a top master and M-1 sub-masters; downpour)"
+    )
+    parser.add_argument(
+        "--upstream-every",
+        default="0,8",
+        help="sub-master steps per exchange with the top "
+        "(0: --sync-every, what mpilearn does; others: a decoupled period, a proposal)",
+    )
+    parser.add_argument(
+        "--link",
+        default="measured,ib-100g",
+        help=f"comma-separated links: measured (this machine's shared memory, from transport.json) or "
+        f"a network preset ({', '.join(LINKS)})",
+    )
     parser.add_argument("--sync-every", type=int, default=1)
     parser.add_argument("--jitter", type=float, default=0.05, help="coefficient of variation of the compute time")
     parser.add_argument("--cycles", type=int, default=20, help="exchanges per worker simulated")
-    parser.add_argument("--inner-steps", type=int, default=DILOCO_H, help="DiLoCo's H for calo-cnn in the 1024/4096-worker cases")
+    parser.add_argument(
+        "--inner-steps", type=int, default=DILOCO_H, help="DiLoCo's H for calo-cnn in the 1024/4096-worker cases"
+    )
     parser.add_argument("--no-cases", action="store_true", help="skip the 1024/4096-worker cases")
     # Direct inputs (instead of the measurements): one synthetic model named "given".
     parser.add_argument("--compute-ms", type=float, default=None, help="compute time per batch (ms)")
@@ -46,11 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _given(args: argparse.Namespace) -> Params:
     n = int(args.params or 1e6)
     return Params(
-        compute_s=(args.compute_ms or 100.0) / 1e3, params=n, batch=args.batch,
+        compute_s=(args.compute_ms or 100.0) / 1e3,
+        params=n,
+        batch=args.batch,
         apply_s=(args.apply_ms if args.apply_ms is not None else 28 * n / 15e9 * 1e3) / 1e3,
         copy_s=(args.copy_ms if args.copy_ms is not None else 8 * n / 15e9 * 1e3) / 1e3,
-        local_apply_s=12 * n / 15e9, bandwidth=args.bandwidth or 12.5e9,
-        latency=(args.latency_us if args.latency_us is not None else 2.0) / 1e6, jitter=args.jitter,
+        local_apply_s=12 * n / 15e9,
+        bandwidth=args.bandwidth or 12.5e9,
+        latency=(args.latency_us if args.latency_us is not None else 2.0) / 1e6,
+        jitter=args.jitter,
     )
 
 
@@ -70,15 +86,26 @@ def _with_link(p: Params, args: argparse.Namespace, link: str = "measured") -> P
     return replace(p, **changes)
 
 
-def predictions(name: str, p: Params, algos: list[str], workers: list[int], masters: list[int], cycles: int,
-                upstream: tuple[int, ...] = (0,)) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def predictions(
+    name: str,
+    p: Params,
+    algos: list[str],
+    workers: list[int],
+    masters: list[int],
+    cycles: int,
+    upstream: tuple[int, ...] = (0,),
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     single = single_worker_rate(p)
     table, saturation = [], {}
     layouts = [(1, 0)] + [(m, u) for m in masters if m > 1 for u in upstream]
     for algo in algos:
         for m, every in layouts if algo == "downpour" else [(1, 0)]:
             q = replace(p, masters=m, upstream_every=every or None)
-            label = algo if m == 1 else f"{algo}, {m - 1} sub-masters" + (f", top every {every} (proposed)" if every else "")
+            label = (
+                algo
+                if m == 1
+                else f"{algo}, {m - 1} sub-masters" + (f", top every {every} (proposed)" if every else "")
+            )
             first_saturated = None
             for w in workers:
                 if m > 1 and w < 2 * (m - 1):
@@ -88,12 +115,22 @@ def predictions(name: str, p: Params, algos: list[str], workers: list[int], mast
                 util = got.get("master_utilisation")
                 if first_saturated is None and util is not None and util >= 0.95:
                     first_saturated = w
-                table.append({"model": name, "algo": label, "workers": w, "samples_per_s": got["samples_per_s"],
-                              "efficiency": efficiency, "master_utilisation": util,
-                              "submaster_utilisation": got.get("submaster_utilisation")})
+                table.append(
+                    {
+                        "model": name,
+                        "algo": label,
+                        "workers": w,
+                        "samples_per_s": got["samples_per_s"],
+                        "efficiency": efficiency,
+                        "master_utilisation": util,
+                        "submaster_utilisation": got.get("submaster_utilisation"),
+                    }
+                )
             if algo != "allreduce":
-                saturation[label] = {"analytic": saturation_workers(q, algo) if m == 1 else None,
-                                     "simulated_first_at_95pct": first_saturated}
+                saturation[label] = {
+                    "analytic": saturation_workers(q, algo) if m == 1 else None,
+                    "simulated_first_at_95pct": first_saturated,
+                }
     return table, saturation
 
 
@@ -113,8 +150,12 @@ def validate(inputs: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
         if "params" not in result or not result["cases"].get("solo"):
             continue
         p = replace(params_for(model, result, inputs, args), cores=cores)
-        solo = {m["repeat"]: m["steady_samples_per_s"] for m in result["cases"]["solo"] if m.get("steady_samples_per_s")}
-        predicted_solo = float(np.median([simulate(p, "allreduce", 1, args.cycles, seed)["samples_per_s"] for seed in range(3)]))
+        solo = {
+            m["repeat"]: m["steady_samples_per_s"] for m in result["cases"]["solo"] if m.get("steady_samples_per_s")
+        }
+        predicted_solo = float(
+            np.median([simulate(p, "allreduce", 1, args.cycles, seed)["samples_per_s"] for seed in range(3)])
+        )
         for case, measurements in result["cases"].items():
             measured = [m["steady_samples_per_s"] for m in measurements if m.get("steady_samples_per_s")]
             if not measured or case.startswith(("fit", "independent")):  # not mpilearn algorithms
@@ -125,17 +166,34 @@ def validate(inputs: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
                 algo, _, count = case.partition(" x")
                 processes = int(count)
             workers = processes if algo == "allreduce" else processes - 1
-            predicted = float(np.median([simulate(p, algo, workers, args.cycles, seed)["samples_per_s"] for seed in range(3)]))
-            ratios = [m["steady_samples_per_s"] / solo[m["repeat"]] for m in measurements
-                      if m.get("steady_samples_per_s") and solo.get(m["repeat"])]
+            predicted = float(
+                np.median([simulate(p, algo, workers, args.cycles, seed)["samples_per_s"] for seed in range(3)])
+            )
+            ratios = [
+                m["steady_samples_per_s"] / solo[m["repeat"]]
+                for m in measurements
+                if m.get("steady_samples_per_s") and solo.get(m["repeat"])
+            ]
             measured_ratio = float(np.median(ratios)) if ratios else float("nan")
             predicted_ratio = predicted / predicted_solo
-            out.append({"model": training_label(model), "case": case, "processes": processes,
-                        "measured": float(np.median(measured)), "measured_min": min(measured), "measured_max": max(measured),
-                        "predicted": predicted, "measured_ratio": measured_ratio,
-                        "measured_ratio_min": min(ratios) if ratios else None, "measured_ratio_max": max(ratios) if ratios else None,
-                        "predicted_ratio": predicted_ratio, "error": predicted_ratio / measured_ratio - 1,
-                        "calibration": case == "solo", "oversubscribed": processes > cores})
+            out.append(
+                {
+                    "model": training_label(model),
+                    "case": case,
+                    "processes": processes,
+                    "measured": float(np.median(measured)),
+                    "measured_min": min(measured),
+                    "measured_max": max(measured),
+                    "predicted": predicted,
+                    "measured_ratio": measured_ratio,
+                    "measured_ratio_min": min(ratios) if ratios else None,
+                    "measured_ratio_max": max(ratios) if ratios else None,
+                    "predicted_ratio": predicted_ratio,
+                    "error": predicted_ratio / measured_ratio - 1,
+                    "calibration": case == "solo",
+                    "oversubscribed": processes > cores,
+                }
+            )
     return out
 
 
@@ -182,7 +240,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     allreduce_check = _allreduce_check(inputs)
     rows = _result_rows(table, checks, saturation)
     calo = base.get("calo-cnn")
-    cases = [] if args.quick or args.no_cases or calo is None else run_cases(calo, inputs, min(cycles, 10), args.inner_steps)
+    cases = (
+        []
+        if args.quick or args.no_cases or calo is None
+        else run_cases(calo, inputs, min(cycles, 10), args.inner_steps)
+    )
     rows += _case_rows(cases)
     return {
         "inputs": {name: asdict(p) for name, p in models.items()},
@@ -206,26 +268,50 @@ def _allreduce_check(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     for size, seconds in inputs["allreduce_measured"].items():
         predicted = ring_allreduce_s(4 * int(size), 2, inputs["bandwidth"], inputs["latency"])  # the ping-pong link
         fitted = ring_allreduce_s(4 * int(size), 2, inputs["allreduce_bandwidth"], inputs["allreduce_latency"])
-        out.append({"floats": int(size), "measured_s": seconds, "predicted_s": predicted, "error": predicted / seconds - 1,
-                    "fitted_s": fitted})
+        out.append(
+            {
+                "floats": int(size),
+                "measured_s": seconds,
+                "predicted_s": predicted,
+                "error": predicted / seconds - 1,
+                "fitted_s": fitted,
+            }
+        )
     return out
 
 
-def _result_rows(table: list[dict[str, Any]], checks: list[dict[str, Any]], saturation: dict[str, Any]) -> list[dict[str, Any]]:
+def _result_rows(
+    table: list[dict[str, Any]], checks: list[dict[str, Any]], saturation: dict[str, Any]
+) -> list[dict[str, Any]]:
     rows = []
     for c in checks:
         if c["calibration"]:
             continue
         group = "validation, oversubscribed" if c["oversubscribed"] else "validation"
         target = "<= 0.15"
-        rows.append(common.row(f"{c['model']} {c['case']}: |predicted / measured - 1| (speed relative to solo)",
-                               [abs(c["error"])], "fraction", target, group=group,
-                               predicted_ratio=c["predicted_ratio"], measured_ratio=c["measured_ratio"]))
+        rows.append(
+            common.row(
+                f"{c['model']} {c['case']}: |predicted / measured - 1| (speed relative to solo)",
+                [abs(c["error"])],
+                "fraction",
+                target,
+                group=group,
+                predicted_ratio=c["predicted_ratio"],
+                measured_ratio=c["measured_ratio"],
+            )
+        )
     for model, sat in saturation.items():
         for algo, s in sat.items():
             if s["analytic"] is not None:
-                rows.append(common.row(f"{model} {algo}: workers one master can feed", [s["analytic"]], "workers",
-                                       group="saturation", simulated_first_at_95pct=s["simulated_first_at_95pct"]))
+                rows.append(
+                    common.row(
+                        f"{model} {algo}: workers one master can feed",
+                        [s["analytic"]],
+                        "workers",
+                        group="saturation",
+                        simulated_first_at_95pct=s["simulated_first_at_95pct"],
+                    )
+                )
     return rows
 
 
@@ -236,15 +322,24 @@ def _case_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in dict.fromkeys(c["case"] for c in cases):
         for workers in sorted({c["workers"] for c in cases if c["case"] == name}):
             mine = [c for c in cases if c["case"] == name and c["workers"] == workers]
-            asynchronous = [c for c in mine if c["algo"] in ("downpour", "easgd", "diloco") and c["server_share"] <= 0.05]
+            asynchronous = [
+                c for c in mine if c["algo"] in ("downpour", "easgd", "diloco") and c["server_share"] <= 0.05
+            ]
             allreduce = [c for c in mine if c["algo"] == "allreduce"]
             for kind, group in (("asynchronous, servers <= 5% of ranks", asynchronous), ("allreduce", allreduce)):
                 if not group:
                     continue
                 best = max(group, key=lambda c: c["efficiency"])
                 goal = workers == 1024 and (kind != "allreduce" or name.startswith("calo-cnn"))
-                rows.append(common.row(f"{name}, {workers} workers: best {kind} ({best['layout']})", [best["efficiency"]],
-                                       "efficiency", ">= 0.9" if goal else None, group="1024/4096 workers"))
+                rows.append(
+                    common.row(
+                        f"{name}, {workers} workers: best {kind} ({best['layout']})",
+                        [best["efficiency"]],
+                        "efficiency",
+                        ">= 0.9" if goal else None,
+                        group="1024/4096 workers",
+                    )
+                )
     return rows
 
 

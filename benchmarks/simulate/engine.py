@@ -4,6 +4,7 @@ sharing), links as FIFO resources, and the throughput meter.
 SimPy 4 was measured as an alternative (see benchmarks/notes/simulate.md): it
 gives the same numbers, 2.5-3x slower, and has no processor-sharing resource,
 which the on-node validation needs, so the hand-written engine stays."""
+
 from __future__ import annotations
 
 import heapq
@@ -180,8 +181,7 @@ def compute_time(engine: Engine, p: Params, batches: int = 1) -> float:
     if p.jitter <= 0:
         return p.compute_s * batches
     sigma = math.sqrt(math.log(1 + p.jitter**2))
-    return float(p.compute_s * np.sum(engine.rng.lognormal(-sigma**2 / 2, sigma, batches)))
-
+    return float(p.compute_s * np.sum(engine.rng.lognormal(-(sigma**2) / 2, sigma, batches)))
 
 
 def send_pair(first: Link | None, second: Link, nbytes: float, callback: Callable[..., None], *args: Any) -> None:

@@ -1,4 +1,5 @@
 """Inputs from the measurements in benchmarks/results/*.json, and the network presets."""
+
 from __future__ import annotations
 
 import argparse
@@ -73,17 +74,24 @@ def measured_inputs() -> dict[str, Any]:
         latency, per_byte = _line_fit(nbytes, one_way)
         out["bandwidth"], out["latency"] = 1 / per_byte, max(latency, 1e-6)
         allreduce = transport["details"]["allreduce"]
-        out["allreduce_measured"] = {s: allreduce[s]["bytes"] / float(np.median(allreduce[s]["bytes_per_s"]["ours"])) for s in allreduce}
+        out["allreduce_measured"] = {
+            s: allreduce[s]["bytes"] / float(np.median(allreduce[s]["bytes_per_s"]["ours"])) for s in allreduce
+        }
         # The ring formula at p = 2 is bytes / bandwidth + 2 latency: fit both to the measured 2-rank allreduce.
         sizes = sorted(allreduce, key=int)
-        ar_latency, ar_per_byte = _line_fit([allreduce[s]["bytes"] for s in sizes], [out["allreduce_measured"][s] for s in sizes])
+        ar_latency, ar_per_byte = _line_fit(
+            [allreduce[s]["bytes"] for s in sizes], [out["allreduce_measured"][s] for s in sizes]
+        )
         out["allreduce_bandwidth"], out["allreduce_latency"] = 1 / ar_per_byte, max(ar_latency / 2, 1e-6)
         out["sources"]["transport"] = transport["date"]
     overhead = _load("overhead")
     if overhead and overhead.get("details", {}).get("cpu_breakdown"):
         # CPU time of each piece at the models' own sizes, in one process (overhead --breakdown).
-        out["per_model"] = {model: entry["cpu_s"] for model, entry in overhead["details"]["cpu_breakdown"].items()
-                            if isinstance(entry, dict)}
+        out["per_model"] = {
+            model: entry["cpu_s"]
+            for model, entry in overhead["details"]["cpu_breakdown"].items()
+            if isinstance(entry, dict)
+        }
         out["sources"]["overhead"] = overhead["date"]
     scaling = _load("scaling")
     if scaling:
@@ -108,19 +116,27 @@ def params_for(model: str, model_result: dict[str, Any], inputs: dict[str, Any],
 
     apply_s = at("apply", "fused optimizer step", 28 * n / 15e9)
     copy_s = at("copy", "get_weights (one pass)", 8 * n / 15e9)
-    solo = float(np.median([m["steady_samples_per_s"] for m in model_result["cases"]["solo"] if m.get("steady_samples_per_s")]))
+    solo = float(
+        np.median([m["steady_samples_per_s"] for m in model_result["cases"]["solo"] if m.get("steady_samples_per_s")])
+    )
     compute_s = batch / solo - apply_s - WORKER_PASSES["allreduce"] * copy_s  # solo = compute + step + buffer reset
     return Params(
-        compute_s=compute_s, params=n, batch=batch, apply_s=apply_s, copy_s=copy_s,
+        compute_s=compute_s,
+        params=n,
+        batch=batch,
+        apply_s=apply_s,
+        copy_s=copy_s,
         local_apply_s=at("local_apply", "keras sgd step (easgd worker)", 12 * n / 15e9),
-        bandwidth=inputs.get("bandwidth") or 2.5e9, latency=inputs.get("latency") or 5e-6,
+        bandwidth=inputs.get("bandwidth") or 2.5e9,
+        latency=inputs.get("latency") or 5e-6,
         master_fixed_s=inputs.get("master_fixed_s") or 1e-4,
         # The tiny-model cycle includes both latencies, which the links add again.
         worker_fixed_s=max(0.0, (inputs.get("worker_fixed_s") or 5e-4) - 2 * (inputs.get("latency") or 5e-6)),
-        allreduce_fixed_s=inputs.get("allreduce_fixed_s") or 2e-4, jitter=args.jitter,
-        allreduce_bandwidth=inputs.get("allreduce_bandwidth"), allreduce_latency=inputs.get("allreduce_latency"),
+        allreduce_fixed_s=inputs.get("allreduce_fixed_s") or 2e-4,
+        jitter=args.jitter,
+        allreduce_bandwidth=inputs.get("allreduce_bandwidth"),
+        allreduce_latency=inputs.get("allreduce_latency"),
     )
-
 
 
 def training_label(model: str) -> str:

@@ -1,5 +1,6 @@
 """The algorithms as event processes: asynchronous masters (downpour, easgd,
 trees), synchronous rounds, and the allreduce ring; analytic bounds."""
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,13 @@ def _window(p: Params, workers: int, algo: str, cycles: int) -> tuple[float, flo
     service = master_service_s(p, algo)
     wire = p.shard_bytes / p.bandwidth
     local = _local_s(p, algo) * p.sync_every
-    cycle = ((p.compute_s + p.sleep_s) * p.sync_every + local + 2 * (p.latency + p.bytes / p.bandwidth) + service
-             + p.worker_fixed_s)
+    cycle = (
+        (p.compute_s + p.sleep_s) * p.sync_every
+        + local
+        + 2 * (p.latency + p.bytes / p.bandwidth)
+        + service
+        + p.worker_fixed_s
+    )
     busy = workers * max(service, wire) if p.masters == 1 else cycle
     if p.cores:
         cycle *= max(1.0, (workers + p.servers) / p.cores)
@@ -90,7 +96,9 @@ def _window(p: Params, workers: int, algo: str, cycles: int) -> tuple[float, flo
     return 0.25 * end, end
 
 
-def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int = 20, seed: int = 0) -> dict[str, float]:
+def simulate_async(
+    p: Params, workers: int, algo: str = "downpour", cycles: int = 20, seed: int = 0
+) -> dict[str, float]:
     """Downpour, EASGD or asynchronous DiLoCo, with one master, S sharded
     servers (p.servers) or a two-level tree (p.masters >= 2).
 
@@ -122,13 +130,17 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
         server = servers[worker % len(servers)]
         waiting_since[worker] = engine.now
         if nic_out is not None:  # the other slices leave before the one the stand-in server gets
-            nic_out[worker].free_at = max(engine.now, nic_out[worker].free_at) + (slices - 1) * p.shard_bytes / p.bandwidth
+            nic_out[worker].free_at = (
+                max(engine.now, nic_out[worker].free_at) + (slices - 1) * p.shard_bytes / p.bandwidth
+            )
         send_pair(nic_out[worker] if nic_out else None, server.inbound, p.shard_bytes, sent, worker)
 
     def sent(worker: int) -> None:
         server = servers[worker % len(servers)]
         server.submit(lambda release: serve(worker, release))
-        waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
+        waiting_since[worker] = engine.now + notice_delay(
+            engine.now - waiting_since[worker], p
+        )  # the isend's wait ends
 
     def received(worker: int) -> None:
         delay = (slices - 1) * p.shard_bytes / p.bandwidth if nic_in is not None else 0.0  # the other slices arrive too
@@ -159,15 +171,20 @@ def simulate_async(p: Params, workers: int, algo: str = "downpour", cycles: int 
         sub.work(half, lambda: top.inbound.send(p.bytes, top.submit, at_top))
 
     def reply(worker: int) -> None:
-        send_pair(nic_in[worker] if nic_in else None, servers[worker % len(servers)].outbound, p.shard_bytes, received, worker)
+        send_pair(
+            nic_in[worker] if nic_in else None, servers[worker % len(servers)].outbound, p.shard_bytes, received, worker
+        )
 
     for worker in range(workers):
         engine.at(0.0, compute, worker)
     engine.run(end)
     window = end - start
-    return {"samples_per_s": meter.rate(), "master_utilisation": top.meter.busy / window,
-            "submaster_utilisation": float(np.mean([s.meter.busy / window for s in servers])) if subs else None,
-            "events": engine.events}
+    return {
+        "samples_per_s": meter.rate(),
+        "master_utilisation": top.meter.busy / window,
+        "submaster_utilisation": float(np.mean([s.meter.busy / window for s in servers])) if subs else None,
+        "events": engine.events,
+    }
 
 
 def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0, algo: str = "sync") -> dict[str, float]:
@@ -194,7 +211,9 @@ def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0, algo
         master.inbound.send(p.shard_bytes, arrive, worker)
 
     def arrive(worker: int) -> None:
-        waiting_since[worker] = engine.now + notice_delay(engine.now - waiting_since[worker], p)  # the isend's wait ends
+        waiting_since[worker] = engine.now + notice_delay(
+            engine.now - waiting_since[worker], p
+        )  # the isend's wait ends
         state["arrived"] += 1
         if state["arrived"] == workers:  # the master's polled wait_all notices the last one
             state["arrived"] = 0
@@ -207,7 +226,9 @@ def simulate_sync(p: Params, workers: int, cycles: int = 20, seed: int = 0, algo
         if worker == 0:
             meter.count(engine.now, workers * k * p.batch)
         if worker < workers:
-            master.work(p.slice_copy_s, lambda: (master.outbound.send(p.shard_bytes, received, worker), answer(worker + 1)))
+            master.work(
+                p.slice_copy_s, lambda: (master.outbound.send(p.shard_bytes, received, worker), answer(worker + 1))
+            )
         else:
             state["round_start"] = engine.now
 
@@ -314,6 +335,11 @@ def saturation_workers(p: Params, algo: str) -> float:
     base = "diloco" if algo.startswith("diloco") else algo
     service = max(master_service_s(p, algo), p.shard_bytes / p.bandwidth)
     local = _local_s(p, base) * p.sync_every
-    cycle = ((p.compute_s + p.sleep_s) * p.sync_every + local + _exchange_cpu_s(p, base)
-             + 2 * (p.latency + p.bytes / p.bandwidth) + master_service_s(p, algo))
+    cycle = (
+        (p.compute_s + p.sleep_s) * p.sync_every
+        + local
+        + _exchange_cpu_s(p, base)
+        + 2 * (p.latency + p.bytes / p.bandwidth)
+        + master_service_s(p, algo)
+    )
     return cycle / service

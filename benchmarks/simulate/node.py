@@ -14,6 +14,7 @@ on this machine, see benchmarks/emulate):
 - the S servers see the same arrivals in the same order: one stands for all,
   but each does its own CPU work on the shared cores (S tasks at once).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -136,7 +137,9 @@ def simulate_node(p: Params, workers: int, cycles: int = 20, seed: int = 0) -> d
         if phase[worker] == "send":
             early[worker] = True
             return
-        engine.at(engine.now + notice_delay(engine.now - since[worker], p), lambda: (end_wait(worker), copy_reply(worker)))
+        engine.at(
+            engine.now + notice_delay(engine.now - since[worker], p), lambda: (end_wait(worker), copy_reply(worker))
+        )
 
     def copy_reply(worker: int) -> None:
         engine.cpu(copy_out, done, worker)

@@ -1,6 +1,7 @@
 """The model's inputs: one configuration (`Params`), the passes over the
 weight vector each role makes (counted from the code), and the polling delay
 of mpilearn's non-spinning waits."""
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,9 @@ class Params:
     master_fixed_s: float = 1e-4  # master loop cost per update apart from the model's size
     worker_fixed_s: float = 5e-4  # worker: per exchange apart from size and latency (polled waits, Python)
     allreduce_fixed_s: float = 2e-4  # a peer's cost per allreduce step apart from size and the allreduce
-    allreduce_bandwidth: float | None = None  # the ring's bandwidth (None: the link's); on one node MPI reduces in shared memory
+    allreduce_bandwidth: float | None = (
+        None  # the ring's bandwidth (None: the link's); on one node MPI reduces in shared memory
+    )
     allreduce_latency: float | None = None
     jitter: float = 0.05  # coefficient of variation of the compute time (log-normal)
     sync_every: int = 1
@@ -123,4 +126,3 @@ def notice_delay(waited: float, p: Params) -> float:
         sleep *= 2
     step = p.poll_max_s + p.sleep_slack_s
     return t + math.ceil((waited - t) / step) * step - waited
-

@@ -11,6 +11,7 @@ the slice. GPU workers take their own optimizer step on the device
 (`GPU_APPLY_PARAMS_PER_S`); their passes over the weights stay host copies at
 the measured speed.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,21 +38,40 @@ def _sized(p: Params, inputs: dict[str, Any], n: float) -> tuple[float, float]:
 
 def gpu_case(base: Params, inputs: dict[str, Any], params: int, compute_s: float) -> Params:
     apply_s, copy_s = _sized(base, inputs, params)
-    return replace(base, compute_s=compute_s, params=params, apply_s=apply_s, copy_s=copy_s,
-                   worker_apply_s=params / GPU_APPLY_PARAMS_PER_S, local_apply_s=params / GPU_APPLY_PARAMS_PER_S,
-                   worker_reset_s=params * 4 / GPU_MEMORY_BYTES_PER_S)
+    return replace(
+        base,
+        compute_s=compute_s,
+        params=params,
+        apply_s=apply_s,
+        copy_s=copy_s,
+        worker_apply_s=params / GPU_APPLY_PARAMS_PER_S,
+        local_apply_s=params / GPU_APPLY_PARAMS_PER_S,
+        worker_reset_s=params * 4 / GPU_MEMORY_BYTES_PER_S,
+    )
 
 
-def cases(calo: Params, inputs: dict[str, Any], inner_steps: int, link: str = "ib-100g") -> dict[str, tuple[Params, int]]:
+def cases(
+    calo: Params, inputs: dict[str, Any], inner_steps: int, link: str = "ib-100g"
+) -> dict[str, tuple[Params, int]]:
     """name -> (params, DiLoCo's H): mpilearn's default H for calo-cnn's small
     epochs; the paper's H = 500 at GPU speed, where 500 steps take a second."""
     bandwidth, latency = LINKS[link]
-    net = replace(calo, bandwidth=bandwidth, latency=latency, allreduce_bandwidth=None, allreduce_latency=None,
-                  worker_link=True, cores=None)
+    net = replace(
+        calo,
+        bandwidth=bandwidth,
+        latency=latency,
+        allreduce_bandwidth=None,
+        allreduce_latency=None,
+        worker_link=True,
+        cores=None,
+    )
     return {
         f"calo-cnn, CPU workers [{link}]": (net, inner_steps),
         f"1e7 parameters, 2 ms/batch GPU worker [{link}]": (gpu_case(net, inputs, 10_000_000, 2e-3), PAPER_H),
-        f"2.5e7 parameters (ResNet-50 size), 0.1 s/batch GPU worker [{link}]": (gpu_case(net, inputs, 25_000_000, 0.1), PAPER_H),
+        f"2.5e7 parameters (ResNet-50 size), 0.1 s/batch GPU worker [{link}]": (
+            gpu_case(net, inputs, 25_000_000, 0.1),
+            PAPER_H,
+        ),
     }
 
 
@@ -69,34 +89,69 @@ def layouts(p: Params, inputs: dict[str, Any], workers: int, inner_steps: int) -
         ("downpour, N/32 sharded servers", "downpour", sharded(p, inputs, s), s),
         ("downpour, N/32 sharded servers, --sync-every 4", "downpour", replace(sharded(p, inputs, s), sync_every=4), s),
         ("downpour, sqrt(N) sub-masters", "downpour", replace(p, masters=subs + 1), subs + 1),
-        ("downpour, sqrt(N) sub-masters, top every 8", "downpour", replace(p, masters=subs + 1, upstream_every=8),
-         subs + 1),
+        (
+            "downpour, sqrt(N) sub-masters, top every 8",
+            "downpour",
+            replace(p, masters=subs + 1, upstream_every=8),
+            subs + 1,
+        ),
         (f"diloco async H={inner_steps}, 1 server", "diloco", replace(p, sync_every=inner_steps), 1),
-        (f"diloco async H={inner_steps}, N/32 sharded servers", "diloco", replace(sharded(p, inputs, s), sync_every=inner_steps), s),
-        (f"diloco sync H={inner_steps}, N/32 sharded servers", "diloco-sync",
-         replace(sharded(p, inputs, s), sync_every=inner_steps), s),
+        (
+            f"diloco async H={inner_steps}, N/32 sharded servers",
+            "diloco",
+            replace(sharded(p, inputs, s), sync_every=inner_steps),
+            s,
+        ),
+        (
+            f"diloco sync H={inner_steps}, N/32 sharded servers",
+            "diloco-sync",
+            replace(sharded(p, inputs, s), sync_every=inner_steps),
+            s,
+        ),
         ("sync, N/32 sharded servers", "sync", sharded(p, inputs, s), s),
         ("allreduce, ring", "allreduce", p, 0),
         ("allreduce, Rabenseifner (MPICH)", "allreduce", replace(p, allreduce_algorithm="rabenseifner"), 0),
         ("allreduce, hierarchical (4 ranks a node)", "allreduce", replace(p, allreduce_algorithm="hierarchical"), 0),
         # The straggler term: synchronous steps wait for the slowest of N per-batch compute times.
-        ("allreduce, Rabenseifner, compute jitter 2% (not 5%)", "allreduce",
-         replace(p, allreduce_algorithm="rabenseifner", jitter=0.02), 0),
-        ("allreduce, Rabenseifner, no compute jitter", "allreduce",
-         replace(p, allreduce_algorithm="rabenseifner", jitter=0.0), 0),
+        (
+            "allreduce, Rabenseifner, compute jitter 2% (not 5%)",
+            "allreduce",
+            replace(p, allreduce_algorithm="rabenseifner", jitter=0.02),
+            0,
+        ),
+        (
+            "allreduce, Rabenseifner, no compute jitter",
+            "allreduce",
+            replace(p, allreduce_algorithm="rabenseifner", jitter=0.0),
+            0,
+        ),
     ]
 
 
-def run_cases(calo: Params, inputs: dict[str, Any], cycles: int, inner_steps: int, counts: tuple[int, ...] = COUNTS,
-              link: str = "ib-100g") -> list[dict[str, Any]]:
+def run_cases(
+    calo: Params,
+    inputs: dict[str, Any],
+    cycles: int,
+    inner_steps: int,
+    counts: tuple[int, ...] = COUNTS,
+    link: str = "ib-100g",
+) -> list[dict[str, Any]]:
     rows = []
     for name, (p, h) in cases(calo, inputs, inner_steps, link).items():
         single = single_worker_rate(p)
         for workers in counts:
             for label, algo, q, servers in layouts(p, inputs, workers, h):
                 got = simulate(q, algo, workers, cycles)
-                rows.append({"case": name, "layout": label, "algo": algo, "workers": workers, "server_ranks": servers,
-                             "server_share": servers / (workers + servers),
-                             "efficiency": got["samples_per_s"] / (workers * single),
-                             "master_utilisation": got.get("master_utilisation")})
+                rows.append(
+                    {
+                        "case": name,
+                        "layout": label,
+                        "algo": algo,
+                        "workers": workers,
+                        "server_ranks": servers,
+                        "server_share": servers / (workers + servers),
+                        "efficiency": got["samples_per_s"] / (workers * single),
+                        "master_utilisation": got.get("master_utilisation"),
+                    }
+                )
     return rows

@@ -3,6 +3,7 @@
 Importing the package does not import Keras or a backend, so the command
 line can choose the backend and cap threads first.
 """
+
 from __future__ import annotations
 
 import sys

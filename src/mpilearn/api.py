@@ -4,6 +4,7 @@ Run the same script on every rank (`mpiexec -n 3 python train.py`): rank 0
 becomes the master, the others workers. The model is compiled by the user as
 usual; its optimizer, loss and metrics are the ones used.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -16,6 +17,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .fit_result import History
+
 
 def _is_pydataset(data: Any) -> bool:
     from .data.python_sources import is_pydataset as check  # h5py and keras load only when fit is called
@@ -35,8 +37,15 @@ def _split(data: Any, what: str) -> tuple[tuple[str, ...], Any]:
     return resolve_files(data, what), None
 
 
-def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[Any] | None = None, comm: Any = None,
-        **options: Any) -> History:
+def fit(
+    model: Any,
+    train: Any,
+    validation: Any = None,
+    *,
+    callbacks: Sequence[Any] | None = None,
+    comm: Any = None,
+    **options: Any,
+) -> History:
     """Train `model` on every rank of the MPI job, like `model.fit`; returns a Keras `History`.
 
     Run the same script on every rank: `mpiexec -n 3 python train.py` (rank 0
@@ -75,11 +84,18 @@ def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[A
     values = option_table.keyword_values(options)
     if isinstance(train_data, tuple):  # arrays are one part: only a split by sample gives every worker some
         if options.get("shard", "samples") != "samples":
-            raise ConfigError(f"shard={options['shard']!r} splits HDF5 files among workers; arrays are split by sample "
-                              "(leave shard out or give shard='samples')")
+            raise ConfigError(
+                f"shard={options['shard']!r} splits HDF5 files among workers; arrays are split by sample "
+                "(leave shard out or give shard='samples')"
+            )
         values[("data", "shard")] = "samples"
-    values.update({("data", "train_files"): train_files, ("data", "val_files"): val_files,
-                   ("model", "spec"): f"<{type(model).__name__} {getattr(model, 'name', '')}>"})
+    values.update(
+        {
+            ("data", "train_files"): train_files,
+            ("data", "val_files"): val_files,
+            ("model", "spec"): f"<{type(model).__name__} {getattr(model, 'name', '')}>",
+        }
+    )
     config = option_table.build(values)
     from .startup import start_ranks
     from .training import train as run
@@ -87,12 +103,17 @@ def fit(model: Any, train: Any, validation: Any = None, *, callbacks: Sequence[A
     from .fit_result import History
 
     comm = start_ranks(config, comm, before_keras=False)
-    record = run(config, model=model, train_arrays=train_data, validation_arrays=val_data, callbacks=callbacks, comm=comm)
+    record = run(
+        config, model=model, train_arrays=train_data, validation_arrays=val_data, callbacks=callbacks, comm=comm
+    )
     return History(record, model)
 
 
 fit.__signature__ = option_table.fit_signature(  # type: ignore[attr-defined]
-    [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, **extra)
-     for name, extra in (("model", {}), ("train", {}), ("validation", {"default": None}))],
-    [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in ("callbacks", "comm")])
+    [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, **extra)
+        for name, extra in (("model", {}), ("train", {}), ("validation", {"default": None}))
+    ],
+    [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in ("callbacks", "comm")],
+)
 fit.__doc__ = (fit.__doc__ or "") + "\n" + option_table.fit_doc()

@@ -16,6 +16,7 @@ are called after each master update with the epoch's running mean loss, as
 Keras is imported at module level: import this module only after the
 backend is chosen (training.py does so lazily).
 """
+
 from __future__ import annotations
 
 import operator
@@ -27,7 +28,12 @@ from .config import CallbacksConfig
 from .errors import ConfigError
 from .optional import require_tensorboard
 
-_OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
 
 
 class TargetMetric(keras.callbacks.Callback):
@@ -52,7 +58,9 @@ def from_config(settings: CallbacksConfig, run_dir: str) -> list[keras.callbacks
     """The callbacks the command-line shortcuts ask for."""
     built: list[keras.callbacks.Callback] = []
     if settings.early_stopping:
-        built.append(keras.callbacks.EarlyStopping(monitor=settings.early_stopping, patience=settings.patience, verbose=0))
+        built.append(
+            keras.callbacks.EarlyStopping(monitor=settings.early_stopping, patience=settings.patience, verbose=0)
+        )
     if settings.target_metric:
         built.append(TargetMetric(settings.target_metric, settings.target_op, settings.target_value))
     if settings.tensorboard:
@@ -86,7 +94,9 @@ def epoch_logs(row: dict[str, Any]) -> dict[str, float]:
 def describe_callback(callback: Any) -> str:
     """`EarlyStopping(monitor='val_loss', patience=3)`, or the class name of another callback."""
     name = type(callback).__name__
-    fields = [f"{key}={getattr(callback, key)!r}" for key in ("monitor", "patience", "target") if hasattr(callback, key)]
+    fields = [
+        f"{key}={getattr(callback, key)!r}" for key in ("monitor", "patience", "target") if hasattr(callback, key)
+    ]
     return f"{name}({', '.join(fields)})" if fields else name
 
 
@@ -94,8 +104,15 @@ class CallbackRunner:
     """A `keras.callbacks.CallbackList` around the central model, driven by
     the validations of a distributed run instead of `fit`'s loop."""
 
-    def __init__(self, model: Any, callbacks: Sequence[Any], epochs: int, steps: int | None, start_epoch: int = 0,
-                 checked: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        model: Any,
+        callbacks: Sequence[Any],
+        epochs: int,
+        steps: int | None,
+        start_epoch: int = 0,
+        checked: Sequence[Any] = (),
+    ) -> None:
         self.model = model
         self.callbacks = list(callbacks)
         self.list = keras.callbacks.CallbackList(
@@ -103,7 +120,11 @@ class CallbackRunner:
         )
         self.epoch = start_epoch
         self.batch = 0
-        self.batch_hooks = any(_defines(c, h) for c in self.callbacks for h in ("on_train_batch_end", "on_batch_end", "on_train_batch_begin", "on_batch_begin"))
+        self.batch_hooks = any(
+            _defines(c, h)
+            for c in self.callbacks
+            for h in ("on_train_batch_end", "on_batch_end", "on_train_batch_begin", "on_batch_begin")
+        )
         # Shortcut callbacks whose metric must be in the logs (user callbacks get Keras's own warning).
         self.checked = [m for m in (_monitored(c) for c in checked) if m]
         self.logs: dict[str, float] = {}
@@ -133,8 +154,10 @@ class CallbackRunner:
         logs = epoch_logs(row)
         for option, key in self.checked:
             if key not in logs:
-                raise ConfigError(f"{option}: {key!r} is not logged by this run; logged: {', '.join(sorted(logs)) or 'nothing'}"
-                                  + ("" if any(k.startswith("val_") for k in logs) else " (no validation data: give --val)"))
+                raise ConfigError(
+                    f"{option}: {key!r} is not logged by this run; logged: {', '.join(sorted(logs)) or 'nothing'}"
+                    + ("" if any(k.startswith("val_") for k in logs) else " (no validation data: give --val)")
+                )
         self._each("on_epoch_end", self.epoch, logs)
         self.logs = logs
         stop = bool(self.model.stop_training)

@@ -15,6 +15,7 @@ directory fsynced: a crash at any moment leaves at least one whole
 checkpoint. A damaged newest checkpoint (a disk that filled up, a copy cut
 short) is named and skipped: resume falls back to the newest readable one.
 """
+
 from __future__ import annotations
 
 import json
@@ -123,7 +124,9 @@ def newest_good(run_dir: Path) -> tuple[Path, list[str]]:
     root = run_dir / CHECKPOINTS
     found = sorted(root.glob(f"{PREFIX}*")) if root.is_dir() else []
     if not found:
-        raise CheckpointError(f"--resume {run_dir}: no checkpoint in {root} (train with --checkpoint-every to write them)")
+        raise CheckpointError(
+            f"--resume {run_dir}: no checkpoint in {root} (train with --checkpoint-every to write them)"
+        )
     skipped: list[str] = []
     for path in reversed(found):
         problem = damage(path)
@@ -150,8 +153,10 @@ def finished_message(config: Any) -> str | None:
         pass
     if epoch < config.epochs or not (run_dir / "model.keras").is_file():
         return None
-    return (f"{run_dir} already finished: {epoch} of {config.epochs} epochs trained; "
-            "nothing to do (a larger --epochs trains on)")
+    return (
+        f"{run_dir} already finished: {epoch} of {config.epochs} epochs trained; "
+        "nothing to do (a larger --epochs trains on)"
+    )
 
 
 def load(path: Path, layout: FlatLayout) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
@@ -178,7 +183,9 @@ def restore_optimizer(optimizer: Any, trainable_variables: list[Any], values: li
     if not optimizer.built:
         optimizer.build(trainable_variables)
     if len(optimizer.variables) != len(values):
-        raise CheckpointError(f"checkpoint {where}: optimizer has {len(optimizer.variables)} variables, checkpoint {len(values)}")
+        raise CheckpointError(
+            f"checkpoint {where}: optimizer has {len(optimizer.variables)} variables, checkpoint {len(values)}"
+        )
     for variable, value in zip(optimizer.variables, values):
         variable.assign(value)
 

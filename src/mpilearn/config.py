@@ -4,6 +4,7 @@ Rank 0 resolves one `RunConfig` and broadcasts it, so every rank works from
 the same values. Each dataclass checks its own fields in `__post_init__` and
 names the option, the value received and what is allowed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from .algorithms import registry
-from .data.options import DEFAULT_COPY_COMMAND, EVEN_POLICIES, SHUFFLE_CHUNK, SHUFFLE_WINDOW, parse_copy_command, parse_size, split_names
+from .data.options import (
+    DEFAULT_COPY_COMMAND,
+    EVEN_POLICIES,
+    SHUFFLE_CHUNK,
+    SHUFFLE_WINDOW,
+    parse_copy_command,
+    parse_size,
+    split_names,
+)
 from .errors import ConfigError
 from . import option_values
 
@@ -34,17 +43,40 @@ DEFAULT_TENSORBOARD = "{run_dir}/tensorboard"
 OPTION = "mpilearn.option"
 
 
-def opt(flag: str = "", *, cli: bool = True, fit: bool = True, fit_name: str = "", help: str = "", short: str = "",
-        group: str = "", metavar: str | None = None, choices: tuple[Any, ...] | None = None,
-        parse: Any = None, append: bool = False, const: Any = None) -> dict[str, Any]:
+def opt(
+    flag: str = "",
+    *,
+    cli: bool = True,
+    fit: bool = True,
+    fit_name: str = "",
+    help: str = "",
+    short: str = "",
+    group: str = "",
+    metavar: str | None = None,
+    choices: tuple[Any, ...] | None = None,
+    parse: Any = None,
+    append: bool = False,
+    const: Any = None,
+) -> dict[str, Any]:
     """Metadata of a field whose option is not the convention's. By default a
     field is the option --field-name (of `mpilearn train`, config files and
     `mpilearn.fit`) whose help is the comment above the field; `flag` renames
     it, `cli`/`fit` leave it out of the command line / of fit, `parse` turns the
     command line's text into the field's value (or a dict of several fields),
     `append` makes it repeatable, `const` is the value of the bare flag."""
-    settings = dict(flag=flag, cli=cli, fit=fit, fit_name=fit_name, help=help, short=short, group=group, metavar=metavar,
-                    choices=choices, parse=parse, append=append)
+    settings = dict(
+        flag=flag,
+        cli=cli,
+        fit=fit,
+        fit_name=fit_name,
+        help=help,
+        short=short,
+        group=group,
+        metavar=metavar,
+        choices=choices,
+        parse=parse,
+        append=append,
+    )
     if const is not None:
         settings["const"] = const
     return {OPTION: settings}
@@ -111,8 +143,11 @@ class DataConfig:
         _positive_int("--shuffle-chunk", self.shuffle_chunk)
         _positive_int("--shuffle-window", self.shuffle_window)
         _choice("--even-policy", self.even_policy, EVEN_POLICIES)
-        for option, name in (("--features-name", self.features_name), ("--labels-name", self.labels_name),
-                             ("--sample-weights-name", self.sample_weights_name)):
+        for option, name in (
+            ("--features-name", self.features_name),
+            ("--labels-name", self.labels_name),
+            ("--sample-weights-name", self.sample_weights_name),
+        ):
             if not name and option != "--sample-weights-name":
                 raise ConfigError(f"{option} must not be empty")
             if name and not all(split_names(name)):
@@ -121,8 +156,10 @@ class DataConfig:
             parse_size(self.memory_limit)
         if self.cache_dir:
             if self.preload:
-                raise ConfigError("--preload reads every file once into memory, --cache-dir copies files to read them "
-                                  "every epoch: use one or the other")
+                raise ConfigError(
+                    "--preload reads every file once into memory, --cache-dir copies files to read them "
+                    "every epoch: use one or the other"
+                )
             parse_copy_command(self.copy_command)
 
     @property
@@ -137,8 +174,9 @@ class ModelConfig:
     # Built-in name (see `mpilearn models`), path/to/file.py:function, a .keras file, or a Keras JSON file.
     spec: str = field(default="calo-cnn", metadata=opt("--model"))
     # Keyword argument for the model builder (repeatable).
-    model_args: tuple[tuple[str, Any], ...] = field(default=(), metadata=opt(
-        "--model-arg", append=True, metavar="KEY=VALUE", parse=option_values.model_args))
+    model_args: tuple[tuple[str, Any], ...] = field(
+        default=(), metadata=opt("--model-arg", append=True, metavar="KEY=VALUE", parse=option_values.model_args)
+    )
     # Any optimizer name Keras knows.
     optimizer: str = "adam"
     # Learning rate (none: the optimizer's default).
@@ -220,8 +258,10 @@ class AlgorithmConfig:
         if not 0 <= self.outer_momentum < 1:
             raise ConfigError(f"--outer-momentum must be in [0, 1), got {self.outer_momentum!r}")
         if "inner_steps" in spec.options and self.sync_every != 1:
-            raise ConfigError(f"--sync-every {self.sync_every}: --algo {self.name} exchanges every --inner-steps "
-                              f"({self.inner_steps}) batches")
+            raise ConfigError(
+                f"--sync-every {self.sync_every}: --algo {self.name} exchanges every --inner-steps "
+                f"({self.inner_steps}) batches"
+            )
         if not 0 < self.elastic_force <= 1:
             raise ConfigError(f"--elastic-force must be in (0, 1], got {self.elastic_force!r}")
         if self.elastic_lr is not None and not self.elastic_lr > 0:
@@ -239,17 +279,23 @@ class AlgorithmConfig:
         if self.servers > 1 and not spec.has_master:
             raise ConfigError(f"--servers {self.servers} shards a master's weights; --algo {self.name} has no master")
         if self.servers > 1 and self.masters > 1:
-            raise ConfigError(f"--servers {self.servers} and --masters {self.masters}: sharded servers replace the tree "
-                              "of masters; use one or the other")
+            raise ConfigError(
+                f"--servers {self.servers} and --masters {self.masters}: sharded servers replace the tree "
+                "of masters; use one or the other"
+            )
         if self.masters > 1 and not spec.trees:
-            raise ConfigError(f"--masters {self.masters} works with --algo "
-                              f"{' or '.join(registry.names(lambda s: s.trees))}, not {self.name}")
+            raise ConfigError(
+                f"--masters {self.masters} works with --algo "
+                f"{' or '.join(registry.names(lambda s: s.trees))}, not {self.name}"
+            )
         if self.elastic_momentum and self.worker_optimizer.lower() not in ("sgd", "model"):
             raise ConfigError(f"--elastic-momentum needs --worker-optimizer sgd, got {self.worker_optimizer!r}")
         # Other algorithms' knobs are ignored (a config file's EASGD knobs stay valid under --algo downpour),
         # but gradients compressed by no one would mislead.
         if self.compression != "none" and "compression" not in spec.options:
-            raise ConfigError(f"--compression {self.compression} applies to --algo {' or '.join(registry.owners('compression'))} only")
+            raise ConfigError(
+                f"--compression {self.compression} applies to --algo {' or '.join(registry.owners('compression'))} only"
+            )
 
     @property
     def spec(self) -> "AlgorithmSpec":
@@ -371,11 +417,15 @@ class RunConfig:
         _non_negative_int("--validate-every", self.validate_every)
         _choice("--validate-on", self.validate_on, ("auto", "workers", "master"))
         if self.validate_on == "workers" and self.background_validation:
-            raise ConfigError("--background-validation validates on rank 0 in a thread: it does not go with --validate-on workers")
+            raise ConfigError(
+                "--background-validation validates on rank 0 in a thread: it does not go with --validate-on workers"
+            )
         servers = self.algorithm.servers
         if servers > 1 and (self.validate_every or self.background_validation):
-            raise ConfigError(f"--servers {servers}: rank 0 holds the full weights at epoch ends only, so it validates "
-                              "there; drop --validate-every and --background-validation")
+            raise ConfigError(
+                f"--servers {servers}: rank 0 holds the full weights at epoch ends only, so it validates "
+                "there; drop --validate-every and --background-validation"
+            )
         _choice("--progress", self.progress, PROGRESS_MODES)
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -388,8 +438,13 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
         """Inverse of to_dict; unknown keys are refused, not ignored."""
-        nested = {"data": DataConfig, "model": ModelConfig, "algorithm": AlgorithmConfig, "checkpoint": CheckpointConfig,
-                  "callbacks": CallbacksConfig}
+        nested = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "algorithm": AlgorithmConfig,
+            "checkpoint": CheckpointConfig,
+            "callbacks": CallbacksConfig,
+        }
         return _build(cls, values, nested, prefix="")
 
 

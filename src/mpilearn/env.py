@@ -3,6 +3,7 @@
 Thread caps must be applied before torch, jax, tensorflow or numpy's BLAS is
 imported, because their thread pools read these variables at import time.
 """
+
 from __future__ import annotations
 
 import os
@@ -148,9 +149,11 @@ def keras_loaded_first() -> str:
     wanted = default_backend()
     if not wanted or loaded == wanted:
         return ""
-    return (f"mpilearn: Keras was imported before mpilearn and chose its own default backend, {loaded!r}; "
-            f"mpilearn's default here is {wanted!r}. To train on {wanted}, import mpilearn before keras, or set "
-            f"KERAS_BACKEND={wanted} (to keep {loaded} and silence this, set KERAS_BACKEND={loaded}).")
+    return (
+        f"mpilearn: Keras was imported before mpilearn and chose its own default backend, {loaded!r}; "
+        f"mpilearn's default here is {wanted!r}. To train on {wanted}, import mpilearn before keras, or set "
+        f"KERAS_BACKEND={wanted} (to keep {loaded} and silence this, set KERAS_BACKEND={loaded})."
+    )
 
 
 def skip_jax_import_unless_used(backend: str) -> None:

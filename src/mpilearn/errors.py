@@ -3,6 +3,7 @@
 Each subclass maps to an exit status, so the command line can tell a usage
 or data problem (status 2, fix your input) from a failure during training.
 """
+
 from __future__ import annotations
 
 import sys

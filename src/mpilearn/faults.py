@@ -15,6 +15,7 @@ start-up checks) or `end` (after training, before the outputs). Several
 faults: separate them with commas. The variable passes through mpiexec and
 srun to every rank; each rank acts only on its own faults.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,10 @@ def parse(text: str) -> tuple[Fault, ...]:
         kind, _, rest = item.partition("@")
         rank, _, when = rest.partition(":")
         if kind not in KINDS or not rank.isdigit() or not (when in ("start", "end") or when.isdigit()):
-            raise ConfigError(f"{VARIABLE}={text!r}: each fault is KIND@RANK:WHEN with KIND one of {', '.join(KINDS)}, "
-                              "WHEN a step number, start or end (e.g. kill@2:5)")
+            raise ConfigError(
+                f"{VARIABLE}={text!r}: each fault is KIND@RANK:WHEN with KIND one of {', '.join(KINDS)}, "
+                "WHEN a step number, start or end (e.g. kill@2:5)"
+            )
         faults.append(Fault(kind, int(rank), when))
     return tuple(faults)
 
@@ -77,7 +80,13 @@ def _act(fault: Fault, batch: Any) -> None:
     elif fault.kind == "exit":
         os._exit(0)
     elif fault.kind == "nan" and batch is not None:
-        inputs = batch.x if isinstance(batch.x, (list, tuple)) else list(batch.x.values()) if isinstance(batch.x, dict) else [batch.x]
+        inputs = (
+            batch.x
+            if isinstance(batch.x, (list, tuple))
+            else list(batch.x.values())
+            if isinstance(batch.x, dict)
+            else [batch.x]
+        )
         for array in inputs:
             if isinstance(array, np.ndarray) and array.dtype.kind == "f":
                 array[...] = np.nan

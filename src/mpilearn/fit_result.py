@@ -1,5 +1,6 @@
 """What `mpilearn.fit` returns: a Keras `History`, as `Model.fit` returns,
 that also reads like the history.json dictionary (`result["epochs"]`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ then the floating-point non-trainable weights (BatchNormalization moving
 statistics and similar layer state). One buffer per message means one MPI
 call and no pickling on the hot path.
 """
+
 from __future__ import annotations
 
 import enum
@@ -80,7 +81,9 @@ class FlatLayout:
     def pack(self, arrays: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
         """Concatenate per-variable arrays into one flat vector (inverse of split)."""
         if len(arrays) != len(self.trainable_shapes) + len(self.state_shapes):
-            raise ValueError(f"got {len(arrays)} arrays, layout has {len(self.trainable_shapes) + len(self.state_shapes)}")
+            raise ValueError(
+                f"got {len(arrays)} arrays, layout has {len(self.trainable_shapes) + len(self.state_shapes)}"
+            )
         out = np.empty(self.size, dtype=DTYPE) if out is None else out
         for view, array in zip(self.split(out), arrays):
             view[...] = array

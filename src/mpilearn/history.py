@@ -1,4 +1,5 @@
 """What a run records: validation per epoch, per-worker training loss, counts."""
+
 from __future__ import annotations
 
 import time
@@ -71,7 +72,9 @@ class History:
         batches = sum(s.batches for s in self._current.values())
         return sum(s.loss_sum for s in self._current.values()) / batches if batches else None
 
-    def record_validation(self, metrics: dict[str, float], epoch: float, counts: dict[str, Any], train_loss: float | None) -> dict[str, Any]:
+    def record_validation(
+        self, metrics: dict[str, float], epoch: float, counts: dict[str, Any], train_loss: float | None
+    ) -> dict[str, Any]:
         """A validation between epoch ends (--validate-every): a row of kind "updates" at fractional `epoch`."""
         row: dict[str, Any] = {"epoch": epoch, "kind": "updates"}
         row.update({f"val_{k}": float(v) for k, v in metrics.items()})
@@ -81,7 +84,9 @@ class History:
         self.epochs.append(row)
         return row
 
-    def record_epoch(self, epoch: int, metrics: dict[str, float], counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    def record_epoch(
+        self, epoch: int, metrics: dict[str, float], counts: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The row of an epoch's validation; `counts` (updates, samples_seen, time_s) when the
         validated weights are a snapshot taken earlier (background validation)."""
         row: dict[str, Any] = {"epoch": epoch}
@@ -89,7 +94,9 @@ class History:
         losses = [v[epoch - 1] for v in self.worker_loss.values() if len(v) >= epoch]
         if losses:
             row["train_loss"] = sum(losses) / len(losses)
-        row.update(counts or {"updates": self.updates, "samples_seen": self.samples_seen, "time_s": round(self.elapsed(), 3)})
+        row.update(
+            counts or {"updates": self.updates, "samples_seen": self.samples_seen, "time_s": round(self.elapsed(), 3)}
+        )
         self.epochs.append(row)
         return row
 
@@ -130,7 +137,11 @@ class History:
             "dropped_updates": self.dropped_updates,
             "skipped_batches": self.skipped_batches,
             "workers": {
-                str(w): {"train_loss": losses, "samples": self.worker_samples.get(w, []), "epoch_end_s": self.worker_epoch_end_s.get(w, [])}
+                str(w): {
+                    "train_loss": losses,
+                    "samples": self.worker_samples.get(w, []),
+                    "epoch_end_s": self.worker_epoch_end_s.get(w, []),
+                }
                 for w, losses in sorted(self.worker_loss.items())
             },
         }

@@ -17,6 +17,7 @@ rank 0 saying how to resume and exits with 128 + the signal number (130 for
 SIGINT, 143 for SIGTERM), the shell's convention for a job ended by a
 signal. A second signal ends the job at once (MPI_Abort).
 """
+
 from __future__ import annotations
 
 import os
@@ -96,8 +97,11 @@ class StopRequest:
         from .env import launcher_rank
 
         if launcher_rank() in (None, 0):  # one notice per job, not one per rank; rank 0 reports the end
-            print(f"mpilearn: {signal_name(signum)} received: stopping at the next safe point; send it again to stop at once",
-                  file=sys.stderr, flush=True)
+            print(
+                f"mpilearn: {signal_name(signum)} received: stopping at the next safe point; send it again to stop at once",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def install(self) -> None:
         """Catch the signals (main thread only; elsewhere signals keep their handlers).

@@ -9,6 +9,7 @@ each implementation spells a host list differently.
 The argv is a list (never a shell string) and the environment is forwarded,
 so paths with spaces and quotes arrive intact on every rank.
 """
+
 from __future__ import annotations
 
 import os
@@ -118,8 +119,14 @@ def compatible(launcher: str, library: str) -> bool:
 def detect(path: str) -> Launcher:
     """Ask `path --version` which MPI it belongs to."""
     try:
-        done = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=VERSION_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            [path, "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CommunicationError(f"{path} --version did not answer ({exc}): is it an MPI launcher?") from None
     implementation, version = identify(done.stdout + done.stderr)
@@ -157,7 +164,9 @@ def read_hostfile(path: str) -> tuple[Host, ...]:
         try:
             hosts.extend(parse_hosts(name, "--hostfile"))
         except ConfigError:
-            raise ConfigError(f"--hostfile {path}:{number}: expected `host:slots` or `host slots=N`, got {line!r}") from None
+            raise ConfigError(
+                f"--hostfile {path}:{number}: expected `host:slots` or `host slots=N`, got {line!r}"
+            ) from None
     if not hosts:
         raise ConfigError(f"--hostfile {path}: lists no host")
     return tuple(hosts)
@@ -181,9 +190,16 @@ def forwarded(environ: Mapping[str, str]) -> list[str]:
     return sorted(name for name in environ if name.startswith(FORWARDED_PREFIXES) or name in FORWARDED_VARIABLES)
 
 
-def launch_argv(launcher: Launcher, processes: int, command: Sequence[str], hosts: Sequence[Host] = (),
-                is_root: bool = False, cores: int = 1, hostfile: str = "",
-                variables: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+def launch_argv(
+    launcher: Launcher,
+    processes: int,
+    command: Sequence[str],
+    hosts: Sequence[Host] = (),
+    is_root: bool = False,
+    cores: int = 1,
+    hostfile: str = "",
+    variables: Sequence[str] = (),
+) -> tuple[list[str], list[str]]:
     """The mpiexec command line for `processes` ranks of `command`, and the
     notes to print about what was added. Pure: `hostfile` is where a host
     list is written for launchers that take it only as a file; `variables`
@@ -226,8 +242,16 @@ def relaunch(processes: int, args: Sequence[str], mpiexec: str | None = None, ho
     if sys.stdout.isatty():  # ranks under mpiexec never see a terminal: tell rank 0 to draw a progress bar
         child_env.setdefault(env.TTY, str(shutil.get_terminal_size().columns))
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    argv, notes = launch_argv(launcher, processes, [sys.executable, "-m", "mpilearn", *args], hosts, is_root,
-                              usable_cores(), hostfile, forwarded(child_env))
+    argv, notes = launch_argv(
+        launcher,
+        processes,
+        [sys.executable, "-m", "mpilearn", *args],
+        hosts,
+        is_root,
+        usable_cores(),
+        hostfile,
+        forwarded(child_env),
+    )
     for note in notes:
         print(f"mpilearn: {note}", file=sys.stderr, flush=True)
     try:
@@ -248,7 +272,10 @@ def _run_launcher(argv: list[str], child_env: dict[str, str]) -> int:
     def forward(signum: int, frame: object) -> None:
         process.send_signal(signum)
 
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN), signal.SIGTERM: signal.signal(signal.SIGTERM, forward)}
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+    }
     try:
         code = process.wait()
         return 128 - code if code < 0 else code

@@ -1,4 +1,5 @@
 """Logging with every line prefixed by rank and role, as HPC logs need."""
+
 from __future__ import annotations
 
 import logging

@@ -11,6 +11,7 @@ metric variable combines across replicas in its `aggregation` ("sum", the
 default of `Metric.add_variable`); a metric with a variable of any other
 aggregation cannot be summed, and the run validates on rank 0 instead.
 """
+
 from __future__ import annotations
 
 from typing import Any

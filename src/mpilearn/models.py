@@ -3,6 +3,7 @@
 Keras is imported inside the functions, so importing this module never fixes
 the Keras backend before the command line has chosen it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,9 @@ from .errors import ConfigError, ModelError
 from .userfile import import_file
 
 
-def calo_cnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 8, dense: int = 32, dropout: float = 0.0) -> Any:
+def calo_cnn(
+    input_shape: tuple[int, ...], num_classes: int, filters: int = 8, dense: int = 32, dropout: float = 0.0
+) -> Any:
     """The calorimeter CNN of the demo: two 3D convolutions on the energy
     deposits, then a small dense classifier (about 35k parameters at 25^3)."""
     import keras
@@ -38,7 +41,9 @@ def calo_cnn(input_shape: tuple[int, ...], num_classes: int, filters: int = 8, d
     return keras.Model(inputs, outputs, name="calo_cnn")
 
 
-def mlp(input_shape: tuple[int, ...], num_classes: int, units: int = 128, layers_count: int = 2, dropout: float = 0.0) -> Any:
+def mlp(
+    input_shape: tuple[int, ...], num_classes: int, units: int = 128, layers_count: int = 2, dropout: float = 0.0
+) -> Any:
     """A dense network on the flattened input: the cheap model of tests and benchmarks."""
     import keras
     from keras import layers
@@ -98,7 +103,9 @@ def _call_builder(builder: Callable[..., Any], what: str, kwargs: dict[str, Any]
         if takes_any or key in params:
             accepted[key] = value
         elif key not in automatic:
-            raise ModelError(f"{what} takes no argument {key!r} (given by --model-arg); it takes: {', '.join(params) or 'nothing'}")
+            raise ModelError(
+                f"{what} takes no argument {key!r} (given by --model-arg); it takes: {', '.join(params) or 'nothing'}"
+            )
     try:
         return builder(**accepted)
     except ModelError:
@@ -122,7 +129,8 @@ def load_custom_objects(path: str | None) -> dict[str, Any]:
     return {
         name: value
         for name, value in vars(module).items()
-        if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
         and getattr(value, "__module__", None) == module.__name__
     }
 
@@ -239,7 +247,9 @@ def make_optimizer(name: str, learning_rate: float | None, momentum: float = 0.0
         return keras.optimizers.get({"class_name": name, "config": config})
     except (ValueError, TypeError) as exc:
         known = sorted(
-            n.lower() for n in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, n), type) and n != "Optimizer"
+            n.lower()
+            for n in dir(keras.optimizers)
+            if isinstance(getattr(keras.optimizers, n), type) and n != "Optimizer"
         )
         raise ConfigError(f"unknown optimizer {name!r} (--optimizer); Keras knows: {', '.join(known)}") from exc
 
@@ -284,7 +294,11 @@ def tensorflow_unloaded() -> Iterator[None]:
     import keras
 
     lazy_tf = getattr(sys.modules.get("keras.src.utils.module_utils"), "tensorflow", None)
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or getattr(lazy_tf, "_available", 0) is not None:
+    if (
+        keras.backend.backend() == "tensorflow"
+        or "tensorflow" in sys.modules
+        or getattr(lazy_tf, "_available", 0) is not None
+    ):
         yield  # TensorFlow loaded, known absent, or Keras's internals have changed
         return
     assert lazy_tf is not None
@@ -311,7 +325,9 @@ def reseed(model: Any, seed: int, worker: int, epoch: int) -> None:
 
     # Layers built without a seed draw from the backend's global generator.
     set_random_seed(int(np.random.default_rng([seed, worker, epoch]).integers(0, 2**31)))
-    for index, variable in enumerate(v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")):
+    for index, variable in enumerate(
+        v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")
+    ):
         start = np.random.default_rng([seed, worker, epoch, index]).integers(0, 2**30)
         variable.assign(np.array([start, 0]).astype(variable.dtype))
 

@@ -6,6 +6,7 @@ CPU is the process's own share in percent of one core (over 100 with several
 threads), as `top` shows it; memory is the resident set size. GPUs are read
 by the first rank of each node only, since every rank of a node sees them all.
 """
+
 from __future__ import annotations
 
 import os

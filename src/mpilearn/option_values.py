@@ -1,5 +1,6 @@
 """Command-line texts of the compound options -> the fields they fill
 (pure; config.py names them in its fields' metadata)."""
+
 from __future__ import annotations
 
 import ast
@@ -42,8 +43,10 @@ def target(text: str) -> dict[str, Any]:
     """--target-metric METRIC,OP,VALUE -> target_metric, target_op and target_value."""
     match = _TARGET.match(text)
     if not match:
-        raise ConfigError(f"--target-metric must be METRIC,OP,VALUE with OP one of {' '.join(TARGET_OPS)} "
-                          f"(e.g. val_accuracy,>=,0.9), got {text!r}")
+        raise ConfigError(
+            f"--target-metric must be METRIC,OP,VALUE with OP one of {' '.join(TARGET_OPS)} "
+            f"(e.g. val_accuracy,>=,0.9), got {text!r}"
+        )
     metric, op, value = match.groups()
     try:
         return {"target_metric": metric, "target_op": op, "target_value": float(value)}

@@ -1,6 +1,7 @@
 """Optional dependencies: looked for only when a feature needs them, and
 refused with one line naming the extra to install (never at import time of
 mpilearn), in the manner of Optuna's `try_import`."""
+
 from __future__ import annotations
 
 import importlib.util

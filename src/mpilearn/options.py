@@ -8,6 +8,7 @@ config.opt). The command line (cli/options.py), `mpilearn.fit` (api.py) and
 config files (cli/config_file.py, through the command line's parser) are all
 generated from this one table.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,8 +36,14 @@ SECTIONS: dict[str, type] = {
     "callbacks": config_module.CallbacksConfig,
 }
 # The argparse group of each section's options.
-GROUPS = {"": "training", "data": "data", "model": "model", "algorithm": "algorithm options",
-          "checkpoint": "checkpoints and failures", "callbacks": "callbacks and validation"}
+GROUPS = {
+    "": "training",
+    "data": "data",
+    "model": "model",
+    "algorithm": "algorithm options",
+    "checkpoint": "checkpoints and failures",
+    "callbacks": "callbacks and validation",
+}
 # mpilearn.fit takes a compiled model and callback objects: these sections are the command line's.
 NOT_IN_FIT = ("model", "callbacks", "checkpoint")
 
@@ -56,7 +63,9 @@ class Option:
     type: Callable[[str], Any]  # command-line text -> value (before `parse`)
     choices: tuple[Any, ...] | None
     metavar: str | None
-    parse: Callable[[Any], Any] | None  # the command line's value -> the field's value, or a dict of the section's fields
+    parse: (
+        Callable[[Any], Any] | None
+    )  # the command line's value -> the field's value, or a dict of the section's fields
     const: Any  # kind "optional": the value of the bare flag
     fit: str  # mpilearn.fit's keyword; "" when fit does not take it
 
@@ -137,9 +146,19 @@ def _option(section: str, cls: type, field: dataclasses.Field[Any], hint: Any, c
     flag = meta.get("flag") or "--" + field.name.replace("_", "-")
     fit = "" if section in NOT_IN_FIT or not meta.get("fit", True) else (meta.get("fit_name") or field.name)
     return Option(
-        section=section, name=field.name, flag=flag if cli else "", short=meta.get("short", ""),
-        help=meta.get("help") or comment, group=meta.get("group") or GROUPS[section], default=default, kind=kind,  # type: ignore[arg-type]
-        type=convert, choices=choices, metavar=meta.get("metavar"), parse=meta.get("parse"), const=meta.get("const"),
+        section=section,
+        name=field.name,
+        flag=flag if cli else "",
+        short=meta.get("short", ""),
+        help=meta.get("help") or comment,
+        group=meta.get("group") or GROUPS[section],
+        default=default,
+        kind=kind,  # type: ignore[arg-type]
+        type=convert,
+        choices=choices,
+        metavar=meta.get("metavar"),
+        parse=meta.get("parse"),
+        const=meta.get("const"),
         fit=fit,
     )
 
@@ -218,8 +237,12 @@ def fit_signature(head: list[inspect.Parameter], tail: list[inspect.Parameter]) 
     hints = {}
     for section, cls in SECTIONS.items():
         hints.update({(section, k): v for k, v in typing.get_type_hints(cls).items()})
-    options = [inspect.Parameter(o.fit, inspect.Parameter.KEYWORD_ONLY, default=o.default,
-                                 annotation=hints[(o.section, o.name)]) for o in fit_options()]
+    options = [
+        inspect.Parameter(
+            o.fit, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=hints[(o.section, o.name)]
+        )
+        for o in fit_options()
+    ]
     return inspect.Signature([*head, *options, *tail])
 
 

@@ -1,6 +1,7 @@
 """Which GPU each rank of a node uses: a pure function, applied before any
 backend is imported (through CUDA_VISIBLE_DEVICES, which torch, JAX and
 TensorFlow all honour)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,9 @@ import subprocess
 VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 
 
-def gpu_for_rank(local_rank: int, local_size: int, gpus: int, is_master: bool, master_gpu: bool, node_has_master: bool) -> int | None:
+def gpu_for_rank(
+    local_rank: int, local_size: int, gpus: int, is_master: bool, master_gpu: bool, node_has_master: bool
+) -> int | None:
     """The GPU index for a rank on its node, or None for the CPU.
 
     Ranks share the node's GPUs round robin by local rank. The master stays
@@ -27,11 +30,20 @@ def gpu_for_rank(local_rank: int, local_size: int, gpus: int, is_master: bool, m
     return position % gpus
 
 
-def gpu_for_world_rank(rank: int, local_rank: int, local_size: int, node_ranks: tuple[int, ...], gpus: int,
-                       has_master: bool, master_gpu: bool) -> int | None:
+def gpu_for_world_rank(
+    rank: int,
+    local_rank: int,
+    local_size: int,
+    node_ranks: tuple[int, ...],
+    gpus: int,
+    has_master: bool,
+    master_gpu: bool,
+) -> int | None:
     """gpu_for_rank for world rank `rank`, the master (if the algorithm has
     one) being world rank 0; `node_ranks` are the world ranks on this node."""
-    return gpu_for_rank(local_rank, local_size, gpus, has_master and rank == 0, master_gpu, has_master and 0 in node_ranks)
+    return gpu_for_rank(
+        local_rank, local_size, gpus, has_master and rank == 0, master_gpu, has_master and 0 in node_ranks
+    )
 
 
 def count_gpus() -> int:

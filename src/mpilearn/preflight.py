@@ -5,6 +5,7 @@ loss, an output path that cannot be written), is checked here instead:
 output paths, the model's outputs against the labels, the loss against the
 labels, the validation data against the training data.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,20 +70,31 @@ def check_outputs_fit_labels(model: Any, source: Any, where: str, counted: bool)
                     return
             top = largest[sorted(ids).index(target)]
             if top >= width:
-                raise DataError(f"{where}: labels{name} hold class id {top}, but the model's output has {width} classes "
-                                f"(--model-arg num_classes={top + 1}?)")
+                raise DataError(
+                    f"{where}: labels{name} hold class id {top}, but the model's output has {width} classes "
+                    f"(--model-arg num_classes={top + 1}?)"
+                )
             continue
         if tuple(d for d in produced if d != 1) != tuple(d for d in shape if d != 1) and None not in produced:
             hint = " (--model-arg num_classes?)" if len(shape) == 1 else ""
-            raise DataError(f"{where}: labels{name} have shape {shape} but the model's output has shape {produced}{hint}")
+            raise DataError(
+                f"{where}: labels{name} have shape {shape} but the model's output has shape {produced}{hint}"
+            )
 
 
 def check_loss_fits_labels(loss: Any, signature: Signature, where: str) -> None:
     """sparse_categorical_crossentropy wants class ids, not one-hot rows."""
     name = loss if isinstance(loss, str) else type(loss).__name__ if loss is not None else None
-    if name in _CLASS_ID_LOSSES and not signature.class_id_targets and signature.label_shape and signature.label_shape[-1] > 1:
-        raise DataError(f"{where}: labels of shape {signature.label_shape} ({signature.label_dtype}) are one-hot rows, "
-                        "but sparse_categorical_crossentropy needs class ids (use --loss categorical_crossentropy)")
+    if (
+        name in _CLASS_ID_LOSSES
+        and not signature.class_id_targets
+        and signature.label_shape
+        and signature.label_shape[-1] > 1
+    ):
+        raise DataError(
+            f"{where}: labels of shape {signature.label_shape} ({signature.label_dtype}) are one-hot rows, "
+            "but sparse_categorical_crossentropy needs class ids (use --loss categorical_crossentropy)"
+        )
 
 
 def _shapes(part: Any) -> list[tuple[int, ...]]:
@@ -99,11 +111,15 @@ def check_validation_fits_training(validation: Sequence[Any] | None, signature: 
         return
     inputs, labels = _shapes(validation[0]), _shapes(validation[1])
     if inputs != [tuple(s) for s in signature.sample_shapes]:
-        raise DataError(f"{where}: validation samples have shape {_one(inputs)} but the training samples "
-                        f"{_one([tuple(s) for s in signature.sample_shapes])}")
+        raise DataError(
+            f"{where}: validation samples have shape {_one(inputs)} but the training samples "
+            f"{_one([tuple(s) for s in signature.sample_shapes])}"
+        )
     if [_squeeze(s) for s in labels] != [_squeeze(tuple(s)) for s in signature.label_shapes]:
-        raise DataError(f"{where}: validation labels have shape {_one(labels)} but the training labels "
-                        f"{_one([tuple(s) for s in signature.label_shapes])}")
+        raise DataError(
+            f"{where}: validation labels have shape {_one(labels)} but the training labels "
+            f"{_one([tuple(s) for s in signature.label_shapes])}"
+        )
 
 
 def _squeeze(shape: tuple[int, ...]) -> tuple[int, ...]:

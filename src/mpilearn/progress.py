@@ -7,6 +7,7 @@ own mpiexec in a terminal, `--progress bar` asks for the bar. Log lines carry
 no carriage returns or escape codes, so SLURM and CI logs stay readable; a
 long epoch still gets a line every LINE_INTERVAL_S seconds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,7 +52,8 @@ class Best:
     def see(self, row: dict[str, Any]) -> None:
         if self.key is None:
             self.key = next((k for k in ("val_accuracy", "val_loss") if k in row), None) or next(
-                (k for k in row if k.startswith("val_")), None)
+                (k for k in row if k.startswith("val_")), None
+            )
         key = self.key
         value = row.get(key) if key else None
         if key is None or value is None or not math.isfinite(float(value)):
@@ -65,8 +67,15 @@ class Best:
 
 
 class Progress:
-    def __init__(self, mode: str, epochs: int, samples_per_epoch: int, log: logging.Logger, best_key: str | None = None,
-                 start_epoch: int = 0) -> None:
+    def __init__(
+        self,
+        mode: str,
+        epochs: int,
+        samples_per_epoch: int,
+        log: logging.Logger,
+        best_key: str | None = None,
+        start_epoch: int = 0,
+    ) -> None:
         self.mode = mode
         self.epochs = epochs
         self.samples_per_epoch = max(1, samples_per_epoch)
@@ -90,11 +99,20 @@ class Progress:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         columns = os.environ.get(TTY, "")
-        self.bar = self._stack.enter_context(tqdm(
-            total=self.total, initial=samples, unit="sample", unit_scale=True, file=sys.stdout, mininterval=BAR_REFRESH_S,
-            ncols=int(columns) if columns.isdigit() and int(columns) > 20 else None, desc=self._epoch_text(samples),
-            leave=True, smoothing=0.1,
-        ))
+        self.bar = self._stack.enter_context(
+            tqdm(
+                total=self.total,
+                initial=samples,
+                unit="sample",
+                unit_scale=True,
+                file=sys.stdout,
+                mininterval=BAR_REFRESH_S,
+                ncols=int(columns) if columns.isdigit() and int(columns) > 20 else None,
+                desc=self._epoch_text(samples),
+                leave=True,
+                smoothing=0.1,
+            )
+        )
         # Log lines (epoch results) print above the bar instead of through it.
         self._stack.enter_context(logging_redirect_tqdm([self.log]))
 
@@ -132,7 +150,9 @@ class Progress:
         self.best.see(row)
         if row.get("kind") == "updates":
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") or k == "train_loss")
-            self.log.info("validation at update %d (epoch %.2f)  %s  %.1fs", row["updates"], row["epoch"], metrics, row["time_s"])
+            self.log.info(
+                "validation at update %d (epoch %.2f)  %s  %.1fs", row["updates"], row["epoch"], metrics, row["time_s"]
+            )
         else:
             self.log.info("%s", progress_line(row, self.epochs, samples_per_s))
 

@@ -8,6 +8,7 @@ optuna is importable). Several run directories are overlaid in one set of
 curves to compare algorithms. matplotlib draws with the Agg backend: no
 display needed, as on a cluster's login node.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,19 @@ BEST = "best.json"
 SUMMARY = "summary.txt"
 DPI = 100
 # Span names drawn in a fixed order and colour; others follow.
-SPAN_ORDER = ("compute", "exchange", "wait", "apply", "reply", "allreduce", "validate", "validate (background)",
-              "callbacks", "exchange up", "checkpoint")
+SPAN_ORDER = (
+    "compute",
+    "exchange",
+    "wait",
+    "apply",
+    "reply",
+    "allreduce",
+    "validate",
+    "validate (background)",
+    "callbacks",
+    "exchange up",
+    "checkpoint",
+)
 
 
 @dataclass
@@ -157,41 +169,64 @@ def summary_text(runs: Sequence[Run]) -> str:
             config = history.get("config", {})
             algo = config.get("algorithm", {})
             trained = sum(1 for r in run.epoch_rows if not r.get("final"))
-            lines.append(f"algorithm {algo.get('name')}  sync-every {algo.get('sync_every')}  workers {len(history.get('workers', {}))}  "
-                         f"epochs {trained}/{config.get('epochs')}  batch {config.get('data', {}).get('batch_size')}")
+            lines.append(
+                f"algorithm {algo.get('name')}  sync-every {algo.get('sync_every')}  workers {len(history.get('workers', {}))}  "
+                f"epochs {trained}/{config.get('epochs')}  batch {config.get('data', {}).get('batch_size')}"
+            )
             rate = history.get("samples_per_s")
-            lines.append(f"trained {history.get('samples_seen')} samples in {history.get('train_time_s', 0):.1f}s"
-                         + (f" ({rate:.0f} samples/s)" if rate else "") + f", {history.get('updates')} {_updates_word(algo.get('name'))}"
-                         + ("  STOPPED EARLY" if history.get("stopped_early") else ""))
+            lines.append(
+                f"trained {history.get('samples_seen')} samples in {history.get('train_time_s', 0):.1f}s"
+                + (f" ({rate:.0f} samples/s)" if rate else "")
+                + f", {history.get('updates')} {_updates_word(algo.get('name'))}"
+                + ("  STOPPED EARLY" if history.get("stopped_early") else "")
+            )
             rows = run.epoch_rows
             if rows:
                 last = rows[-1]
-                lines.append("final: " + "  ".join(f"{k} {v:.4f}" for k, v in last.items()
-                                                   if (k.startswith("val_") or k == "train_loss") and isinstance(v, (int, float))))
+                lines.append(
+                    "final: "
+                    + "  ".join(
+                        f"{k} {v:.4f}"
+                        for k, v in last.items()
+                        if (k.startswith("val_") or k == "train_loss") and isinstance(v, (int, float))
+                    )
+                )
                 for key in sorted({k for r in rows for k in r if k.startswith("val_")}):
-                    values = [(r[key], r["epoch"]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+                    values = [
+                        (r[key], r["epoch"])
+                        for r in rows
+                        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+                    ]
                     if values:
-                        best = (min if "loss" in key else max)(values, key=lambda v: v[0])  # first epoch that reached it
+                        best = (min if "loss" in key else max)(
+                            values, key=lambda v: v[0]
+                        )  # first epoch that reached it
                         lines.append(f"best {key} {best[0]:.4f} at epoch {best[1]}")
             staleness = {int(k): v for k, v in history.get("staleness", {}).items()}
             if staleness:
                 total = sum(staleness.values())
                 mean = sum(k * v for k, v in staleness.items()) / total
-                lines.append(f"staleness: mean {mean:.2f}, max {max(staleness)} master steps over {total} updates; "
-                             f"dropped {history.get('dropped_updates', 0)}")
+                lines.append(
+                    f"staleness: mean {mean:.2f}, max {max(staleness)} master steps over {total} updates; "
+                    f"dropped {history.get('dropped_updates', 0)}"
+                )
         if run.timeline:
             names, seconds, wall = timeline_summary(run.timeline)
             lines.append(f"timeline ({run.timeline_path}, {wall:.2f}s):")
             for rank, spans in seconds.items():
                 total = sum(spans.values())
-                parts = "  ".join(f"{n} {spans[n]:.2f}s ({100 * spans[n] / wall:.0f}%)" if wall else f"{n} {spans[n]:.2f}s"
-                                  for n in _span_order(set(spans)))
+                parts = "  ".join(
+                    f"{n} {spans[n]:.2f}s ({100 * spans[n] / wall:.0f}%)" if wall else f"{n} {spans[n]:.2f}s"
+                    for n in _span_order(set(spans))
+                )
                 lines.append(f"  {names.get(rank, f'rank {rank}'):18s} {parts}  [busy {total:.2f}s]")
         if run.monitor:
             for record in run.monitor.get("ranks", []):
                 cpu, rss = record.get("cpu_percent") or [0], record.get("rss_mb") or [0]
-                lines.append(f"monitor rank {record.get('rank')} {record.get('role')}: cpu mean {sum(cpu) / len(cpu):.0f}% "
-                             f"max {max(cpu):.0f}%, rss max {max(rss):.0f} MB")
+                lines.append(
+                    f"monitor rank {record.get('rank')} {record.get('role')}: cpu mean {sum(cpu) / len(cpu):.0f}% "
+                    f"max {max(cpu):.0f}%, rss max {max(rss):.0f} MB"
+                )
         if run.best:
             lines.append(_search_line(run.best))
         lines.append("")
@@ -200,6 +235,7 @@ def summary_text(runs: Sequence[Run]) -> str:
 
 # ---- plots -------------------------------------------------------------------------
 
+
 def _search_line(best: dict[str, Any]) -> str:
     """`search: 8 complete, 2 pruned; best val_loss 0.4213 (trial 3) with lr=0.00123, optimizer=adam`."""
     counts = ", ".join(f"{n} {state.lower()}" for state, n in (best.get("counts") or {}).items() if n)
@@ -207,8 +243,13 @@ def _search_line(best: dict[str, Any]) -> str:
     value = top.get("value")
     shown = f"{value:.4g}" if isinstance(value, (int, float)) else "none"
     trial = f" (trial {top['number']})" if "number" in top else ""
-    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (top.get("params") or {}).items())
-    return f"search: {counts or 'no trials'}; best {best.get('metric')} {shown}{trial}" + (f" with {params}" if params else "")
+    params = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (top.get("params") or {}).items()
+    )
+    return f"search: {counts or 'no trials'}; best {best.get('metric')} {shown}{trial}" + (
+        f" with {params}" if params else ""
+    )
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -234,7 +275,9 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
     if not runs:
         return None
     plt = _pyplot()
-    metrics = sorted({k for r in runs for row in r.history["epochs"] for k in row if k.startswith("val_") and k != "val_loss"})
+    metrics = sorted(
+        {k for r in runs for row in r.history["epochs"] for k in row if k.startswith("val_") and k != "val_loss"}
+    )
     panels = 1 + len(metrics)
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -251,7 +294,9 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
             ax.plot(*zip(*val), "-o", color=color, ms=4, label=f"validation {label or ''}".strip())
         extra = [(r["epoch"], r["val_loss"]) for r in updates if "val_loss" in r]
         if extra:
-            ax.plot(*zip(*extra), ":", color=color, alpha=0.7, label=f"validation every N updates {label or ''}".strip())
+            ax.plot(
+                *zip(*extra), ":", color=color, alpha=0.7, label=f"validation every N updates {label or ''}".strip()
+            )
         for m, key in enumerate(metrics, start=1):
             points = [(r["epoch"], r[key]) for r in rows if key in r]
             if points:
@@ -269,7 +314,9 @@ def plot_curves(runs: Sequence[Run], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle("training and validation per epoch" + (" (compare)" if len(runs) > 1 else f": {runs[0].label}"), fontsize=10)
+    fig.suptitle(
+        "training and validation per epoch" + (" (compare)" if len(runs) > 1 else f": {runs[0].label}"), fontsize=10
+    )
     return _save(fig, path)
 
 
@@ -311,7 +358,9 @@ def plot_staleness(run: Run, path: Path) -> Path | None:
     ax.set_xlabel("staleness (master steps between the weights used and the update's arrival)")
     ax.set_ylabel("updates")
     dropped = run.history.get("dropped_updates", 0)
-    ax.set_title(f"staleness of asynchronous updates: {run.label}" + (f" ({dropped} dropped)" if dropped else ""), fontsize=9)
+    ax.set_title(
+        f"staleness of asynchronous updates: {run.label}" + (f" ({dropped} dropped)" if dropped else ""), fontsize=9
+    )
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
@@ -334,8 +383,15 @@ def plot_timeline(run: Run, path: Path, window_s: float = 1.0) -> Path | None:
         for name in spans:
             value = seconds[rank].get(name, 0.0)
             if value:
-                top.barh(rank_index, value, left=left, color=colour[name], label=name if rank_index == 0 or name not in
-                         {n for r in ranks[:rank_index] for n in seconds[r]} else None)
+                top.barh(
+                    rank_index,
+                    value,
+                    left=left,
+                    color=colour[name],
+                    label=name
+                    if rank_index == 0 or name not in {n for r in ranks[:rank_index] for n in seconds[r]}
+                    else None,
+                )
                 left += value
     top.set_yticks(range(len(ranks)), [names.get(r, f"rank {r}") for r in ranks])
     top.invert_yaxis()
@@ -357,11 +413,18 @@ def plot_timeline(run: Run, path: Path, window_s: float = 1.0) -> Path | None:
             continue
         row = ranks.index(int(event["pid"])) + 0.4 * int(event.get("tid", 0))
         begin, stop = max(event["ts"], lo), min(event["ts"] + event["dur"], hi)
-        bottom.barh(row, (stop - begin) / 1e3, left=(begin - lo) / 1e3, height=0.35 if event.get("tid") else 0.7,
-                    color=colour[event["name"]])
+        bottom.barh(
+            row,
+            (stop - begin) / 1e3,
+            left=(begin - lo) / 1e3,
+            height=0.35 if event.get("tid") else 0.7,
+            color=colour[event["name"]],
+        )
     bottom.set_yticks(range(len(ranks)), [names.get(r, f"rank {r}") for r in ranks])
     bottom.invert_yaxis()
-    bottom.set_xlabel(f"milliseconds from {(lo - start) / 1e6:.1f}s: the busiest {window_s:.2f}s of the run (thin bars: helper threads)")
+    bottom.set_xlabel(
+        f"milliseconds from {(lo - start) / 1e6:.1f}s: the busiest {window_s:.2f}s of the run (thin bars: helper threads)"
+    )
     bottom.set_xlim(0, (hi - lo) / 1e3)
     bottom.grid(alpha=0.3, axis="x")
     fig.tight_layout()
@@ -424,7 +487,7 @@ def plot_search(run: Run, out: Path, prefix: str = "") -> list[Path]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = (run.best or {}).get("storage") or f"sqlite:///{run.path / STUDY_DB}"
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).is_file():
         storage = f"sqlite:///{run.path / STUDY_DB}"
     name = (run.best or {}).get("study")
     try:
@@ -436,7 +499,10 @@ def plot_search(run: Run, out: Path, prefix: str = "") -> list[Path]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
-        for view, file in ((views.plot_optimization_history, "hpo_history.png"), (views.plot_param_importances, "hpo_importances.png")):
+        for view, file in (
+            (views.plot_optimization_history, "hpo_history.png"),
+            (views.plot_param_importances, "hpo_importances.png"),
+        ):
             try:
                 axes: Any = view(study)
             except Exception:  # e.g. importances need two finished trials with parameters

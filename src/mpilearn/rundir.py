@@ -8,6 +8,7 @@ killed run left behind are deleted.
 
 JSON outputs hold no bare NaN (not JSON): non-finite numbers are written as null.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,9 @@ class RunDirLock:
             owner = self.handle.read().strip() or "another process"
             self.handle.close()
             self.handle = None
-            raise ConfigError(f"--run-dir {run_dir} is in use by {owner}: give another --run-dir, or wait for that run to end") from None
+            raise ConfigError(
+                f"--run-dir {run_dir} is in use by {owner}: give another --run-dir, or wait for that run to end"
+            ) from None
         except OSError:
             pass  # no locking on this file system (some Lustre mounts): run unguarded
         self.handle.seek(0)

@@ -8,6 +8,7 @@ loaded Keras already: the backend is the user's, and the thread count is
 applied again to the loaded backend by training.train. Seeding and logging
 depend on the rank's role, which training.train knows: it does both for all three.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -53,5 +54,14 @@ def place_on_gpu(comm: Communicator, config: RunConfig) -> None:
     gpus = count_gpus()
     if not gpus:
         return
-    pin_gpu(gpu_for_world_rank(comm.rank, comm.local_rank, comm.local_size, comm.node_ranks, gpus,
-                               config.algorithm.has_master and comm.size > 1, config.master_gpu))
+    pin_gpu(
+        gpu_for_world_rank(
+            comm.rank,
+            comm.local_rank,
+            comm.local_size,
+            comm.node_ranks,
+            gpus,
+            config.algorithm.has_master and comm.size > 1,
+            config.master_gpu,
+        )
+    )

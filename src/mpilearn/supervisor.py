@@ -16,6 +16,7 @@ callbacks that act on the model (ModelCheckpoint, EarlyStopping's
 restore_best_weights) see the central model as it is then, a few updates
 past the snapshot that was validated.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -83,7 +84,9 @@ class Supervisor:
             epochs_done = sum(1 for r in history.epochs if r.get("kind") != "updates")  # not --validate-every rows
             row = history.record_epoch(epochs_done + 1, self.validator.evaluate(epochs_done + 1))
             row["final"] = True
-            self.log.info("%s", progress_line(row, self.config.epochs, history.samples_seen / max(history.train_time_s, 1e-9)))
+            self.log.info(
+                "%s", progress_line(row, self.config.epochs, history.samples_seen / max(history.train_time_s, 1e-9))
+            )
 
     # ---- the epoch-end path ----------------------------------------------------
     def epoch_reached(self, epoch: int, optimizer: Any) -> bool:
@@ -190,19 +193,28 @@ def build(
     from . import callbacks as keras_callbacks  # imports keras: the backend is set by now
 
     shortcuts = keras_callbacks.from_config(config.callbacks, config.run_dir)
-    runner = keras_callbacks.CallbackRunner(backend.model, list(callbacks) + shortcuts, config.epochs,
-                                            workload.updates_per_epoch, start_epoch, shortcuts)
+    runner = keras_callbacks.CallbackRunner(
+        backend.model, list(callbacks) + shortcuts, config.epochs, workload.updates_per_epoch, start_epoch, shortcuts
+    )
     best_key = config.callbacks.early_stopping or config.callbacks.target_metric or None
     mode = resolve_mode(config.progress, config.quiet)
     if mode == "bar" and config.progress == "auto" and shares_terminal:
         mode = "lines"
     log = get_logger()
-    progress = Progress(mode, config.epochs, workload.samples_per_epoch, log,
-                        best_key if best_key and best_key.startswith("val_") else None, start_epoch)
+    progress = Progress(
+        mode,
+        config.epochs,
+        workload.samples_per_epoch,
+        log,
+        best_key if best_key and best_key.startswith("val_") else None,
+        start_epoch,
+    )
     validating = None
     if config.background_validation:
         if background and validator.available:
             validating = BackgroundValidation(backend, validator, history, timeline)
         else:
             log.info("--background-validation applies to runs with a master and validation data: validating inline")
-    return Supervisor(config, history, workload, timeline, validator, checkpointer, runner, progress, validating, user_hook)
+    return Supervisor(
+        config, history, workload, timeline, validator, checkpointer, runner, progress, validating, user_hook
+    )

@@ -4,6 +4,7 @@ Each rank records spans (compute, exchange, wait, apply, validate, ...) in
 memory; at the end rank 0 gathers them and writes one JSON file that
 chrome://tracing or ui.perfetto.dev loads, one row per rank.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,17 +50,37 @@ class Timeline:
     def events(self) -> list[dict[str, Any]]:
         """Complete ('X') events in microseconds, plus the row's name."""
         events: list[dict[str, Any]] = [
-            {"name": "process_name", "ph": "M", "pid": self.rank, "tid": 0, "args": {"name": f"rank {self.rank} {self.role}"}}
+            {
+                "name": "process_name",
+                "ph": "M",
+                "pid": self.rank,
+                "tid": 0,
+                "args": {"name": f"rank {self.rank} {self.role}"},
+            }
         ]
         for name, start, end in self.spans:
             events.append(
-                {"name": name, "cat": self.role, "ph": "X", "pid": self.rank, "tid": 0,
-                 "ts": round(start * 1e6, 1), "dur": round((end - start) * 1e6, 1)}
+                {
+                    "name": name,
+                    "cat": self.role,
+                    "ph": "X",
+                    "pid": self.rank,
+                    "tid": 0,
+                    "ts": round(start * 1e6, 1),
+                    "dur": round((end - start) * 1e6, 1),
+                }
             )
         for name, start, end, thread in self.thread_spans:
             events.append(
-                {"name": name, "cat": self.role, "ph": "X", "pid": self.rank, "tid": thread,
-                 "ts": round(start * 1e6, 1), "dur": round((end - start) * 1e6, 1)}
+                {
+                    "name": name,
+                    "cat": self.role,
+                    "ph": "X",
+                    "pid": self.rank,
+                    "tid": thread,
+                    "ts": round(start * 1e6, 1),
+                    "dur": round((end - start) * 1e6, 1),
+                }
             )
         return events
 

@@ -5,6 +5,7 @@ before training and the verdict is broadcast, so a bad file or option ends
 every rank at once with the same error (printed once, by rank 0). Anything
 that fails later is unexpected and aborts the whole job (see cli.main).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,17 @@ from .roles.validator import InlineValidator, validation_reader
 from .roles.watchdog import BUSY_S, FIRST_EXCHANGE_S, Watchdog
 from .timeline import Timeline, trace_document
 from .interrupt import STOP, Interrupted, signal_name
-from .rundir import HISTORY, MODEL, RunDirLock, atomic_write_json, default_run_dir, prepare_run_dir, remove_empty_run_dir, remove_leftovers, save_model_atomic
+from .rundir import (
+    HISTORY,
+    MODEL,
+    RunDirLock,
+    atomic_write_json,
+    default_run_dir,
+    prepare_run_dir,
+    remove_empty_run_dir,
+    remove_leftovers,
+    save_model_atomic,
+)
 
 # The resolved configuration of a run, written into its directory before training.
 CONFIG = "config.json"
@@ -94,8 +105,10 @@ def _check_model_fits_data(model: Any, signature: Signature, where: str) -> None
     if not inputs:
         return
     if len(inputs) != len(signature.sample_shapes):
-        raise DataError(f"{where}: the data have {len(signature.sample_shapes)} input(s) ({signature.describe_inputs()}) "
-                        f"but the model takes {len(inputs)}")
+        raise DataError(
+            f"{where}: the data have {len(signature.sample_shapes)} input(s) ({signature.describe_inputs()}) "
+            f"but the model takes {len(inputs)}"
+        )
     names = signature.input_names or ("samples",) * len(inputs)
     for tensor, shape, name in zip(inputs, signature.sample_shapes, names):
         expected = tuple(tensor.shape[1:])
@@ -134,14 +147,18 @@ def _count_classes(source: Source, where: str, given: bool) -> tuple[int, ...]:
     if targets and not given:
         largest = source.largest_labels()
         if largest is None:
-            raise DataError(f"{where}: integer class labels from a batch function or PyDataset: give the number of "
-                            "classes to the model with --model-arg num_classes=K")
+            raise DataError(
+                f"{where}: integer class labels from a batch function or PyDataset: give the number of "
+                "classes to the model with --model-arg num_classes=K"
+            )
         for target, top in zip(targets, largest):
             classes[target] = top + 1
     return tuple(classes)
 
 
-def _build_cli_model(config: RunConfig, signature: Signature, classes: Sequence[int]) -> tuple[Any, str, tuple[str, ...]]:
+def _build_cli_model(
+    config: RunConfig, signature: Signature, classes: Sequence[int]
+) -> tuple[Any, str, tuple[str, ...]]:
     """Build and compile the model of a command-line run from its spec."""
     models.set_random_seed(config.seed)
     # Several inputs or targets (HDF5 groups, comma-separated names): lists of shapes and class counts.
@@ -163,8 +180,10 @@ def _announce_outputs(config: RunConfig, log: Any, validation_given: bool) -> No
     log.info("writing to %s (config.json, history.json, model.keras)", config.run_dir)
     data = config.data
     if not (validation_given or data.val_files or data.val_function):
-        log.warning("no validation data (--val LIST, or validation= in mpilearn.fit): nothing is validated; "
-                    "epochs report the training loss only")
+        log.warning(
+            "no validation data (--val LIST, or validation= in mpilearn.fit): nothing is validated; "
+            "epochs report the training loss only"
+        )
 
 
 def train(
@@ -215,8 +234,12 @@ def _train(
     callbacks: Sequence[Any] | None,
 ) -> dict[str, Any]:
     try:
-        topology = Topology(comm.size, config.algorithm.masters, peers_only=not config.algorithm.has_master,
-                            servers=config.algorithm.servers)
+        topology = Topology(
+            comm.size,
+            config.algorithm.masters,
+            peers_only=not config.algorithm.has_master,
+            servers=config.algorithm.servers,
+        )
     except MpilearnError as error:
         error.on_every_rank()  # every rank computes the same layout and the same error
         raise
@@ -248,18 +271,23 @@ def _train(
         run_dir = root.run_dir
         preflight.check_output_paths(config, run_dir)
         source = _open_train(config, train_arrays, topology.num_workers)
-        shard(source.counts, topology.num_workers, 0, pipeline.shard_mode(config.data, source))  # enough data for the workers?
+        shard(
+            source.counts, topology.num_workers, 0, pipeline.shard_mode(config.data, source)
+        )  # enough data for the workers?
         pipeline.check_preload(config.data, source, topology.num_workers)
         root.validation = _open_validation(config, validation_arrays)
         where = config.data.train_files[0] if config.data.train_files else "training data"
         preflight.check_validation_fits_training(
-            validation.first_sample(root.validation), source.signature,
-            config.data.val_files[0] if config.data.val_files else "validation data")
+            validation.first_sample(root.validation),
+            source.signature,
+            config.data.val_files[0] if config.data.val_files else "validation data",
+        )
         loss = metrics = None
         classes: tuple[int, ...] = ()
         given = "num_classes" in config.model.model_kwargs
-        preflight.check_loss_fits_labels(config.model.loss if model is None else getattr(model, "loss", None),
-                                         source.signature, where)  # before the model is built: cheap
+        preflight.check_loss_fits_labels(
+            config.model.loss if model is None else getattr(model, "loss", None), source.signature, where
+        )  # before the model is built: cheap
         if model is None:
             classes = _count_classes(source, where, given=given)
             root.model, loss, metrics = _build_cli_model(config, source.signature, classes)
@@ -273,9 +301,17 @@ def _train(
         if placement == "master":
             pipeline.check_validation_preload(config.data, root.validation)
         val = root.validation
-        return Plan(run_dir, source.counts, source.signature, loss, metrics, classes, placement,
-                    tuple(val.counts) if val is not None and placement == "workers" else (),
-                    val.signature if val is not None and placement == "workers" else None)
+        return Plan(
+            run_dir,
+            source.counts,
+            source.signature,
+            loss,
+            metrics,
+            classes,
+            placement,
+            tuple(val.counts) if val is not None and placement == "workers" else (),
+            val.signature if val is not None and placement == "workers" else None,
+        )
 
     STOP.install()  # SIGTERM/SIGINT from here on: stop at the next safe point (interrupt.py)
     try:
@@ -286,8 +322,19 @@ def _train(
         _announce_ranks(comm, role)
         faults.at(comm.world_rank, "start")
         try:
-            return _run(config, comm, topology, role, agreed, root, model, train_arrays, on_epoch_end, callbacks,
-                        validation_arrays)
+            return _run(
+                config,
+                comm,
+                topology,
+                role,
+                agreed,
+                root,
+                model,
+                train_arrays,
+                on_epoch_end,
+                callbacks,
+                validation_arrays,
+            )
         except BaseException as error:
             if comm.size == 1 or is_collective(error):
                 raise
@@ -304,7 +351,9 @@ def _announce_ranks(comm: Communicator, role: Role) -> None:
     traced to its rank (launchers name processes, not ranks)."""
     ranks = comm.gather_object((role.value, os.getpid(), socket.gethostname())) if comm.size > 1 else None
     if ranks and len(ranks) <= 64:
-        get_logger().info("ranks: %s", ", ".join(f"{r} {name} pid {pid}@{host}" for r, (name, pid, host) in enumerate(ranks)))
+        get_logger().info(
+            "ranks: %s", ", ".join(f"{r} {name} pid {pid}@{host}" for r, (name, pid, host) in enumerate(ranks))
+        )
 
 
 def _resume(
@@ -322,9 +371,11 @@ def _resume(
             get_logger().warning("%s: resuming from the older %s", line, path.name)
         weights, values, state = checkpoint.load(path, backend.layout)
         if values and bool(state.get("sliced_optimizer")) != (topology.servers > 1):
-            raise CheckpointError(f"checkpoint {path} holds the optimizer state of "
-                                  f"{'sharded servers' if state.get('sliced_optimizer') else 'one master'}: resume it "
-                                  f"{'with --servers 2 or more' if state.get('sliced_optimizer') else 'without --servers'}")
+            raise CheckpointError(
+                f"checkpoint {path} holds the optimizer state of "
+                f"{'sharded servers' if state.get('sliced_optimizer') else 'one master'}: resume it "
+                f"{'with --servers 2 or more' if state.get('sliced_optimizer') else 'without --servers'}"
+            )
         loaded.append((weights, values, path))
         saved = state["config"]["algorithm"]
         # History keys workers by rank: a resumed run on another --servers has its workers on other ranks.
@@ -343,7 +394,10 @@ def _resume(
         if before and before != topology.num_workers:
             get_logger().warning(
                 "resuming with %d workers where the run had %d: each worker's shard and batches change, so the run "
-                "continues from the checkpoint but no longer repeats an uninterrupted run exactly", topology.num_workers, before)
+                "continues from the checkpoint but no longer repeats an uninterrupted run exactly",
+                topology.num_workers,
+                before,
+            )
     if topology.peers_only and comm.size > 1:
         values = comm.bcast_object(values)
     sliced = None
@@ -370,7 +424,9 @@ def _run(
     if model is None:
         model = root.model
         if model is None:
-            with comm.busy_while(BUSY_S):  # the others may reach the next collective long before this rank's model is built
+            with comm.busy_while(
+                BUSY_S
+            ):  # the others may reach the next collective long before this rank's model is built
                 model = _build_cli_model(config, agreed.signature, agreed.classes)[0]
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
@@ -380,7 +436,9 @@ def _run(
     if comm.rank == 0:
         for reason in reasons:
             get_logger().info("%s", reason)
-    source = pipeline.trusted_train(config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature)
+    source = pipeline.trusted_train(
+        config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature
+    )
     node = pipeline.node_context(comm, config.data)  # collective: --cache-dir job token, --preload memory snapshot
 
     history = History(config.to_dict())
@@ -400,28 +458,59 @@ def _run(
     watchdog = Watchdog(config.timeout)
     val_source = root.validation
     if comm.rank != 0 and agreed.val_signature is not None:
-        val_source = pipeline.trusted_validation(config.data, validation_arrays, agreed.val_counts, agreed.val_signature)
-    spread_validator, validation_share = spread.parts(agreed.validate_on, config, comm, topology, backend, val_source, node,
-                                                      watchdog, timeline)  # collective
+        val_source = pipeline.trusted_validation(
+            config.data, validation_arrays, agreed.val_counts, agreed.val_signature
+        )
+    spread_validator, validation_share = spread.parts(
+        agreed.validate_on, config, comm, topology, backend, val_source, node, watchdog, timeline
+    )  # collective
     workload = Workload(config, source, topology)
     reader = None
     if role in (Role.SOLO, Role.PEER, Role.WORKER):  # --preload and --cache-dir start before the clock
-        reader = pipeline.WorkerData(source, config.data, config.seed, topology.num_workers, topology.worker_index(comm.rank),
-                                     config.epochs, workload.steps_per_epoch, node)
+        reader = pipeline.WorkerData(
+            source,
+            config.data,
+            config.seed,
+            topology.num_workers,
+            topology.worker_index(comm.rank),
+            config.epochs,
+            workload.steps_per_epoch,
+            node,
+        )
     supervisor = None
     if comm.rank == 0:  # progress display, Keras callbacks, validation, checkpoints
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
         supervisor = supervising.build(
-            config, history, backend, workload, timeline,
+            config,
+            history,
+            backend,
+            workload,
+            timeline,
             spread_validator or InlineValidator(backend.model, validation_reader(config.data, root.validation, node)),
             Checkpointer(config, backend, history, timeline, Path(config.run_dir)),
-            callbacks=callbacks or (), user_hook=on_epoch_end, background=role is Role.MASTER,
-            shares_terminal=comm.size < comm.world_size, start_epoch=start_epoch,
+            callbacks=callbacks or (),
+            user_hook=on_epoch_end,
+            background=role is Role.MASTER,
+            shares_terminal=comm.size < comm.world_size,
+            start_epoch=start_epoch,
         )
         supervisor.start()
-    job = Job(config, comm, topology, backend, workload, history, timeline, watchdog, reader, supervisor,
-              start_epoch, models.has_own_train_step(model), validation_share,
-              sliced_state)
+    job = Job(
+        config,
+        comm,
+        topology,
+        backend,
+        workload,
+        history,
+        timeline,
+        watchdog,
+        reader,
+        supervisor,
+        start_epoch,
+        models.has_own_train_step(model),
+        validation_share,
+        sliced_state,
+    )
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
     comm.barrier()
     comm.stop_beating()  # every rank is here: from now on the training's own watchdog
@@ -460,15 +549,21 @@ def _run(
     return comm.bcast_object(history.to_dict() if comm.rank == 0 else None)
 
 
-def _already_finished(config: RunConfig, comm: Communicator, history: History, backend: Any, epochs_done: int) -> dict[str, Any]:
+def _already_finished(
+    config: RunConfig, comm: Communicator, history: History, backend: Any, epochs_done: int
+) -> dict[str, Any]:
     """A resumed run whose checkpoint holds all --epochs: rewrite missing outputs, then stop."""
     run_dir = Path(config.run_dir)
     if comm.rank == 0:
         if not (run_dir / MODEL).exists():  # killed between the last checkpoint and the outputs
             atomic_write_json(run_dir / HISTORY, history.to_dict())
             save_model_atomic(backend.model, run_dir / MODEL)
-        result("%s already finished: %d of %d epochs trained; nothing to do (a larger --epochs trains on)",
-               run_dir, epochs_done, config.epochs)
+        result(
+            "%s already finished: %d of %d epochs trained; nothing to do (a larger --epochs trains on)",
+            run_dir,
+            epochs_done,
+            config.epochs,
+        )
     return history.to_dict()
 
 
@@ -477,7 +572,9 @@ def _stop_if_interrupted(job: Job) -> None:
     comm = job.comm
     if comm.size > 1:  # a gather first: it names a rank that never finished its loop
         comm.gather_object(None, what="the end of training")
-    verdict: tuple[int, str] | None = (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
+    verdict: tuple[int, str] | None = (
+        (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
+    )
     if comm.size > 1:  # the others wait longer than rank 0 does for them: rank 0, who knows who is missing, reports
         verdict = comm.bcast_object(verdict, timeout=comm.limit and 2 * comm.limit + 5, what="the end of training")
     assert verdict is not None

@@ -1,4 +1,5 @@
 """Read a user's text file, or import a user's Python file (a model builder, a data function, custom objects)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ loaded) starts 3 processes that each see an MPI world of 1: left alone,
 they would run 3 separate trainings into one run directory and exit 0.
 The launcher's own variables tell the two apart from a real 1-process job.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -25,12 +26,16 @@ def world_of_one_problem(world_size: int, library: str, environ: Mapping[str, st
     mpi = "this MPI" if mpi == UNKNOWN else mpi
     said = f"{launcher} started {processes} processes ({variable}={processes}) but each sees an MPI world of 1"
     if variable == "SLURM_STEP_NUM_TASKS":
-        return (f"{said}: srun gave MPI no process-management interface; use `srun --mpi=pmi2` "
-                f"(MPICH, Intel MPI) or `--mpi=pmix` (Open MPI); `srun --mpi=list` shows what this cluster has")
+        return (
+            f"{said}: srun gave MPI no process-management interface; use `srun --mpi=pmi2` "
+            f"(MPICH, Intel MPI) or `--mpi=pmix` (Open MPI); `srun --mpi=list` shows what this cluster has"
+        )
     if variable == "PMI_SIZE" and mpi == OPEN_MPI and "SLURM_STEP_ID" in environ:
         return f"{said}: Open MPI does not speak PMI-2; use `srun --mpi=pmix`"
-    return (f"{said}: mpi4py loaded {mpi}, not the MPI of that launcher; start it with {mpi}'s own mpiexec "
-            f"(`mpilearn -n N --mpiexec PATH`), or point MPI4PY_LIBMPI at the launcher's libmpi")
+    return (
+        f"{said}: mpi4py loaded {mpi}, not the MPI of that launcher; start it with {mpi}'s own mpiexec "
+        f"(`mpilearn -n N --mpiexec PATH`), or point MPI4PY_LIBMPI at the launcher's libmpi"
+    )
 
 
 def check_world(world_size: int, library: str, environ: Mapping[str, str] | None = None) -> None:

@@ -1,5 +1,6 @@
 """Training algorithms: update rules (clients.py, centers.py, rules.py) and
 the registry (registry.py) that says which rules and flags each one has."""
+
 from __future__ import annotations
 
 from .centers import CenterRule

@@ -1,5 +1,6 @@
 """Center rules: how a master folds its clients' updates into the central
 model, and what it answers each client."""
+
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence

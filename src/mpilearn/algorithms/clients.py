@@ -1,5 +1,6 @@
 """Client rules: what a worker (or a sub-master toward the top master) does
 locally, what it sends, and how it takes the master's answer."""
+
 from __future__ import annotations
 
 import math
@@ -87,7 +88,9 @@ class GradientClient(_Base):
     def fill(self, update: Message, batches: int) -> None:
         mean_gradient(update.trainable, batches)
         if self.layout.num_state:  # reading the weights costs a pass over the whole model: only when there is state
-            state_delta(self._current()[self.layout.num_trainable :], self.base[self.layout.num_trainable :], update.state)
+            state_delta(
+                self._current()[self.layout.num_trainable :], self.base[self.layout.num_trainable :], update.state
+            )
 
     def absorb(self, reply: Message) -> None:
         self.backend.set_weights(reply.payload)

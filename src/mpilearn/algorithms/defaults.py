@@ -6,6 +6,7 @@ resolved configuration is what the run uses and what history.json records.
 The rules, and the measurements behind them, are in the README ("Choosing an
 algorithm") and docs/benchmarks.md (time-to-accuracy).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,14 +57,21 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
         if own != "model":  # the rate of a named worker optimizer: --elastic-lr, else --lr, else 0.01
             name, lr = own.lower(), config.model.learning_rate or 0.01
         lr = algorithm.elastic_lr or lr
-        reasons.append(f"workers' optimizer: {'a copy of the model' + chr(39) + 's' if own == 'model' else own} "
-                       f"({name}, lr {_number(lr)}{' by --elastic-lr' if algorithm.elastic_lr else ''})")
+        reasons.append(
+            f"workers' optimizer: {'a copy of the model' + chr(39) + 's' if own == 'model' else own} "
+            f"({name}, lr {_number(lr)}{' by --elastic-lr' if algorithm.elastic_lr else ''})"
+        )
     if algorithm.name == "gem":  # the rule scales the proxy: a copy of the model's optimizer, or a momentum SGD
         if algorithm.gem_proxy == "momentum":
             name, lr = "the momentum-SGD proxy", algorithm.gem_lr
-        reasons.append(f"--gem-proxy {algorithm.gem_proxy}: "
-                       + (f"the workers match the energy of a copy of the model's optimizer ({name}); {GEM_PROXY_WHY}"
-                          if algorithm.gem_proxy == "model" else "a momentum SGD at --gem-lr (the paper's proxy)"))
+        reasons.append(
+            f"--gem-proxy {algorithm.gem_proxy}: "
+            + (
+                f"the workers match the energy of a copy of the model's optimizer ({name}); {GEM_PROXY_WHY}"
+                if algorithm.gem_proxy == "model"
+                else "a momentum SGD at --gem-lr (the paper's proxy)"
+            )
+        )
     scaling: str = algorithm.lr_scaling
     if scaling == "auto":
         rule, scaling = algorithm.spec.lr_rule, "none"
@@ -71,29 +79,37 @@ def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig,
             reasons.append("--lr-scaling none: the optimizer follows its own learning-rate schedule")
         elif workers > 1 and rule == "batch":
             scaling = scaling_for(name)
-            reasons.append(f"lr {_number(lr)} {factor_text(scaling, workers)} by --lr-scaling auto: {workers} workers "
-                           f"average their gradients into one step of {workers}x the batch; {scaling} rule for {name}")
+            reasons.append(
+                f"lr {_number(lr)} {factor_text(scaling, workers)} by --lr-scaling auto: {workers} workers "
+                f"average their gradients into one step of {workers}x the batch; {scaling} rule for {name}"
+            )
         elif workers > 1 and rule == "energy":
             # Energy matching moves the center like one proxy whatever the number of workers, so the
             # proxy's pace per sample falls N-fold unless its rate rises N-fold (the linear rule of SGD).
             scaling = "linear"
             what = "--gem-lr" if algorithm.gem_proxy == "momentum" else "the proxy's lr"
-            reasons.append(f"{what} {_number(lr)} x {workers} by --lr-scaling auto: the {workers} workers' matched "
-                           f"updates together carry one proxy's energy; linear rule for {name}")
+            reasons.append(
+                f"{what} {_number(lr)} x {workers} by --lr-scaling auto: the {workers} workers' matched "
+                f"updates together carry one proxy's energy; linear rule for {name}"
+            )
         elif workers > 1 and rule == "elastic":
             # Elastic moves keep the sum of the center and the workers, so the center, pulled to their
             # mean, takes 1/(p+1) of the p workers' summed steps: x (p+1) restores one process's pace.
             if lr is not None:
                 changes["elastic_lr"] = lr * (workers + 1)
-            reasons.append(f"--elastic-lr {_number(lr)} x {workers + 1} by --lr-scaling auto: "
-                           f"elastic moves keep the mean of the center and {workers} workers, which moves by "
-                           f"1/{workers + 1} of the workers' summed steps")
+            reasons.append(
+                f"--elastic-lr {_number(lr)} x {workers + 1} by --lr-scaling auto: "
+                f"elastic moves keep the mean of the center and {workers} workers, which moves by "
+                f"1/{workers + 1} of the workers' summed steps"
+            )
         changes["lr_scaling"] = scaling
     if algorithm.warmup_epochs is None:
         warmup = WARMUP_EPOCHS if scaling in ("linear", "sqrt") and workers > 1 else 0.0
         changes["warmup_epochs"] = warmup
         if warmup:
-            reasons.append(f"--warmup-epochs {warmup:g} by default: the scaled rate is reached gradually (Goyal et al. 2017)")
+            reasons.append(
+                f"--warmup-epochs {warmup:g} by default: the scaled rate is reached gradually (Goyal et al. 2017)"
+            )
     if changes:
         config = config.replace(algorithm=dataclasses.replace(algorithm, **changes))
     return config, tuple(reasons)

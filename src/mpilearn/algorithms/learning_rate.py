@@ -1,4 +1,5 @@
 """Learning-rate scaling, warmup and the staleness rule applied to a Keras optimizer in place."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,10 @@ class LearningRateControl:
             import keras
 
             if isinstance(getattr(target, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
-                raise ConfigError("--lr-scaling and --warmup-epochs need a constant learning rate, not a schedule "
-                                  "(pass --lr-scaling none --warmup-epochs 0 to keep the schedule)")
+                raise ConfigError(
+                    "--lr-scaling and --warmup-epochs need a constant learning rate, not a schedule "
+                    "(pass --lr-scaling none --warmup-epochs 0 to keep the schedule)"
+                )
             self.base = float(target.learning_rate)
             self.update(0.0)
 

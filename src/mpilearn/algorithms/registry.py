@@ -17,6 +17,7 @@ its rules (clients.py, centers.py) and one `AlgorithmSpec` in `SPECS`.
 This module imports the configuration types for annotations only, so
 config.py can import it to check `--algo` and the options each algorithm takes.
 """
+
 from __future__ import annotations
 
 import enum
@@ -97,11 +98,15 @@ class AlgorithmSpec:
         return self.upstream is not None
 
 
-def _downpour_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
+def _downpour_client(
+    config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool
+) -> ClientRule:
     return DeltaClient(backend) if own_train_step else GradientClient(backend)
 
 
-def _gradient_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
+def _gradient_client(
+    config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool
+) -> ClientRule:
     return GradientClient(backend)
 
 
@@ -133,8 +138,13 @@ def _elastic_worker_optimizer(config: RunConfig, compiled: Any) -> Any:
     from .. import models
 
     algorithm = config.algorithm
-    return models.worker_optimizer(algorithm.worker_optimizer, compiled, algorithm.elastic_lr, config.model.learning_rate,
-                                   algorithm.elastic_momentum)
+    return models.worker_optimizer(
+        algorithm.worker_optimizer,
+        compiled,
+        algorithm.elastic_lr,
+        config.model.learning_rate,
+        algorithm.elastic_momentum,
+    )
 
 
 def _gem_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
@@ -175,38 +185,70 @@ def _diloco_center(config: AlgorithmConfig, backend: ModelBackend, clients: int,
 
 SPECS: tuple[AlgorithmSpec, ...] = (
     AlgorithmSpec(
-        "downpour", "asynchronous SGD: the master applies each worker's gradient as it arrives",
-        has_master=True, scales=Scaled.MASTER, client=_downpour_client, center=_downpour_center,
-        upstream=_delta_upstream, own_train_step=True,
+        "downpour",
+        "asynchronous SGD: the master applies each worker's gradient as it arrives",
+        has_master=True,
+        scales=Scaled.MASTER,
+        client=_downpour_client,
+        center=_downpour_center,
+        upstream=_delta_upstream,
+        own_train_step=True,
     ),
     AlgorithmSpec(
-        "sync", "synchronous SGD: the master applies the mean gradient of one round of all workers",
-        has_master=True, scales=Scaled.MASTER, lockstep_rule=_always, client=_gradient_client, center=_optimizer_center,
+        "sync",
+        "synchronous SGD: the master applies the mean gradient of one round of all workers",
+        has_master=True,
+        scales=Scaled.MASTER,
+        lockstep_rule=_always,
+        client=_gradient_client,
+        center=_optimizer_center,
         lr_rule="batch",
     ),
     AlgorithmSpec(
-        "easgd", "elastic averaging: workers take local steps and are pulled toward the master's center (--synchronous: all at once)",
-        has_master=True, scales=Scaled.WORKER, lockstep_rule=_synchronous_option, client=_elastic_client,
-        center=_elastic_center, upstream=_elastic_upstream, worker_optimizer=_elastic_worker_optimizer, own_train_step=True,
+        "easgd",
+        "elastic averaging: workers take local steps and are pulled toward the master's center (--synchronous: all at once)",
+        has_master=True,
+        scales=Scaled.WORKER,
+        lockstep_rule=_synchronous_option,
+        client=_elastic_client,
+        center=_elastic_center,
+        upstream=_elastic_upstream,
+        worker_optimizer=_elastic_worker_optimizer,
+        own_train_step=True,
         lr_rule="elastic",
         options=("elastic_force", "elastic_lr", "elastic_momentum", "worker_optimizer", "synchronous"),
     ),
     AlgorithmSpec(
-        "gem", "gradient energy matching: asynchronous proxy steps rescaled to match their energy",
-        has_master=True, scales=Scaled.PROXY, client=_gem_client, center=_delta_center,
-        worker_optimizer=_gem_proxy_optimizer, lr_rule="energy",
+        "gem",
+        "gradient energy matching: asynchronous proxy steps rescaled to match their energy",
+        has_master=True,
+        scales=Scaled.PROXY,
+        client=_gem_client,
+        center=_delta_center,
+        worker_optimizer=_gem_proxy_optimizer,
+        lr_rule="energy",
         options=("gem_proxy", "gem_lr", "gem_momentum", "gem_kappa"),
     ),
     AlgorithmSpec(
-        "diloco", "local SGD (DiLoCo): workers take --inner-steps steps with the model's optimizer, the master applies "
+        "diloco",
+        "local SGD (DiLoCo): workers take --inner-steps steps with the model's optimizer, the master applies "
         "Nesterov SGD to their pseudo-gradients (--synchronous: to the mean of a round, as in the paper)",
-        has_master=True, scales=Scaled.INNER, lockstep_rule=_synchronous_option, client=_diloco_client,
-        center=_diloco_center, options=("inner_steps", "outer_lr", "outer_momentum", "synchronous"),
+        has_master=True,
+        scales=Scaled.INNER,
+        lockstep_rule=_synchronous_option,
+        client=_diloco_client,
+        center=_diloco_center,
+        options=("inner_steps", "outer_lr", "outer_momentum", "synchronous"),
         exchange_every=lambda config: config.inner_steps,
     ),
     AlgorithmSpec(
-        "allreduce", "no master: every peer averages gradients with MPI Allreduce and takes the same step",
-        has_master=False, scales=Scaled.PEERS, lockstep_rule=_always, options=("compression",), lr_rule="batch",
+        "allreduce",
+        "no master: every peer averages gradients with MPI Allreduce and takes the same step",
+        has_master=False,
+        scales=Scaled.PEERS,
+        lockstep_rule=_always,
+        options=("compression",),
+        lr_rule="batch",
     ),
 )
 

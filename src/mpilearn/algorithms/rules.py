@@ -3,6 +3,7 @@
 Kept free of MPI and of any backend so each can be checked against values
 computed by hand (tests/test_rules.py).
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Each module offers the same `ModelBackend` (see base.py) for one Keras
 backend; everything outside sees numpy arrays and flat float32 vectors in
 `model.trainable_variables` order.
 """
+
 from __future__ import annotations
 
 import importlib

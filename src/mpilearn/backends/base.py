@@ -9,6 +9,7 @@ module-level functions `set_threads(threads)` and, when its framework has
 models of its own, `is_module(obj)`, `wrap_module(obj, input_shape)` and
 `outputs_logits(model)`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Protocol

@@ -6,6 +6,7 @@ state, optimizer slots) and the Keras variables are re-pointed at them. Flat
 vectors cross into JAX as one array and are cut inside jit: assigning numpy
 arrays variable by variable costs ~30x more than assigning JAX arrays.
 """
+
 from __future__ import annotations
 
 import os
@@ -148,6 +149,8 @@ class KerasModelBackend(FlatBackend):
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         optimizer = optimizer or self.model.optimizer
-        trainable, slots = self.step_for(optimizer)(_values(optimizer.variables), _private(grads), _values(self.trainable))
+        trainable, slots = self.step_for(optimizer)(
+            _values(optimizer.variables), _private(grads), _values(self.trainable)
+        )
         _assign(self.trainable, trainable)
         _assign(optimizer.variables, slots)

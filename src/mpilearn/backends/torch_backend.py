@@ -1,4 +1,5 @@
 """Keras on PyTorch: gradients from torch autograd, variables as torch tensors."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -107,7 +108,9 @@ class KerasModelBackend(FlatBackend):
             return None
         key = id(optimizer)
         if key not in self._fused_paths:
-            self._fused_paths[key] = torch_optim.FusedApply(optimizer, self.trainable) if torch_optim.supports(optimizer) else None
+            self._fused_paths[key] = (
+                torch_optim.FusedApply(optimizer, self.trainable) if torch_optim.supports(optimizer) else None
+            )
         return self._fused_paths[key]
 
     def sync_optimizer(self) -> None:

@@ -7,6 +7,7 @@ than Keras's own torch implementation on 1e7 parameters (see
 docs/benchmarks.md). The master's apply speed is what bounds how many
 workers one master can feed. Anything not covered falls back to Keras.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,14 +62,19 @@ class FusedApply:
         self.is_adam = _is(optimizer, keras.optimizers.Adam)
         if self.is_adam:
             self.torch_optimizer = torch.optim.Adam(
-                self.params, lr=1e-3, betas=(optimizer.beta_1, optimizer.beta_2), eps=optimizer.epsilon,
+                self.params,
+                lr=1e-3,
+                betas=(optimizer.beta_1, optimizer.beta_2),
+                eps=optimizer.epsilon,
                 fused=True,
             )
         if not optimizer.built:
             optimizer.build(variables)
         momentum = 0.0 if self.is_adam else float(optimizer.momentum)
         self.momentum, self.nesterov = momentum, bool(getattr(optimizer, "nesterov", False))
-        self.momentums = [optimizer.momentums[optimizer._get_variable_index(v)].value for v in variables] if momentum else []
+        self.momentums = (
+            [optimizer.momentums[optimizer._get_variable_index(v)].value for v in variables] if momentum else []
+        )
         self.load_from_keras()
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
 """The active Keras backend and its version, for `mpilearn info`."""
+
 from __future__ import annotations
 
 import importlib

@@ -15,6 +15,7 @@ option is an error that names the key and the file.
     model-arg = { units = 64 }
     metrics = ["accuracy"]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,9 @@ def load_file(path: str | Path) -> dict[str, Any]:
         elif suffix == ".json":
             values = json.loads(text)
         else:
-            raise ConfigError(f"--config {file}: unknown format {suffix or '(no extension)'!r}; use .toml, .yaml, .yml or .json")
+            raise ConfigError(
+                f"--config {file}: unknown format {suffix or '(no extension)'!r}; use .toml, .yaml, .yml or .json"
+            )
     except ConfigError:
         raise
     except Exception as exc:  # each parser has its own error class; all mean a malformed file
@@ -136,8 +139,12 @@ def file_defaults(parser: argparse.ArgumentParser, path: str | Path) -> dict[str
     return defaults
 
 
-def parse_with_file(build: Callable[[argparse.ArgumentParser], None], argv: Sequence[str], path: str | Path,
-                    prog: str = "mpilearn train") -> argparse.Namespace:
+def parse_with_file(
+    build: Callable[[argparse.ArgumentParser], None],
+    argv: Sequence[str],
+    path: str | Path,
+    prog: str = "mpilearn train",
+) -> argparse.Namespace:
     """Parse `argv` (the arguments after the command) with the file's
     options as defaults, so that the command line wins."""
     parser = CommandParser(prog=prog)
@@ -155,12 +162,13 @@ def parse_with_file(build: Callable[[argparse.ArgumentParser], None], argv: Sequ
     return parsed
 
 
-def reparse_with_file(args: argparse.Namespace, argv: Sequence[str],
-                      build: Callable[[argparse.ArgumentParser], None]) -> argparse.Namespace:
+def reparse_with_file(
+    args: argparse.Namespace, argv: Sequence[str], build: Callable[[argparse.ArgumentParser], None]
+) -> argparse.Namespace:
     """`args` of a command that takes --config (whose arguments `build` adds), parsed again with the file's
     options as defaults."""
     command = args.command
-    rest = list(argv)[list(argv).index(command) + 1:]
+    rest = list(argv)[list(argv).index(command) + 1 :]
     parsed = parse_with_file(build, rest, args.config, prog=f"mpilearn {command}")
     parsed.command = command
     return parsed

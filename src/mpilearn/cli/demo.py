@@ -1,4 +1,5 @@
 """`mpilearn demo`: a small synthetic data set and a 3-process training run."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,17 @@ def demo(args: argparse.Namespace) -> int:
 
     data = Path(args.data_dir)
     if not ((data / "train.txt").is_file() and (data / "val.txt").is_file()):
-        status = make_data(argparse.Namespace(outdir=str(data), files=DEMO_FILES, val_files=1, events_per_file=DEMO_EVENTS,
-                                              shape=DEMO_SHAPE, classes=3, seed=1))
+        status = make_data(
+            argparse.Namespace(
+                outdir=str(data),
+                files=DEMO_FILES,
+                val_files=1,
+                events_per_file=DEMO_EVENTS,
+                shape=DEMO_SHAPE,
+                classes=3,
+                seed=1,
+            )
+        )
         if status:
             return status
     else:
@@ -45,9 +55,22 @@ def demo(args: argparse.Namespace) -> int:
     from ..rundir import default_run_dir
 
     run_dir = args.run_dir or default_run_dir()
-    argv = ["--model", "calo-cnn", "--train", str(data / "train.txt"), "--val", str(data / "val.txt"),
-            "--epochs", str(args.epochs), "-n", str(args.processes),
-            "--run-dir", run_dir, "--timeline", str(Path(run_dir) / "timeline.json")]
+    argv = [
+        "--model",
+        "calo-cnn",
+        "--train",
+        str(data / "train.txt"),
+        "--val",
+        str(data / "val.txt"),
+        "--epochs",
+        str(args.epochs),
+        "-n",
+        str(args.processes),
+        "--run-dir",
+        run_dir,
+        "--timeline",
+        str(Path(run_dir) / "timeline.json"),
+    ]
     for option in ("mpiexec", "hosts", "hostfile"):
         if getattr(args, option, None):
             argv += [f"--{option}", getattr(args, option)]
@@ -60,7 +83,9 @@ def demo(args: argparse.Namespace) -> int:
         report = f"{command()} report {run_dir}"
         if not available("matplotlib"):
             report = f"pip install 'mpilearn[report]', then {report}"
-        print(f"plots of this run: {report}\n"
-              f"train on the demo data yourself: {command()} train --model calo-cnn --train {data / 'train.txt'} "
-              f"--val {data / 'val.txt'} --epochs 2 -n 3")
+        print(
+            f"plots of this run: {report}\n"
+            f"train on the demo data yourself: {command()} train --model calo-cnn --train {data / 'train.txt'} "
+            f"--val {data / 'val.txt'} --epochs 2 -n 3"
+        )
     return status

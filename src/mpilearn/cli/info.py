@@ -1,5 +1,6 @@
 """`mpilearn info`: versions of everything that matters, and the rank layout
 a given number of processes would get."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,27 @@ MAX_RANK_LINES = 16
 
 
 def add_info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--processes", type=int, default=None,
-                        help="show the layout for N processes (default: the ranks of this job, under a launcher)")
-    parser.add_argument("--algo", default=registry.DEFAULT, choices=registry.names(), help="training algorithm of the layout")
+    parser.add_argument(
+        "-n",
+        "--processes",
+        type=int,
+        default=None,
+        help="show the layout for N processes (default: the ranks of this job, under a launcher)",
+    )
+    parser.add_argument(
+        "--algo", default=registry.DEFAULT, choices=registry.names(), help="training algorithm of the layout"
+    )
     parser.add_argument("--masters", type=int, default=1, help="masters of the layout (M >= 2: a tree)")
     parser.add_argument("--servers", type=int, default=1, help="sharded parameter servers of the layout")
-    parser.add_argument("--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend to report")
-    parser.add_argument("--mpiexec", default=None, metavar="PATH",
-                        help=f"report this mpiexec for -n (default: ${env.MPIEXEC}, else the one beside this Python, else PATH's)")
+    parser.add_argument(
+        "--backend", default=None, choices=("torch", "jax", "tensorflow"), help="Keras backend to report"
+    )
+    parser.add_argument(
+        "--mpiexec",
+        default=None,
+        metavar="PATH",
+        help=f"report this mpiexec for -n (default: ${env.MPIEXEC}, else the one beside this Python, else PATH's)",
+    )
 
 
 def _package_version(name: str) -> str:
@@ -100,19 +114,25 @@ def info(args: argparse.Namespace) -> int:
         print(f"  {line}")
     processes = args.processes or comm.size
     print()
-    print(f"layout of {processes} process{'es' if processes > 1 else ''} (--algo {args.algo}, --masters {args.masters}, "
-          f"--servers {args.servers}):")
+    print(
+        f"layout of {processes} process{'es' if processes > 1 else ''} (--algo {args.algo}, --masters {args.masters}, "
+        f"--servers {args.servers}):"
+    )
     for line in layout_lines(processes, args.algo, args.masters, args.servers):
         print(f"  {line}")
     per_node = comm.local_size if args.processes is None else processes
-    print(f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} rank{'s' if per_node != 1 else ''} on it; --threads overrides)")
+    print(
+        f"  compute threads per rank: {env.default_threads(per_node)} (cores of this node / {per_node} rank{'s' if per_node != 1 else ''} on it; --threads overrides)"
+    )
     if args.processes is None and comm.size == 1:
         print("  (give -n N for the layout of N processes)")
     if placement:
         print()
         print("ranks of this job (host, local rank, compute threads, GPU by local rank):")
         for rank, (host, local_rank, local_size, threads, gpu) in enumerate(placement[:MAX_RANK_LINES]):
-            print(f"  rank {rank:<5d} {host} local {local_rank}/{local_size}  threads {threads}  gpu {'cpu' if gpu is None else gpu}")
+            print(
+                f"  rank {rank:<5d} {host} local {local_rank}/{local_size}  threads {threads}  gpu {'cpu' if gpu is None else gpu}"
+            )
     print()
     print("algorithms (--algo):")
     for line in registry.describe():
@@ -151,7 +171,14 @@ def _placement(comm: Any, algo: str) -> list[tuple[str, int, int, int, int | Non
         return []
     from ..placement import count_gpus, gpu_for_world_rank
 
-    gpu = gpu_for_world_rank(comm.rank, comm.local_rank, comm.local_size, comm.node_ranks, count_gpus(),
-                             registry.spec_of(algo).has_master, False)
+    gpu = gpu_for_world_rank(
+        comm.rank,
+        comm.local_rank,
+        comm.local_size,
+        comm.node_ranks,
+        count_gpus(),
+        registry.spec_of(algo).has_master,
+        False,
+    )
     mine = (platform.node(), comm.local_rank, comm.local_size, env.default_threads(comm.local_size), gpu)
     return list(comm.gather_object(mine) or [])

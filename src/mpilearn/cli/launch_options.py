@@ -3,6 +3,7 @@
 They belong to the launching process only: the relaunched ranks get the
 command line without them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,25 @@ LAUNCH_OPTIONS = ("-n", "--processes", "--mpiexec", "--hosts", "--hostfile")
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("launching (with -n)")
-    group.add_argument("--mpiexec", default=None, metavar="PATH",
-                       help=f"mpiexec to launch with (default: ${env.MPIEXEC}, else the one beside this Python, else PATH's)")
-    group.add_argument("--hosts", default=None, metavar="H1:SLOTS,H2:SLOTS",
-                       help="run the ranks on these hosts through the launcher's remote start (ssh); -n defaults to the slots "
-                            "(default: none, this machine)")
-    group.add_argument("--hostfile", default=None, metavar="FILE",
-                       help="hosts one a line, `host:slots` or `host slots=N`, instead of --hosts (default: none)")
+    group.add_argument(
+        "--mpiexec",
+        default=None,
+        metavar="PATH",
+        help=f"mpiexec to launch with (default: ${env.MPIEXEC}, else the one beside this Python, else PATH's)",
+    )
+    group.add_argument(
+        "--hosts",
+        default=None,
+        metavar="H1:SLOTS,H2:SLOTS",
+        help="run the ranks on these hosts through the launcher's remote start (ssh); -n defaults to the slots "
+        "(default: none, this machine)",
+    )
+    group.add_argument(
+        "--hostfile",
+        default=None,
+        metavar="FILE",
+        help="hosts one a line, `host:slots` or `host slots=N`, instead of --hosts (default: none)",
+    )
 
 
 def launch_hosts(args: argparse.Namespace) -> tuple[Host, ...]:
@@ -43,8 +56,10 @@ def processes_to_launch(args: argparse.Namespace, hosts: Sequence[Host]) -> int 
     if processes is not None and processes < 1:
         raise ConfigError(f"-n must be a positive integer, got {processes}")
     if (hosts or getattr(args, "mpiexec", None)) and env.under_mpi_launcher():
-        raise ConfigError("--hosts, --hostfile and --mpiexec apply to `-n N` self-launch; "
-                          "this process already runs under an MPI launcher")
+        raise ConfigError(
+            "--hosts, --hostfile and --mpiexec apply to `-n N` self-launch; "
+            "this process already runs under an MPI launcher"
+        )
     return processes or (sum(host.slots for host in hosts) if hosts else None)
 
 

@@ -1,4 +1,5 @@
 """Entry point of the `mpilearn` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,19 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--classes", type=int, default=3, help="particle types")
     data.add_argument("--seed", type=int, default=0)
 
-    demo = commands.add_parser("demo", help="train the calorimeter CNN on a small synthetic data set, 1 master + 2 workers")
+    demo = commands.add_parser(
+        "demo", help="train the calorimeter CNN on a small synthetic data set, 1 master + 2 workers"
+    )
     demo.add_argument("-n", "--processes", type=int, default=3)
     demo.add_argument("--epochs", type=int, default=5)
     demo.add_argument("--run-dir", default="", help="output directory (default: runs/<timestamp>)")
     add_launch_arguments(demo)
-    demo.add_argument("--data-dir", default="data/demo", help="where the demo data are written once and kept (default: data/demo)")
+    demo.add_argument(
+        "--data-dir", default="data/demo", help="where the demo data are written once and kept (default: data/demo)"
+    )
 
     commands.add_parser("models", help="list the built-in models")
     from .info import add_info_arguments
     from .report import add_report_arguments
 
     add_report_arguments(commands.add_parser("report", help="plots and a summary of one or more run directories"))
-    add_info_arguments(commands.add_parser("info", help="versions of MPI, mpi4py, Keras and the backend, and the rank layout"))
+    add_info_arguments(
+        commands.add_parser("info", help="versions of MPI, mpi4py, Keras and the backend, and the rank layout")
+    )
     bench = commands.add_parser("bench", help="run a benchmark: python -m benchmarks NAME (needs a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="NAME [options]")
     return parser
@@ -116,6 +123,9 @@ def _bench(arguments: list[str]) -> int:
     for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
         if (root / "benchmarks" / "__main__.py").is_file():
             return subprocess.call([sys.executable, "-m", "benchmarks", *arguments], cwd=root)
-    print("mpilearn bench: benchmarks/ is not here: it is part of the source checkout, not of the installed package; "
-          "clone the repository and run `mpilearn bench NAME` (or `python -m benchmarks NAME`) inside it", file=sys.stderr)
+    print(
+        "mpilearn bench: benchmarks/ is not here: it is part of the source checkout, not of the installed package; "
+        "clone the repository and run `mpilearn bench NAME` (or `python -m benchmarks NAME`) inside it",
+        file=sys.stderr,
+    )
     return 2

@@ -1,4 +1,5 @@
 """`mpilearn make-data`: synthetic calorimeter showers in mpi_learn's layout."""
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@
 Takes every option of `mpilearn train` (the base of each trial) plus the
 search options below, and launches itself under mpiexec with -n like train.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,28 +29,60 @@ def _claim_option(parser: argparse.ArgumentParser, option: str) -> None:
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
     add_train_arguments(parser)
     search = parser.add_argument_group("search options")
-    search.add_argument("--space", default="",
-                        help="search space: a TOML or YAML file of parameter tables, or path/to/file.py:function "
-                             "(default: search_space(trial) of the --model file)")
-    search.add_argument("--trials", type=int, default=10, help="finished trials (complete, pruned or failed) to end with")
-    search.add_argument("--block-size", type=int, default=0,
-                        help="ranks per training block (default: one block of all ranks but the coordinator)")
-    search.add_argument("--n-fold", type=int, default=1, help="K-fold cross-validation over the training files, folds in parallel")
-    search.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="tpe (default), gp (Bayesian), cmaes, nsga2 (genetic)")
-    search.add_argument("--sampler-startup-trials", type=int, default=None, help="random trials before the sampler's model starts")
+    search.add_argument(
+        "--space",
+        default="",
+        help="search space: a TOML or YAML file of parameter tables, or path/to/file.py:function "
+        "(default: search_space(trial) of the --model file)",
+    )
+    search.add_argument(
+        "--trials", type=int, default=10, help="finished trials (complete, pruned or failed) to end with"
+    )
+    search.add_argument(
+        "--block-size",
+        type=int,
+        default=0,
+        help="ranks per training block (default: one block of all ranks but the coordinator)",
+    )
+    search.add_argument(
+        "--n-fold", type=int, default=1, help="K-fold cross-validation over the training files, folds in parallel"
+    )
+    search.add_argument(
+        "--sampler", default="tpe", choices=SAMPLERS, help="tpe (default), gp (Bayesian), cmaes, nsga2 (genetic)"
+    )
+    search.add_argument(
+        "--sampler-startup-trials", type=int, default=None, help="random trials before the sampler's model starts"
+    )
     search.add_argument("--population", type=int, default=10, help="NSGA-II population size")
     search.add_argument("--pruner", default="none", choices=PRUNERS, help="stop hopeless trials early")
-    search.add_argument("--pruner-startup-trials", type=int, default=5, help="median pruner: completed trials before pruning")
-    search.add_argument("--pruner-warmup-epochs", type=int, default=0, help="median pruner: epochs before a trial can be pruned")
-    search.add_argument("--metric", default="val_loss", help="validation result to optimise (val_loss, val_accuracy, ...)")
-    search.add_argument("--direction", default=None, choices=("minimize", "maximize"),
-                        help="default: minimize for losses and errors, else maximize")
+    search.add_argument(
+        "--pruner-startup-trials", type=int, default=5, help="median pruner: completed trials before pruning"
+    )
+    search.add_argument(
+        "--pruner-warmup-epochs", type=int, default=0, help="median pruner: epochs before a trial can be pruned"
+    )
+    search.add_argument(
+        "--metric", default="val_loss", help="validation result to optimise (val_loss, val_accuracy, ...)"
+    )
+    search.add_argument(
+        "--direction",
+        default=None,
+        choices=("minimize", "maximize"),
+        help="default: minimize for losses and errors, else maximize",
+    )
     search.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite:///RUN_DIR/study.db)")
     search.add_argument("--study-name", default="mpilearn")
     _claim_option(parser, "--resume")
-    search.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR", dest="resume_search",
-                        help="continue the search in RUN_DIR (or --run-dir): finished trials are kept, "
-                             "interrupted ones marked failed and queued again")
+    search.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        dest="resume_search",
+        help="continue the search in RUN_DIR (or --run-dir): finished trials are kept, "
+        "interrupted ones marked failed and queued again",
+    )
 
 
 def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
@@ -60,7 +93,11 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         args.run_dir = resume
     run = config_from_args(args)
     # Every other search option has the name of its SearchConfig field.
-    copied = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig) if f.name not in ("run", "resume", "direction")}
+    copied = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(SearchConfig)
+        if f.name not in ("run", "resume", "direction")
+    }
     return SearchConfig(run=run, resume=bool(resume), direction=args.direction or "", **copied)
 
 
@@ -78,7 +115,9 @@ def optimize(args: argparse.Namespace, argv: list[str]) -> int:
     if args.processes and not env.under_mpi_launcher():
         from ..hpo.layout import Layout
 
-        Layout(args.processes, search.block_size or max(1, args.processes - 1), search.n_fold)  # refused before launching
+        Layout(
+            args.processes, search.block_size or max(1, args.processes - 1), search.n_fold
+        )  # refused before launching
     status = self_launch(args, argv)
     if status is not None:
         return status

@@ -1,4 +1,5 @@
 """The training options as argparse arguments, generated from options.table()."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,11 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
         if option.group not in groups:
             groups[option.group] = parser.add_argument_group(option.group)
         flags = [option.short, option.flag] if option.short else [option.flag]
-        kwargs: dict[str, Any] = {"dest": option.dest, "default": None, "help": _help(option.help, option.shown_default())}
+        kwargs: dict[str, Any] = {
+            "dest": option.dest,
+            "default": None,
+            "help": _help(option.help, option.shown_default()),
+        }
         if option.kind == "switch":
             kwargs["action"] = "store_true"
         elif option.kind == "append":
@@ -46,5 +51,7 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
         elif option.kind == "optional":
             kwargs.update(nargs="?", const=option.const, metavar=option.metavar)
         else:
-            kwargs.update(type=None if option.type is str else option.type, choices=option.choices, metavar=option.metavar)
+            kwargs.update(
+                type=None if option.type is str else option.type, choices=option.choices, metavar=option.metavar
+            )
         groups[option.group].add_argument(*flags, **kwargs)

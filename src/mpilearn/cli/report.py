@@ -1,14 +1,23 @@
 """`mpilearn report RUN_DIR [RUN_DIR ...] [--out DIR]`: plots and a summary."""
+
 from __future__ import annotations
 
 import argparse
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="run directories (several: curves overlaid to compare), or a search directory")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="where the PNGs and summary.txt go (default: the run directory; RUN_DIR/compare for several)")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories (several: curves overlaid to compare), or a search directory",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where the PNGs and summary.txt go (default: the run directory; RUN_DIR/compare for several)",
+    )
 
 
 def report(args: argparse.Namespace) -> int:

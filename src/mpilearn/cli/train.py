@@ -3,6 +3,7 @@
 The training options are generated from the fields of config.py (see
 options.py); this module adds the few that belong to the command line only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,21 +22,41 @@ from .options import add_option_arguments
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("positional", nargs="*", metavar="MODEL TRAIN_LIST VAL_LIST",
-                        help="mpi_learn-style positional form: model spec, training list, validation list (default: none)")
-    parser.add_argument("--train", help="training data: a file list (one HDF5 path a line), an HDF5 file, a quoted glob "
-                                        "('data/*.h5'), or path/to/file.py:function returning batches (required)")
+    parser.add_argument(
+        "positional",
+        nargs="*",
+        metavar="MODEL TRAIN_LIST VAL_LIST",
+        help="mpi_learn-style positional form: model spec, training list, validation list (default: none)",
+    )
+    parser.add_argument(
+        "--train",
+        help="training data: a file list (one HDF5 path a line), an HDF5 file, a quoted glob "
+        "('data/*.h5'), or path/to/file.py:function returning batches (required)",
+    )
     parser.add_argument("--val", help="validation data, in the forms of --train (default: none, no validation)")
-    parser.add_argument("-n", "--processes", type=int, help="launch this many processes with mpiexec (1 master + N-1 workers) "
-                                                            "(default: none, the ranks of the current launcher)")
+    parser.add_argument(
+        "-n",
+        "--processes",
+        type=int,
+        help="launch this many processes with mpiexec (1 master + N-1 workers) "
+        "(default: none, the ranks of the current launcher)",
+    )
     add_launch_arguments(parser)  # --mpiexec, --hosts, --hostfile
-    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its latest checkpoint (default: none)")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint (default: none)",
+    )
     files = parser.add_argument_group("configuration files")
-    files.add_argument("--config", metavar="FILE",
-                       help="read options from a TOML, YAML or JSON file; command-line flags win (default: none)")
-    files.add_argument("--print-config", action="store_true",
-                       help="print the resolved configuration (JSON) and exit (default: off)")
+    files.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read options from a TOML, YAML or JSON file; command-line flags win (default: none)",
+    )
+    files.add_argument(
+        "--print-config", action="store_true", help="print the resolved configuration (JSON) and exit (default: off)"
+    )
     add_option_arguments(parser)
 
 
@@ -54,8 +75,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     given = dict(vars(args))
     if args.positional:
         if given.get("train") and any(Path(p).suffix.lower() in HDF5_SUFFIXES for p in args.positional):
-            raise ConfigError("--train and --val take one argument each: quote a glob so that mpilearn expands it "
-                              "(--train 'data/*.h5'), or list the files in a text file")
+            raise ConfigError(
+                "--train and --val take one argument each: quote a glob so that mpilearn expands it "
+                "(--train 'data/*.h5'), or list the files in a text file"
+            )
         if len(args.positional) != 3:
             raise ConfigError("the positional form is: mpilearn train MODEL TRAIN_LIST VAL_LIST")
         for key, value in zip(("model", "train", "val"), args.positional):
@@ -69,8 +92,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = options.command_line_values(given)
     train_files, train_function = _files_or_function(given["train"], "--train")
     val_files, val_function = _files_or_function(given.get("val"), "--val")
-    values.update({("data", "train_files"): train_files, ("data", "train_function"): train_function,
-                   ("data", "val_files"): val_files, ("data", "val_function"): val_function})
+    values.update(
+        {
+            ("data", "train_files"): train_files,
+            ("data", "train_function"): train_function,
+            ("data", "val_files"): val_files,
+            ("data", "val_function"): val_function,
+        }
+    )
     config = options.build(values)
     from ..optional import require_for_run
 
@@ -80,8 +109,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 # What a resumed run may change: how it runs, not what it trains (shown in --resume's refusal).
 RESUME_MAY_CHANGE = {
-    "": ("epochs", "threads", "timeout", "log_level", "quiet", "progress", "monitor", "timeline", "master_gpu",
-         "skip_bad_batches", "validate_every", "background_validation"),
+    "": (
+        "epochs",
+        "threads",
+        "timeout",
+        "log_level",
+        "quiet",
+        "progress",
+        "monitor",
+        "timeline",
+        "master_gpu",
+        "skip_bad_batches",
+        "validate_every",
+        "background_validation",
+    ),
     "algorithm": ("servers",),  # checkpoints hold the whole vector's optimizer state, cut again for any S
     "checkpoint": ("every_epochs", "every_seconds", "keep"),
     "callbacks": ("early_stopping", "patience", "target_metric", "target_op", "target_value", "tensorboard"),
@@ -114,9 +155,11 @@ def _resumed_config(args: argparse.Namespace) -> RunConfig:
         if name in RESUME_MAY_CHANGE.get(section, ()):
             changes[(section, name)] = value
         elif _differs(value, current):
-            raise ConfigError(f"--resume {run_dir}: {flags.get((section, name), name)} {_shown(value)} differs from the run's "
-                              f"{_shown(current)}; a resumed run keeps what it trains (it may change --epochs, --threads, "
-                              "--timeout, --log-level, --servers, progress, checkpoint, callback and data-reading options)")
+            raise ConfigError(
+                f"--resume {run_dir}: {flags.get((section, name), name)} {_shown(value)} differs from the run's "
+                f"{_shown(current)}; a resumed run keeps what it trains (it may change --epochs, --threads, "
+                "--timeout, --log-level, --servers, progress, checkpoint, callback and data-reading options)"
+            )
     for option, name in (("--train", "train_files"), ("--val", "val_files")):
         text = getattr(args, option[2:], None)
         if text and _files_or_function(text, option)[0] != getattr(config.data, name):

@@ -4,6 +4,7 @@ Capitalised mpi4py calls move raw numpy buffers; lowercase ones pickle small
 control objects. Waiting never spins: requests are polled with a sleep that
 backs off, so a waiting rank leaves its core to the ranks that compute.
 """
+
 from __future__ import annotations
 
 from .tags import Tag

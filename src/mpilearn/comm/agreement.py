@@ -1,4 +1,5 @@
 """Rank 0 decides, every rank learns the verdict: the same result or the same error."""
+
 from __future__ import annotations
 
 import traceback

@@ -10,6 +10,7 @@ never overtake each other. Waits block on a condition variable, never spin.
     ranks = local_world(3)          # one communicator per rank
     threads run f(ranks[r]) ...     # see run_ranks
 """
+
 from __future__ import annotations
 
 import functools
@@ -158,7 +159,9 @@ class LocalCommunicator:
         """Notices are in `grants` as soon as they are sent."""
 
     # ---- waiting ---------------------------------------------------------------
-    def _block(self, ready: Callable[[], bool], timeout: float | None, pending: Callable[[], list[int]] | None = None) -> None:
+    def _block(
+        self, ready: Callable[[], bool], timeout: float | None, pending: Callable[[], list[int]] | None = None
+    ) -> None:
         """Wait under the lock until ready(); WaitTimeout after `timeout` seconds, unless a busy notice
         of another rank still excuses the wait."""
         hub = self._hub
@@ -173,8 +176,13 @@ class LocalCommunicator:
                 raise error
             hub.lock.wait(_TICK_S if deadline is None else max(0.001, min(_TICK_S, deadline - now)))
 
-    def wait(self, request: Request, timeout: float | None = None, spin_s: float = 0.002,
-             awaited: Sequence[int] | None = None) -> Status:
+    def wait(
+        self,
+        request: Request,
+        timeout: float | None = None,
+        spin_s: float = 0.002,
+        awaited: Sequence[int] | None = None,
+    ) -> Status:
         with self._hub.lock:
             self._block(lambda: request.done, timeout)
             request.spent = True
@@ -196,12 +204,16 @@ class LocalCommunicator:
             request.spent = True
             return found[0], request.status
 
-    def wait_all(self, requests: Sequence[Request], timeout: float | None = None,
-                 awaited: Sequence[int] | None = None) -> list[Status]:
+    def wait_all(
+        self, requests: Sequence[Request], timeout: float | None = None, awaited: Sequence[int] | None = None
+    ) -> list[Status]:
         """Statuses in request order; on timeout, WaitTimeout.pending lists the positions still incomplete."""
         with self._hub.lock:
-            self._block(lambda: all(r.done for r in requests), timeout,
-                        lambda: [i for i, r in enumerate(requests) if not r.done])
+            self._block(
+                lambda: all(r.done for r in requests),
+                timeout,
+                lambda: [i for i, r in enumerate(requests) if not r.done],
+            )
             for r in requests:
                 r.spent = True
             return [r.status for r in requests]
@@ -272,9 +284,15 @@ class LocalCommunicator:
             return None
         return pickle.loads(message.data), request.status.Get_source(), request.status.Get_tag()
 
-    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, timeout: float | None = None,
-                    awaited: Sequence[int] | None = None, what: str = "a message",
-                    until: Callable[[], bool] | None = None) -> Any:
+    def recv_object(
+        self,
+        source: int = ANY_SOURCE,
+        tag: int = ANY_TAG,
+        timeout: float | None = None,
+        awaited: Sequence[int] | None = None,
+        what: str = "a message",
+        until: Callable[[], bool] | None = None,
+    ) -> Any:
         """As on MPI; a timeout names `awaited` (default: `source`); None once `until()` is true."""
         started = time.monotonic()
         while True:
@@ -300,8 +318,13 @@ class LocalCommunicator:
         return any(_fits(probe, m) for m in self._hub.unexpected[self.rank])
 
     # ---- collectives -------------------------------------------------------------
-    def _collective(self, contribution: Any, combine: Callable[[dict[int, Any]], Any], timeout: float | None = None,
-                    what: str = "a collective") -> Any:
+    def _collective(
+        self,
+        contribution: Any,
+        combine: Callable[[dict[int, Any]], Any],
+        timeout: float | None = None,
+        what: str = "a collective",
+    ) -> Any:
         """Every rank contributes; once all have, `combine` (run once) makes the result all of them get.
         Bounded by `timeout` (default: self.limit); a timeout names the ranks that never came."""
         hub = self._hub
@@ -327,7 +350,9 @@ class LocalCommunicator:
     def barrier(self, timeout: float | None = None, what: str = "a barrier") -> None:
         self._collective(None, lambda parts: None, timeout, what)
 
-    def bcast_array(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> None:
+    def bcast_array(
+        self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast"
+    ) -> None:
         data = self._collective(buffer.copy() if self.rank == root else None, lambda parts: parts[root], timeout, what)
         if self.rank != root:
             np.copyto(buffer, data)
@@ -337,7 +362,9 @@ class LocalCommunicator:
         data = self._collective(payload, lambda parts: parts[root], timeout, what)
         return obj if self.rank == root else pickle.loads(data)
 
-    def gather_object(self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a gather") -> list[Any] | None:
+    def gather_object(
+        self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a gather"
+    ) -> list[Any] | None:
         payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         parts = self._collective(payload, lambda parts: [parts[r] for r in range(len(parts))], timeout, what)
         return [pickle.loads(p) for p in parts] if self.rank == root else None

@@ -1,5 +1,6 @@
 """MPI message tags. Our traffic runs on a duplicated communicator, so these
 values never collide with tags of the user's own MPI code."""
+
 from __future__ import annotations
 
 import enum

@@ -11,6 +11,7 @@ Layouts:
   weight vector (rank 0 also validates and writes outputs); every other rank
   is a worker that exchanges with all S servers at once.
 """
+
 from __future__ import annotations
 
 import enum
@@ -45,15 +46,21 @@ class Topology:
         if self.servers < 1:
             raise ConfigError(f"--servers must be a positive integer, got {self.servers}")
         if self.servers > 1 and (self.peers_only or self.masters > 1):
-            raise ConfigError(f"--servers {self.servers} shards one master's weights; it does not combine with "
-                              + ("--algo allreduce (no master)" if self.peers_only else f"--masters {self.masters} (a tree)"))
+            raise ConfigError(
+                f"--servers {self.servers} shards one master's weights; it does not combine with "
+                + ("--algo allreduce (no master)" if self.peers_only else f"--masters {self.masters} (a tree)")
+            )
         if self.size == 1 or self.peers_only:
             return
         if self.servers > 1 and self.size <= self.servers:
-            raise ConfigError(f"--servers {self.servers} needs more than {self.servers} processes (at least one worker), "
-                              f"the job has {self.size}")
+            raise ConfigError(
+                f"--servers {self.servers} needs more than {self.servers} processes (at least one worker), "
+                f"the job has {self.size}"
+            )
         if self.masters >= self.size:
-            raise ConfigError(f"--masters {self.masters} needs more than {self.masters} processes, the job has {self.size}")
+            raise ConfigError(
+                f"--masters {self.masters} needs more than {self.masters} processes, the job has {self.size}"
+            )
         if self.masters > 1 and self.size - self.masters < self.masters - 1:
             raise ConfigError(
                 f"--masters {self.masters} with {self.size} processes leaves a sub-master without workers: "
@@ -132,8 +139,10 @@ class Topology:
         if self.peers_only:
             return f"{self.size} processes: allreduce peers 0-{self.size - 1}, rank 0 validates"
         if self.servers > 1:
-            return (f"{self.size} processes: ranks {_span(self.server_ranks)} sharded servers (rank 0 also validates), "
-                    f"ranks {_span(self.workers)} workers ({self.num_workers}), each exchanging with every server")
+            return (
+                f"{self.size} processes: ranks {_span(self.server_ranks)} sharded servers (rank 0 also validates), "
+                f"ranks {_span(self.workers)} workers ({self.num_workers}), each exchanging with every server"
+            )
         if not self.submasters:
             return f"{self.size} processes: rank 0 master, ranks {_span(self.workers)} workers ({self.num_workers})"
         blocks = "; ".join(f"sub-master {s} serves {_span(self.block(s))}" for s in self.submasters)

@@ -1,4 +1,5 @@
 """Buffer transport over one duplicated communicator, with non-spinning waits."""
+
 from __future__ import annotations
 
 import atexit
@@ -33,8 +34,10 @@ class CollectiveTimeout(CommunicationError):
 
     def __init__(self, rank: int, what: str, seconds: float, missing: Sequence[int]) -> None:
         who = ", ".join(f"rank {r}" for r in missing) if missing else "another rank"
-        super().__init__(f"rank {rank} waited {seconds:.0f}s for {who} in {what}: "
-                         "it is stuck, stopped or has exited (limit: --timeout, else adaptive)")
+        super().__init__(
+            f"rank {rank} waited {seconds:.0f}s for {who} in {what}: "
+            "it is stuck, stopped or has exited (limit: --timeout, else adaptive)"
+        )
         self.missing = list(missing)
 
 
@@ -67,8 +70,9 @@ class _Deadline:
     (Communicator.busy): a peer validating or building its model is not silent.
     `awaited()` gives the ranks still awaited (None: notices do not count)."""
 
-    def __init__(self, comm: "Communicator", timeout: float | None,
-                 awaited: Callable[[], Sequence[int]] | None = None) -> None:
+    def __init__(
+        self, comm: "Communicator", timeout: float | None, awaited: Callable[[], Sequence[int]] | None = None
+    ) -> None:
         self.comm, self.timeout, self.awaited = comm, timeout, awaited
         now = self.start = time.monotonic()
         self.at = None if timeout is None else now + timeout
@@ -87,7 +91,11 @@ class _Deadline:
         if now <= self.at:
             return
         ranks = self.awaited() if self.awaited is not None else ()
-        if not ranks or any(self.comm.grants.get(r, 0.0) < now for r in ranks) or (self.last is not None and now > self.last):
+        if (
+            not ranks
+            or any(self.comm.grants.get(r, 0.0) < now for r in ranks)
+            or (self.last is not None and now > self.last)
+        ):
             raise WaitTimeout(now - self.start)  # the limit, or more when excuses stretched it
 
     def silent(self, ranks: Sequence[int]) -> list[int]:
@@ -283,8 +291,13 @@ class Communicator:
     def irecv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Request:
         return self._comm.Irecv([buffer, MPI.FLOAT], source=source, tag=tag)
 
-    def wait(self, request: MPI.Request, timeout: float | None = None, spin_s: float = 0.002,
-             awaited: Sequence[int] | None = None) -> MPI.Status:
+    def wait(
+        self,
+        request: MPI.Request,
+        timeout: float | None = None,
+        spin_s: float = 0.002,
+        awaited: Sequence[int] | None = None,
+    ) -> MPI.Status:
         """Complete one request, polling without sleep for `spin_s`, then
         with growing sleeps; returns its status. Raises WaitTimeout after
         `timeout` seconds (None: wait forever)."""
@@ -296,8 +309,9 @@ class Communicator:
             backoff.pause()
         return status
 
-    def wait_any(self, requests: Sequence[MPI.Request], timeout: float | None = None,
-                 awaited: Sequence[int] | None = None) -> tuple[int, MPI.Status]:
+    def wait_any(
+        self, requests: Sequence[MPI.Request], timeout: float | None = None, awaited: Sequence[int] | None = None
+    ) -> tuple[int, MPI.Status]:
         """Complete whichever request finishes first; returns (index, status).
         `awaited`: ranks whose busy notices push the timeout back (as in wait)."""
         status = MPI.Status()
@@ -313,8 +327,9 @@ class Communicator:
             deadline.check()
             backoff.pause()
 
-    def wait_all(self, requests: Sequence[MPI.Request], timeout: float | None = None,
-                 awaited: Sequence[int] | None = None) -> list[MPI.Status]:
+    def wait_all(
+        self, requests: Sequence[MPI.Request], timeout: float | None = None, awaited: Sequence[int] | None = None
+    ) -> list[MPI.Status]:
         """Complete every request (polled, never spinning); returns their statuses.
         On timeout, WaitTimeout.pending lists the positions still incomplete.
         `awaited[i]`: the rank request i waits on (its busy notices count)."""
@@ -348,8 +363,11 @@ class Communicator:
             self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM), timeout, spin)
             return
         packed = buffer.astype(_wire_dtype(compression))
-        self.wait(self._comm.Iallreduce(MPI.IN_PLACE, [packed.view(np.uint16), MPI.UINT16_T], op=_sum_op(compression)),
-                  timeout, spin)
+        self.wait(
+            self._comm.Iallreduce(MPI.IN_PLACE, [packed.view(np.uint16), MPI.UINT16_T], op=_sum_op(compression)),
+            timeout,
+            spin,
+        )
         buffer[:] = packed.astype(np.float32)
 
     def allreduce_mean(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
@@ -361,8 +379,12 @@ class Communicator:
         """Sum a float64 buffer over all ranks into root's buffer, in place (validation metric
         states: counts stay exact far beyond float32). Root's busy notices push the timeout back."""
         send = MPI.IN_PLACE if self.rank == root else buffer
-        self.wait(self._comm.Ireduce(send, [buffer, MPI.DOUBLE], op=MPI.SUM, root=root), timeout,
-                  _collective_spin(buffer.nbytes), awaited=None if self.rank == root else (root,))
+        self.wait(
+            self._comm.Ireduce(send, [buffer, MPI.DOUBLE], op=MPI.SUM, root=root),
+            timeout,
+            _collective_spin(buffer.nbytes),
+            awaited=None if self.rank == root else (root,),
+        )
 
     def send(self, buffer: np.ndarray, dest: int, tag: int) -> None:
         self.wait(self.isend(buffer, dest, tag))
@@ -370,15 +392,18 @@ class Communicator:
     def recv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Status:
         return self.wait(self.irecv(buffer, source, tag))
 
-    def bcast_array(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast") -> None:
+    def bcast_array(
+        self, buffer: np.ndarray, root: int = 0, timeout: float | None = None, what: str = "a broadcast"
+    ) -> None:
         """Broadcast a float32 buffer in place (non-spinning), within `timeout` (default: self.limit)."""
         request = self._comm.Ibcast([buffer, MPI.FLOAT], root=root)
         # The root's part may wait for every other rank (large buffers): their beats and notices count.
         awaited = [r for r in range(self.size) if r != root] if self.rank == root else [root]
         self._bounded(request, timeout, what, awaited, _collective_spin(buffer.nbytes))
 
-    def _bounded(self, request: MPI.Request, timeout: float | None, what: str, missing: Sequence[int],
-                 spin_s: float = 0.002) -> MPI.Status:
+    def _bounded(
+        self, request: MPI.Request, timeout: float | None, what: str, missing: Sequence[int], spin_s: float = 0.002
+    ) -> MPI.Status:
         limit = self.limit if timeout is None else timeout
         try:
             return self.wait(request, limit, spin_s, awaited=missing or None)
@@ -393,7 +418,9 @@ class Communicator:
             return obj
         if self.rank == root:
             payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
-            sends = [self._control.Isend([payload, MPI.BYTE], dest=r, tag=_BCAST) for r in range(self.size) if r != root]
+            sends = [
+                self._control.Isend([payload, MPI.BYTE], dest=r, tag=_BCAST) for r in range(self.size) if r != root
+            ]
             others = [r for r in range(self.size) if r != root]
             limit = self.limit if timeout is None else timeout
             try:
@@ -418,7 +445,9 @@ class Communicator:
         message.Recv([data, MPI.BYTE])
         return pickle.loads(data.tobytes())
 
-    def gather_object(self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a gather") -> list[Any] | None:
+    def gather_object(
+        self, obj: Any, root: int = 0, timeout: float | None = None, what: str = "a gather"
+    ) -> list[Any] | None:
         """Gather one small object per rank on root (non-spinning), within `timeout` (default: self.limit)."""
         if self.rank != root:
             payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
@@ -475,9 +504,15 @@ class Communicator:
         self.wait(message.Irecv([data, MPI.BYTE]))
         return pickle.loads(data.tobytes()), status.Get_source(), status.Get_tag()
 
-    def recv_object(self, source: int = ANY_SOURCE, tag: int = ANY_TAG, timeout: float | None = None,
-                    awaited: Sequence[int] | None = None, what: str = "a message",
-                    until: Callable[[], bool] | None = None) -> Any:
+    def recv_object(
+        self,
+        source: int = ANY_SOURCE,
+        tag: int = ANY_TAG,
+        timeout: float | None = None,
+        awaited: Sequence[int] | None = None,
+        what: str = "a message",
+        until: Callable[[], bool] | None = None,
+    ) -> Any:
         """Wait without spinning for one object sent with (i)send_object;
         returns (object, source, tag). With `timeout`: CollectiveTimeout naming
         the ranks of `awaited` (default: `source`) that fell silent, once

@@ -1,4 +1,5 @@
 """Versions of the MPI library and of mpi4py, for `mpilearn info`."""
+
 from __future__ import annotations
 
 
@@ -11,7 +12,9 @@ def mpi_versions() -> dict[str, str]:
 
     major, minor = MPI.Get_version()
     return {
-        "mpi_library": next((line.strip() for line in MPI.Get_library_version().splitlines() if line.strip()), "unknown"),
+        "mpi_library": next(
+            (line.strip() for line in MPI.Get_library_version().splitlines() if line.strip()), "unknown"
+        ),
         "mpi_standard": f"{major}.{minor}",
         "mpi4py": mpi4py.__version__,
     }

@@ -6,6 +6,7 @@ and samples are shuffled within a window of a few chunks. Each chunk is one
 contiguous read, so large HDF5 files are read chunk by chunk; a piece that
 fits in one window is shuffled as a whole.
 """
+
 from __future__ import annotations
 
 import math
@@ -200,8 +201,15 @@ def _blocks(
 
 
 def even_batches(
-    source: Source, pieces: Sequence[Piece], batch_size: int, seed: int, worker: int, epoch: int, steps: int,
-    chunk: int = CHUNK, window: int = WINDOW,
+    source: Source,
+    pieces: Sequence[Piece],
+    batch_size: int,
+    seed: int,
+    worker: int,
+    epoch: int,
+    steps: int,
+    chunk: int = CHUNK,
+    window: int = WINDOW,
 ) -> Iterator[Batch]:
     """Exactly `steps` batches: a shard with fewer batches is cycled
     (reshuffled on each further pass), one with more stops early; see the
@@ -219,8 +227,15 @@ def even_batches(
 
 
 def worker_epoch(
-    source: Source, pieces: Sequence[Piece], batch_size: int, seed: int, worker: int, epoch: int,
-    steps: int | None = None, chunk: int = CHUNK, window: int = WINDOW,
+    source: Source,
+    pieces: Sequence[Piece],
+    batch_size: int,
+    seed: int,
+    worker: int,
+    epoch: int,
+    steps: int | None = None,
+    chunk: int = CHUNK,
+    window: int = WINDOW,
 ) -> Iterator[Batch]:
     """One epoch of one worker's batches, not read ahead; `steps` forces an exact count."""
     if steps is None:

@@ -8,6 +8,7 @@ the others wait for it. The copy command never goes through a shell: the
 template is split once with shlex and `{src}`/`{dst}` are replaced inside
 single arguments, so no file name can run a command.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,7 @@ def _alive_owners(root: Path) -> list[int]:
     """PIDs of the ranks still using a job's cache directory (node-local, so this machine's)."""
     alive = []
     for owner in root.glob(f"{OWNER}*"):
-        pid = int(owner.name[len(OWNER):]) if owner.name[len(OWNER):].isdigit() else 0
+        pid = int(owner.name[len(OWNER) :]) if owner.name[len(OWNER) :].isdigit() else 0
         try:
             os.kill(pid, 0)
             alive.append(pid)
@@ -74,8 +75,9 @@ def run_copy(template: Sequence[str], src: str, dst: str) -> None:
         raise DataError(f"{src}: copy command {shown} could not start ({exc.strerror or exc})") from None
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
-        raise DataError(f"{src}: copy command {shown} failed with exit status {done.returncode}"
-                        + (f": {said[-1]}" if said else ""))
+        raise DataError(
+            f"{src}: copy command {shown} failed with exit status {done.returncode}" + (f": {said[-1]}" if said else "")
+        )
     if not os.path.isfile(dst):
         raise DataError(f"{src}: copy command {shown} succeeded but wrote no file {dst}")
 
@@ -167,7 +169,9 @@ class FileCache:
     def _wait_for(self, target: Path, failed: Path, part: int) -> None:
         while not target.exists():
             if failed.exists():
-                raise DataError(failed.read_text() or f"{self.files[part]}: copying to the cache failed on another rank")
+                raise DataError(
+                    failed.read_text() or f"{self.files[part]}: copying to the cache failed on another rank"
+                )
             time.sleep(self.POLL_S)
 
     def close(self) -> None:

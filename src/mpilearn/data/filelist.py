@@ -1,5 +1,6 @@
 """Which HDF5 files a data argument names: the mpi_learn file-list format
 (one HDF5 path a line), one HDF5 file, a glob pattern, or a list of paths."""
+
 from __future__ import annotations
 
 import glob
@@ -28,8 +29,12 @@ def read_file_list(path: str | os.PathLike) -> tuple[str, ...]:
     relative paths are taken relative to the list file, so a data folder can
     move with its lists."""
     list_path = Path(path)
-    text = read_text(list_path, DataError, f"file list {list_path}",
-                     " (give a text file of HDF5 paths, one a line, an HDF5 file, or a quoted glob such as 'data/*.h5')")
+    text = read_text(
+        list_path,
+        DataError,
+        f"file list {list_path}",
+        " (give a text file of HDF5 paths, one a line, an HDF5 file, or a quoted glob such as 'data/*.h5')",
+    )
     files = []
     for line in text.splitlines():
         entry = line.strip()

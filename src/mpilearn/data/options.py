@@ -1,5 +1,6 @@
 """Parsing and defaults of the data options, free of heavy imports so that
 config.py can validate them before any process starts."""
+
 from __future__ import annotations
 
 import re
@@ -19,7 +20,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE
 
 
 def parse_size(text: str, option: str = "--memory-limit") -> int:
-    """"8G", "512M", "1.5T", "1000000" -> bytes (K, M, G, T are powers of 1024)."""
+    """ "8G", "512M", "1.5T", "1000000" -> bytes (K, M, G, T are powers of 1024)."""
     match = _SIZE.match(str(text))
     if not match:
         raise ConfigError(f"{option} must be a size such as 8G, 512M or 1000000 (bytes), got {text!r}")

@@ -7,6 +7,7 @@ then reads its shard through `WorkerData`: from the files, from node-local
 copies (--cache-dir) or from memory (--preload), one read-ahead thread
 spanning consecutive epochs.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -32,8 +33,10 @@ def _from_python(given: Any, what: str, workers: int, seed: int, inspect_batches
         return GeneratorSource(given, workers, seed, what, inspect_batches)
     if isinstance(given, (tuple, list)) and len(given) in (2, 3):
         return ArraySource(given[0], given[1], what, given[2] if len(given) == 3 else None)
-    raise DataError(f"{what}: expected (x, y), (x, y, sample_weight), a keras.utils.PyDataset or a function "
-                    f"returning batches, got {type(given).__name__}")
+    raise DataError(
+        f"{what}: expected (x, y), (x, y, sample_weight), a keras.utils.PyDataset or a function "
+        f"returning batches, got {type(given).__name__}"
+    )
 
 
 def open_train(data: DataConfig, given: Any, workers: int, seed: int) -> Source:
@@ -45,7 +48,9 @@ def open_train(data: DataConfig, given: Any, workers: int, seed: int) -> Source:
     return Hdf5Source(data.train_files, data.features_name, data.labels_name, data.sample_weights_name)
 
 
-def trusted_train(data: DataConfig, given: Any, workers: int, seed: int, counts: Sequence[int], signature: Signature) -> Source:
+def trusted_train(
+    data: DataConfig, given: Any, workers: int, seed: int, counts: Sequence[int], signature: Signature
+) -> Source:
     """Every other rank: the same source, built from rank 0's findings without reading the data."""
     if given is not None and is_pydataset(given):
         return PyDatasetSource.trusted(given, counts, signature)
@@ -55,8 +60,9 @@ def trusted_train(data: DataConfig, given: Any, workers: int, seed: int, counts:
         return _from_python(given, "training data", workers, seed)
     if data.train_function:
         return GeneratorSource.trusted(load_function(data.train_function, "--train"), workers, seed, counts, signature)
-    return Hdf5Source.trusted(data.train_files, data.features_name, data.labels_name, counts, signature,
-                              data.sample_weights_name)
+    return Hdf5Source.trusted(
+        data.train_files, data.features_name, data.labels_name, counts, signature, data.sample_weights_name
+    )
 
 
 def open_validation(data: DataConfig, given: Any, seed: int) -> Source | None:
@@ -65,7 +71,9 @@ def open_validation(data: DataConfig, given: Any, seed: int) -> Source | None:
     if given is not None:
         return _from_python(given, "validation data", 1, seed, inspect_batches=False)
     if data.val_function:
-        return GeneratorSource(load_function(data.val_function, "--val"), 1, seed, "validation data", inspect_batches=False)
+        return GeneratorSource(
+            load_function(data.val_function, "--val"), 1, seed, "validation data", inspect_batches=False
+        )
     if data.val_files:
         return Hdf5Source(data.val_files, data.features_name, data.labels_name, data.sample_weights_name)
     return None
@@ -78,8 +86,9 @@ def trusted_validation(data: DataConfig, given: Any, counts: Sequence[int], sign
         return PyDatasetSource.trusted(given, counts, signature, "validation data")
     if given is not None:
         return _from_python(given, "validation data", 1, 0)
-    return Hdf5Source.trusted(data.val_files, data.features_name, data.labels_name, counts, signature,
-                              data.sample_weights_name)
+    return Hdf5Source.trusted(
+        data.val_files, data.features_name, data.labels_name, counts, signature, data.sample_weights_name
+    )
 
 
 def check_validation_preload(data: DataConfig, validation: Source | None) -> None:
@@ -89,8 +98,10 @@ def check_validation_preload(data: DataConfig, validation: Source | None) -> Non
         return
     needed = shard_bytes(validation.signature, validation_pieces(validation.counts, 1, 0))
     if needed > limit:
-        raise DataError(f"--preload: the validation samples need {format_size(needed)} on rank 0 but --memory-limit is "
-                        f"{format_size(limit)}; raise the limit, or leave out --preload (validation then streams)")
+        raise DataError(
+            f"--preload: the validation samples need {format_size(needed)} on rank 0 but --memory-limit is "
+            f"{format_size(limit)}; raise the limit, or leave out --preload (validation then streams)"
+        )
 
 
 def shard_mode(data: DataConfig, source: Source) -> str:
@@ -114,8 +125,10 @@ def check_preload(data: DataConfig, source: Source, workers: int) -> None:
     mode = shard_mode(data, source)
     largest = max(shard_bytes(source.signature, shard(source.counts, workers, w, mode)) for w in range(workers))
     if largest > limit:
-        raise DataError(f"--preload: the largest worker shard needs {format_size(largest)} but --memory-limit is "
-                        f"{format_size(limit)}; raise the limit, use more workers, or leave out --preload")
+        raise DataError(
+            f"--preload: the largest worker shard needs {format_size(largest)} but --memory-limit is "
+            f"{format_size(limit)}; raise the limit, use more workers, or leave out --preload"
+        )
 
 
 @dataclass(frozen=True)
@@ -160,26 +173,49 @@ class WorkerData:
     """
 
     def __init__(
-        self, source: Source, data: DataConfig, seed: int, workers: int, index: int, epochs: int,
-        steps: int | None = None, node: NodeContext | None = None,
+        self,
+        source: Source,
+        data: DataConfig,
+        seed: int,
+        workers: int,
+        index: int,
+        epochs: int,
+        steps: int | None = None,
+        node: NodeContext | None = None,
     ) -> None:
         node = node or NodeContext(available=available_memory())
         self.data, self.seed, self.index, self.steps = data, seed, index, steps
         self.pieces: list[Piece] = shard(source.counts, workers, index, shard_mode(data, source))
         if data.cache_dir and isinstance(source, Hdf5Source):
-            source = CachedSource(source, FileCache(source.files, data.cache_dir, node.token or secrets.token_hex(6), data.copy_command))
+            source = CachedSource(
+                source, FileCache(source.files, data.cache_dir, node.token or secrets.token_hex(6), data.copy_command)
+            )
         if data.preload:
             _preloadable(source)
-            check_fits(shard_bytes(source.signature, self.pieces), data.memory_limit_bytes, node.available, node.ranks,
-                       f"the shard of worker {index}")
+            check_fits(
+                shard_bytes(source.signature, self.pieces),
+                data.memory_limit_bytes,
+                node.available,
+                node.ranks,
+                f"the shard of worker {index}",
+            )
             source = PreloadedSource(source, self.pieces)
         self.source = source
         self._stream = BatchStream(self._epoch, epochs, data.prefetch)
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         data = self.data
-        return worker_epoch(self.source, self.pieces, data.batch_size, self.seed, self.index, epoch, self.steps,
-                            data.shuffle_chunk, data.shuffle_window)
+        return worker_epoch(
+            self.source,
+            self.pieces,
+            data.batch_size,
+            self.seed,
+            self.index,
+            epoch,
+            self.steps,
+            data.shuffle_chunk,
+            data.shuffle_window,
+        )
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         return self._stream.epoch(epoch)

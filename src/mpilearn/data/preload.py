@@ -5,6 +5,7 @@ what the machine has available, shared among the ranks of the node) before
 anything is read, so a shard that does not fit is a clear error at start-up,
 not an out-of-memory kill in the middle of the first epoch.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,6 +13,7 @@ from typing import Sequence
 from ..errors import DataError
 from .sharding import Piece
 from .sources import Arrays, Signature, Source
+
 
 def format_size(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -43,17 +45,22 @@ def shard_bytes(signature: Signature, pieces: Sequence[Piece]) -> int:
     return signature.sample_bytes() * sum(p.size for p in pieces)
 
 
-def check_fits(needed: int, limit: int | None, available: int | None = None, ranks_on_node: int = 1,
-               who: str = "the shard") -> None:
+def check_fits(
+    needed: int, limit: int | None, available: int | None = None, ranks_on_node: int = 1, who: str = "the shard"
+) -> None:
     """DataError when `needed` bytes exceed the user's limit or this rank's
     share of the node's `available` memory (None: unknown, not checked)."""
     if limit is not None and needed > limit:
-        raise DataError(f"--preload: {who} needs {format_size(needed)} but --memory-limit is {format_size(limit)}; "
-                        "raise the limit, use more workers, or leave out --preload")
+        raise DataError(
+            f"--preload: {who} needs {format_size(needed)} but --memory-limit is {format_size(limit)}; "
+            "raise the limit, use more workers, or leave out --preload"
+        )
     if available is not None and needed > available // max(1, ranks_on_node):
-        raise DataError(f"--preload: {who} needs {format_size(needed)} but this machine has "
-                        f"{format_size(available)} available for {ranks_on_node} rank(s); "
-                        "use more nodes or workers, or leave out --preload")
+        raise DataError(
+            f"--preload: {who} needs {format_size(needed)} but this machine has "
+            f"{format_size(available)} available for {ranks_on_node} rank(s); "
+            "use more nodes or workers, or leave out --preload"
+        )
 
 
 class PreloadedSource(Source):

@@ -5,6 +5,7 @@ Both give batches as `(x, y)` or `(x, y, sample_weight)`, where x and y are
 arrays, lists or dicts of arrays, as Keras's `Model.fit` takes them. Batches
 are re-cut to the run's batch size like every other source.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -23,8 +24,10 @@ FUNCTION_ARGUMENTS = ("worker_index", "num_workers", "epoch", "seed")
 def _batch_arrays(item: Any, what: str) -> tuple[Arrays, Signature]:
     """One `(x, y)` or `(x, y, sample_weight)` batch -> flat arrays and their signature."""
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise DataError(f"{what}: a batch must be (x, y) or (x, y, sample_weight), got {type(item).__name__}"
-                        + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
+        raise DataError(
+            f"{what}: a batch must be (x, y) or (x, y, sample_weight), got {type(item).__name__}"
+            + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+        )
     batch = ArraySource(item[0], item[1], what=what, sample_weight=item[2] if len(item) == 3 else None)
     return batch.arrays, batch.signature
 
@@ -61,7 +64,9 @@ class PyDatasetSource(Source):
             self.counts = (len(first[0]),) * (n - 1) + (len(last[0]),)
 
     @classmethod
-    def trusted(cls, dataset: Any, counts: Sequence[int], signature: Signature, what: str = "training data") -> "PyDatasetSource":
+    def trusted(
+        cls, dataset: Any, counts: Sequence[int], signature: Signature, what: str = "training data"
+    ) -> "PyDatasetSource":
         source = cls(dataset, what, inspect_batches=False)
         source.counts, source.signature = tuple(counts), signature
         return source
@@ -82,8 +87,10 @@ class PyDatasetSource(Source):
         arrays, signature = _batch_arrays(self.dataset[part], what)
         _same(signature, self.signature, what)
         if len(arrays[0]) != self.counts[part]:
-            raise DataError(f"{what} has {len(arrays[0])} samples but batch 0 has {self.counts[0]}: "
-                            "every batch but the last must have the same size")
+            raise DataError(
+                f"{what} has {len(arrays[0])} samples but batch 0 has {self.counts[0]}: "
+                "every batch but the last must have the same size"
+            )
         self._last = (part, arrays)
         return arrays
 
@@ -130,8 +137,14 @@ class GeneratorSource(Source):
 
     shards_itself = True
 
-    def __init__(self, function: Callable[..., Any], workers: int, seed: int, what: str = "training data",
-                 inspect_batches: bool = True) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        workers: int,
+        seed: int,
+        what: str = "training data",
+        inspect_batches: bool = True,
+    ) -> None:
         self.function = function
         self.seed = seed
         self.what = what
@@ -151,8 +164,15 @@ class GeneratorSource(Source):
             self.counts, self.signature = tuple(counts), signature
 
     @classmethod
-    def trusted(cls, function: Callable[..., Any], workers: int, seed: int, counts: Sequence[int], signature: Signature,
-                what: str = "training data") -> "GeneratorSource":
+    def trusted(
+        cls,
+        function: Callable[..., Any],
+        workers: int,
+        seed: int,
+        counts: Sequence[int],
+        signature: Signature,
+        what: str = "training data",
+    ) -> "GeneratorSource":
         source = cls(function, workers, seed, what, inspect_batches=False)
         source.counts, source.signature = tuple(counts), signature
         return source
@@ -180,7 +200,9 @@ class GeneratorSource(Source):
         try:
             iterator = iter(items)
         except TypeError:
-            raise DataError(f"{self.what}: {self._describe()} returned a {type(items).__name__}, not an iterable of batches") from None
+            raise DataError(
+                f"{self.what}: {self._describe()} returned a {type(items).__name__}, not an iterable of batches"
+            ) from None
         for index, item in enumerate(iterator):
             what = f"{self.what}: batch {index} of {self._describe()} (worker_index={worker}, epoch={epoch})"
             arrays, signature = _batch_arrays(item, what)
@@ -198,8 +220,10 @@ class GeneratorSource(Source):
                 yield name, arrays
 
     def read(self, part: int, start: int, stop: int) -> Arrays:
-        raise DataError(f"{self.what}: samples of a batch function cannot be read by position "
-                        "(--preload and --cache-dir apply to HDF5 files)")
+        raise DataError(
+            f"{self.what}: samples of a batch function cannot be read by position "
+            "(--preload and --cache-dir apply to HDF5 files)"
+        )
 
     def name(self, part: int) -> str:
         return f"{self._describe()} worker_index={part}"

@@ -1,4 +1,5 @@
 """Which samples each worker reads: pure arithmetic, no I/O."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ what the model takes (one array, a list, or a dict). Opening a source
 inspects every file once, so unreadable data are reported before training
 starts, with the file and dataset named.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,6 +25,7 @@ from .options import split_names
 from .sharding import Piece
 
 Arrays = tuple[np.ndarray, ...]
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -57,13 +59,18 @@ class Signature:
     @property
     def class_id_targets(self) -> tuple[int, ...]:
         """Positions (among the targets) of integer class-id labels, one id per sample."""
-        return tuple(i for i, (shape, dtype) in enumerate(zip(self.label_shapes, self.label_dtypes))
-                     if "int" in dtype and shape in ((), (1,)))
+        return tuple(
+            i
+            for i, (shape, dtype) in enumerate(zip(self.label_shapes, self.label_dtypes))
+            if "int" in dtype and shape in ((), (1,))
+        )
 
     def sample_bytes(self) -> int:
         """Memory of one sample once read (inputs and weights as float32)."""
         inputs = sum(4 * math.prod(s) for s in self.sample_shapes)
-        labels = sum(np.dtype(_label_dtype(d)).itemsize * math.prod(s) for s, d in zip(self.label_shapes, self.label_dtypes))
+        labels = sum(
+            np.dtype(_label_dtype(d)).itemsize * math.prod(s) for s, d in zip(self.label_shapes, self.label_dtypes)
+        )
         return inputs + labels + 4 * int(self.weighted)
 
     def pack(self, arrays: Sequence[np.ndarray]) -> tuple[Any, Any, np.ndarray | None]:
@@ -75,11 +82,21 @@ class Signature:
 
     def difference(self, other: "Signature") -> str:
         """How this signature differs from `other`, for an error message."""
-        if len(self.sample_shapes) == len(self.label_shapes) == len(other.sample_shapes) == len(other.label_shapes) == 1:
-            return (f"sample shape {self.sample_shape} / label shape {self.label_shape} differs from "
-                    f"{other.sample_shape} / {other.label_shape}")
-        return (f"inputs {self.describe_inputs()} / label shapes {self.label_shapes} differ from "
-                f"{other.describe_inputs()} / {other.label_shapes}")
+        if (
+            len(self.sample_shapes)
+            == len(self.label_shapes)
+            == len(other.sample_shapes)
+            == len(other.label_shapes)
+            == 1
+        ):
+            return (
+                f"sample shape {self.sample_shape} / label shape {self.label_shape} differs from "
+                f"{other.sample_shape} / {other.label_shape}"
+            )
+        return (
+            f"inputs {self.describe_inputs()} / label shapes {self.label_shapes} differ from "
+            f"{other.describe_inputs()} / {other.label_shapes}"
+        )
 
     def describe_inputs(self) -> str:
         names = self.input_names or tuple(f"input {i}" for i in range(len(self.sample_shapes)))
@@ -195,7 +212,11 @@ def _open_datasets(handle: h5py.File, path: str, names: DatasetNames) -> tuple[l
         tuple(tuple(d.shape[1:]) for d in inputs),
         tuple(tuple(d.shape[1:]) for d in labels),
         tuple(str(d.dtype) for d in labels),
-        input_names, label_names, input_form, label_form, bool(weights),
+        input_names,
+        label_names,
+        input_form,
+        label_form,
+        bool(weights),
     )
     return datasets, signature
 
@@ -212,10 +233,14 @@ def _inspect_file(path: str, names: DatasetNames) -> tuple[int, Signature]:
         first = datasets[0]
         for dataset in datasets[1:]:
             if dataset.shape[0] != first.shape[0]:
-                raise DataError(f"{path}: {first.name.lstrip('/')!r} has {first.shape[0]} samples but "
-                                f"{dataset.name.lstrip('/')!r} has {dataset.shape[0]}")
+                raise DataError(
+                    f"{path}: {first.name.lstrip('/')!r} has {first.shape[0]} samples but "
+                    f"{dataset.name.lstrip('/')!r} has {dataset.shape[0]}"
+                )
         if signature.weighted and datasets[-1].ndim != 1:
-            raise DataError(f"{path}: sample weights {names.weights!r} have shape {datasets[-1].shape}, expected one number a sample")
+            raise DataError(
+                f"{path}: sample weights {names.weights!r} have shape {datasets[-1].shape}, expected one number a sample"
+            )
         if first.shape[0] == 0:
             raise DataError(f"{path}: dataset {first.name.lstrip('/')!r} holds no samples")
         try:  # touching the last sample catches truncated files now, not mid-training
@@ -268,7 +293,12 @@ class Hdf5Source(Source):
 
     @classmethod
     def trusted(
-        cls, files: Sequence[str], features_name: str, labels_name: str, counts: Sequence[int], signature: Signature,
+        cls,
+        files: Sequence[str],
+        features_name: str,
+        labels_name: str,
+        counts: Sequence[int],
+        signature: Signature,
         weights_name: str = "",
     ) -> "Hdf5Source":
         """A source whose files rank 0 already inspected: no rank opens every
@@ -350,13 +380,21 @@ class ArraySource(Source):
         arrays = [*inputs, *labels, *weights]
         lengths = {len(a) for a in arrays}
         if len(lengths) != 1:
-            raise DataError(f"{what}: x, y and sample weights have different numbers of samples: "
-                            f"{', '.join(str(len(a)) for a in arrays)}")
+            raise DataError(
+                f"{what}: x, y and sample weights have different numbers of samples: "
+                f"{', '.join(str(len(a)) for a in arrays)}"
+            )
         if not lengths.pop():
             raise DataError(f"{what}: no samples")
         self.signature = Signature(
-            tuple(tuple(a.shape[1:]) for a in inputs), tuple(tuple(a.shape[1:]) for a in labels),
-            tuple(str(a.dtype) for a in labels), input_names, label_names, input_form, label_form, bool(weights),
+            tuple(tuple(a.shape[1:]) for a in inputs),
+            tuple(tuple(a.shape[1:]) for a in labels),
+            tuple(str(a.dtype) for a in labels),
+            input_names,
+            label_names,
+            input_form,
+            label_form,
+            bool(weights),
         )
         self.arrays = _normalise(arrays, self.signature)
         self.counts: tuple[int, ...] = (len(arrays[0]),)

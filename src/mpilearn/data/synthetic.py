@@ -146,9 +146,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
-    allowed = f"an integer >= {minimum}" if maximum is None else (
-        f"an integer between {minimum} and {maximum}"
-    )
+    allowed = f"an integer >= {minimum}" if maximum is None else (f"an integer between {minimum} and {maximum}")
     if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"ShowerSpec.{name}: got {value!r}, expected {allowed}")
 
@@ -210,8 +208,7 @@ def _concat(parts: list[_Spots]) -> _Spots:
     if not parts:
         empty = np.zeros(0)
         return _Spots(np.zeros(0, dtype=np.int64), empty, empty, empty, empty)
-    return _Spots(*(np.concatenate([getattr(p, f) for p in parts])
-                    for f in ("event", "t", "x", "y", "e")))
+    return _Spots(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("event", "t", "x", "y", "e")))
 
 
 def _radial(rng: np.random.Generator, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,10 +267,8 @@ def _em_pair(
     """Two EM showers with energies (z E, (1-z) E), ``sep`` apart along
     direction ``phi``, placed so their energy-weighted centroid is on the axis."""
     ux, uy = np.cos(phi), np.sin(phi)
-    first = _em_showers(rng, event, z * energy, start[0],
-                        (1.0 - z) * sep * ux, (1.0 - z) * sep * uy)
-    second = _em_showers(rng, event, (1.0 - z) * energy, start[1],
-                         -z * sep * ux, -z * sep * uy)
+    first = _em_showers(rng, event, z * energy, start[0], (1.0 - z) * sep * ux, (1.0 - z) * sep * uy)
+    second = _em_showers(rng, event, (1.0 - z) * energy, start[1], -z * sep * ux, -z * sep * uy)
     return _concat([first, second])
 
 
@@ -289,16 +284,14 @@ def _electron_photon(rng: np.random.Generator, event: np.ndarray, energy: np.nda
     single = ~converted
     start = np.where(electron, 0.0, _photon_start(rng, n))
     zero = np.zeros(n)
-    parts = [_em_showers(rng, event[single], energy[single], start[single],
-                         zero[single], zero[single])]
+    parts = [_em_showers(rng, event[single], energy[single], start[single], zero[single], zero[single])]
     if converted.any():
         m = int(converted.sum())
         z = rng.uniform(0.05, 0.95, size=m)
         e_conv = energy[converted]
         sep = CONVERSION_SEPARATION_RM_GEV / e_conv * (1.0 / z + 1.0 / (1.0 - z))
         phi = np.where(rng.uniform(size=m) < 0.5, 0.0, math.pi)  # bending plane
-        parts.append(_em_pair(rng, event[converted], e_conv, z, sep, phi,
-                              (np.zeros(m), np.zeros(m))))
+        parts.append(_em_pair(rng, event[converted], e_conv, z, sep, phi, (np.zeros(m), np.zeros(m))))
     return _concat(parts)
 
 
@@ -313,9 +306,7 @@ def _neutral_pion(rng: np.random.Generator, event: np.ndarray, energy: np.ndarra
     return _em_pair(rng, event, energy, z, sep, phi, (_photon_start(rng, n), _photon_start(rng, n)))
 
 
-def _hadrons(
-    rng: np.random.Generator, event: np.ndarray, energy: np.ndarray, charged: bool
-) -> _Spots:
+def _hadrons(rng: np.random.Generator, event: np.ndarray, energy: np.ndarray, charged: bool) -> _Spots:
     """Classes 1 and 3: hadronic showers; charged ones add a MIP track."""
     n = event.size
     # First interaction: exponential, truncated to the front of the detector
@@ -357,9 +348,7 @@ def _hadrons(
         t = (k + 0.5) * MIP_STEP_X0
         keep = t < t0[rep]
         moyal = -np.log(np.maximum(rng.standard_normal(rep.size) ** 2, 1e-12))
-        e = MIP_GEV_PER_X0 * MIP_STEP_X0 * np.maximum(
-            1.0 + MIP_LANDAU_WIDTH * (moyal - 1.27), 0.2
-        )
+        e = MIP_GEV_PER_X0 * MIP_STEP_X0 * np.maximum(1.0 + MIP_LANDAU_WIDTH * (moyal - 1.27), 0.2)
         zero = np.zeros(int(keep.sum()))
         parts.append(_Spots(event[rep][keep], t[keep], zero, zero, e[keep]))
     return _concat(parts)
@@ -396,9 +385,7 @@ def simulate_showers(
         raise ValueError(f"n_events: got {n_events!r}, expected an integer >= 0")
     depth, height, width = _check_shape("shape", shape)
     if not _is_int(num_classes) or not 2 <= num_classes <= MAX_CLASSES:
-        raise ValueError(
-            f"num_classes: got {num_classes!r}, expected an integer between 2 and {MAX_CLASSES}"
-        )
+        raise ValueError(f"num_classes: got {num_classes!r}, expected an integer between 2 and {MAX_CLASSES}")
     n = int(n_events)
     label = rng.integers(0, num_classes, size=n)
     energy = rng.uniform(*ENERGY_RANGE_GEV, size=n)

@@ -8,6 +8,7 @@ size of the set. `--preload` reads the share into memory once instead (after
 checking that it fits), which is faster when it does. A batch function
 (`--val file.py:function`) is streamed as it gives its batches.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,16 @@ class ValidationReader:
     """
 
     def __init__(
-        self, source: Source, pieces: Sequence[Piece] | None, batch_size: int, prefetch: int, preload: bool = False,
-        memory_limit: int | None = None, available: int | None = None, ranks_on_node: int = 1, who: str = "rank 0",
+        self,
+        source: Source,
+        pieces: Sequence[Piece] | None,
+        batch_size: int,
+        prefetch: int,
+        preload: bool = False,
+        memory_limit: int | None = None,
+        available: int | None = None,
+        ranks_on_node: int = 1,
+        who: str = "rank 0",
     ) -> None:
         self.pieces = list(pieces) if pieces is not None else None  # None: a batch function, read as it comes
         self.prefetch = max(1, prefetch)
@@ -71,8 +80,13 @@ class ValidationReader:
         self.batch_size = batch
         self.origin = source
         if preload and self.pieces is not None:
-            check_fits(shard_bytes(source.signature, self.pieces), memory_limit, available, ranks_on_node,
-                       f"the validation samples of {who}")
+            check_fits(
+                shard_bytes(source.signature, self.pieces),
+                memory_limit,
+                available,
+                ranks_on_node,
+                f"the validation samples of {who}",
+            )
             source = PreloadedSource(source, self.pieces)
         self.source = source
 
@@ -113,7 +127,9 @@ class ValidationReader:
             for batch in prefetcher:
                 # Named tuples: torch's data loader turns a plain tuple into a list on its way to the model's
                 # test_step, where a custom one (a GAN's) may expect the tuple that evaluate(x, y) passes.
-                yield XY(batch.x, batch.y) if batch.sample_weight is None else XYW(batch.x, batch.y, batch.sample_weight)
+                yield (
+                    XY(batch.x, batch.y) if batch.sample_weight is None else XYW(batch.x, batch.y, batch.sample_weight)
+                )
         finally:
             prefetcher.close()
 

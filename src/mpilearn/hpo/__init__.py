@@ -12,6 +12,7 @@ which block and fold, pure), `folds` (K-fold splits of the file list, pure),
 samplers, pruners, resume), `coordinator`, `block`, and `search` (the entry
 run on every rank).
 """
+
 from __future__ import annotations
 
 from .config import SearchConfig

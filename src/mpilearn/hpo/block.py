@@ -15,6 +15,7 @@ every rank of its fold raised alike (a bad model, a bad value), or when a loss
 or the objective is not finite. Any other error follows the fail-fast rule:
 train() aborts the whole job.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,15 +75,17 @@ def serve(ctx: BlockContext) -> None:
     while True:
         message: Any = None
         if leader:
-            message, _, _ = ctx.control.recv_object(source=COORDINATOR, tag=HpoTag.ASSIGN, timeout=ctx.control.limit,
-                                                    what="the wait for the next trial")
+            message, _, _ = ctx.control.recv_object(
+                source=COORDINATOR, tag=HpoTag.ASSIGN, timeout=ctx.control.limit, what="the wait for the next trial"
+            )
         message = ctx.block.bcast_object(message, what="the wait for the next trial") if ctx.block.size > 1 else message
         if isinstance(message, Stop):
             if message.error is not None:
                 raise message.error.on_every_rank()  # the coordinator reports it
             if message.interrupted:
-                raise Interrupted(f"search interrupted by {signal_name(message.interrupted)}",
-                                  message.interrupted).on_every_rank()  # the coordinator reports it
+                raise Interrupted(
+                    f"search interrupted by {signal_name(message.interrupted)}", message.interrupted
+                ).on_every_rank()  # the coordinator reports it
             return
         assert isinstance(message, Assignment)
         fold = f" fold {ctx.fold_index}" if ctx.layout.n_fold > 1 else ""
@@ -192,8 +195,9 @@ class _FoldWatch(_Watch):
     def on_epoch_end(self, row: dict[str, Any]) -> bool:
         self.epochs += 1
         value, problem, fatal = read_row(row, self.ctx.metric)
-        self.ctx.block.send_object(FoldEpoch(self.ctx.fold_index, int(row["epoch"]), value, problem, fatal),
-                                   self.leader, HpoTag.FOLD_REPORT)
+        self.ctx.block.send_object(
+            FoldEpoch(self.ctx.fold_index, int(row["epoch"]), value, problem, fatal), self.leader, HpoTag.FOLD_REPORT
+        )
         self.stop = self.stop or bool(problem)  # failing: the block leader fails the trial
         while (received := self.ctx.block.poll_object(source=self.leader, tag=HpoTag.FOLD_DECISION)) is not None:
             self._take(received[0])
@@ -210,8 +214,11 @@ class _FoldWatch(_Watch):
         sent before it has then been received, none is left for the next trial."""
         block = self.ctx.block
         block.send_object(result, self.leader, HpoTag.FOLD_REPORT)
-        while not self._take(block.recv_object(source=self.leader, tag=HpoTag.FOLD_DECISION, timeout=block.limit,
-                                               what="the end of a trial")[0]):
+        while not self._take(
+            block.recv_object(
+                source=self.leader, tag=HpoTag.FOLD_DECISION, timeout=block.limit, what="the end of a trial"
+            )[0]
+        ):
             pass
 
 
@@ -253,9 +260,16 @@ class _BlockWatch(_Watch):
         """Take the folds' messages: all that arrived, or (wait) exactly one."""
         block, layout = self.ctx.block, self.ctx.layout
         while True:
-            received = (block.recv_object(tag=HpoTag.FOLD_REPORT, timeout=block.limit, what="the folds of a trial",
-                                          awaited=[layout.fold_leader(f) for f in sorted(self.running)])
-                        if wait else block.poll_object(tag=HpoTag.FOLD_REPORT))
+            received = (
+                block.recv_object(
+                    tag=HpoTag.FOLD_REPORT,
+                    timeout=block.limit,
+                    what="the folds of a trial",
+                    awaited=[layout.fold_leader(f) for f in sorted(self.running)],
+                )
+                if wait
+                else block.poll_object(tag=HpoTag.FOLD_REPORT)
+            )
             if received is None:
                 return
             message, source, _ = received
@@ -283,8 +297,9 @@ class _BlockWatch(_Watch):
             mean = statistics.fmean(self.values[self.next_epoch].values())
             control = self.ctx.control
             control.send_object(Progress(self.number, self.next_epoch, mean), COORDINATOR, HpoTag.REPORT)
-            prune, _, _ = control.recv_object(source=COORDINATOR, tag=HpoTag.DECISION, timeout=control.limit,
-                                              what="the wait for a prune decision")
+            prune, _, _ = control.recv_object(
+                source=COORDINATOR, tag=HpoTag.DECISION, timeout=control.limit, what="the wait for a prune decision"
+            )
             self.next_epoch += 1
             if isinstance(prune, Interrupt):
                 self.interrupted = prune.signum

@@ -1,4 +1,5 @@
 """Options of a hyperparameter search, frozen and checked like RunConfig."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

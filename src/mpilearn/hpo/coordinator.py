@@ -4,6 +4,7 @@ their reports into trial.report / should_prune / tell, and write best.json.
 The coordinator never spins: between messages it sleeps in the
 Communicator's backed-off polling, leaving its core to the blocks.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,10 @@ class _Running:
 
 
 def trial_configs(
-    base: RunConfig, settings: dict[str, Any], number: int, run_dir: Path,
+    base: RunConfig,
+    settings: dict[str, Any],
+    number: int,
+    run_dir: Path,
     folds: Sequence[tuple[tuple[str, ...], tuple[str, ...]]],
 ) -> tuple[RunConfig, ...]:
     """The RunConfig of each fold of one trial (one config without folds)."""
@@ -50,11 +54,13 @@ def trial_configs(
     configs = []
     for k, (train_files, val_files) in enumerate(folds):
         fold_dir = trial_dir / f"fold-{k}"
-        configs.append(config.replace(
-            data=dataclasses.replace(config.data, train_files=train_files, val_files=val_files),
-            run_dir=str(fold_dir),
-            timeline=str(fold_dir / "timeline.json") if base.timeline else "",
-        ))
+        configs.append(
+            config.replace(
+                data=dataclasses.replace(config.data, train_files=train_files, val_files=val_files),
+                run_dir=str(fold_dir),
+                timeline=str(fold_dir / "timeline.json") if base.timeline else "",
+            )
+        )
     return tuple(configs)
 
 
@@ -75,8 +81,15 @@ def trial_base(base: RunConfig) -> RunConfig:
 
 class Coordinator:
     def __init__(
-        self, search: SearchConfig, layout: Layout, control: Communicator, study: optuna.Study,
-        space: SearchSpace, run_dir: Path, folds: Sequence[tuple[tuple[str, ...], tuple[str, ...]]], storage_url: str,
+        self,
+        search: SearchConfig,
+        layout: Layout,
+        control: Communicator,
+        study: optuna.Study,
+        space: SearchSpace,
+        run_dir: Path,
+        folds: Sequence[tuple[tuple[str, ...], tuple[str, ...]]],
+        storage_url: str,
     ) -> None:
         self.search, self.layout, self.control, self.study = search, layout, control, study
         self.storage_url = storage_url
@@ -93,20 +106,29 @@ class Coordinator:
     def run(self) -> None:
         finished = count_finished(self.study)
         if finished >= self.search.trials:
-            self.log.info("the study already has %d finished trials (--trials %d): nothing to run", finished, self.search.trials)
+            self.log.info(
+                "the study already has %d finished trials (--trials %d): nothing to run", finished, self.search.trials
+            )
         idle = list(range(self.layout.blocks))
         while True:
             if STOP.requested:  # this rank's own SIGTERM/SIGINT, seen before any new trial starts
                 self._stop_search(STOP.signum)
-            while idle and self.fatal is None and not self.stopping and finished + len(self.running) < self.search.trials:
+            while (
+                idle and self.fatal is None and not self.stopping and finished + len(self.running) < self.search.trials
+            ):
                 if self._start(idle[0]):
                     idle.pop(0)
                 else:
                     finished += 1  # told failed before it reached a block
             if not self.running:
                 break
-            received = self.control.recv_object(tag=HpoTag.REPORT, timeout=self.control.limit, awaited=self.block_ranks,
-                                                what="the search", until=lambda: STOP.requested and not self.stopping)
+            received = self.control.recv_object(
+                tag=HpoTag.REPORT,
+                timeout=self.control.limit,
+                awaited=self.block_ranks,
+                what="the search",
+                until=lambda: STOP.requested and not self.stopping,
+            )
             if received is None:  # this rank's own SIGTERM/SIGINT
                 self._stop_search(STOP.signum)
                 continue
@@ -132,8 +154,9 @@ class Coordinator:
         silent = self.control.fallen_silent(self.block_ranks)
         if silent:
             who = ", ".join(f"rank {r} (block {self.layout.block_of(r)})" for r in silent)
-            raise CommunicationError(f"{who} gave no sign of life for {ALIVE_S:.0f}s during the search: "
-                                     "it is stuck, stopped or has exited")
+            raise CommunicationError(
+                f"{who} gave no sign of life for {ALIVE_S:.0f}s during the search: it is stuck, stopped or has exited"
+            )
 
     def _stop_search(self, signum: int) -> None:
         if not self.stopping:
@@ -141,10 +164,18 @@ class Coordinator:
             self.log.info("%s: no new trial; the running ones stop at their next safe point", signal_name(signum))
 
     def _interrupt_message(self, finished: int) -> str:
-        again = (f"; interrupted trial{'s' if len(self.interrupted) > 1 else ''} {', '.join(map(str, self.interrupted))} "
-                 "will run again") if self.interrupted else ""
-        return (f"search interrupted by {signal_name(self.stopping)} after {finished} of {self.search.trials} trials{again}; "
-                f"resume with: the same mpilearn optimize command and --resume {self.run_dir}")
+        again = (
+            (
+                f"; interrupted trial{'s' if len(self.interrupted) > 1 else ''} {', '.join(map(str, self.interrupted))} "
+                "will run again"
+            )
+            if self.interrupted
+            else ""
+        )
+        return (
+            f"search interrupted by {signal_name(self.stopping)} after {finished} of {self.search.trials} trials{again}; "
+            f"resume with: the same mpilearn optimize command and --resume {self.run_dir}"
+        )
 
     def _start(self, block: int) -> bool:
         """Ask for a trial and send it to `block`; False if it failed at once."""
@@ -187,8 +218,12 @@ class Coordinator:
         state, shown = outcome.state, ""
         if state == "interrupted":
             self._interrupt(trial, outcome.signum)
-            self.log.info("trial %d interrupted on block %d after %d epochs: it runs again on resume", trial.number, block,
-                          outcome.epochs)
+            self.log.info(
+                "trial %d interrupted on block %d after %d epochs: it runs again on resume",
+                trial.number,
+                block,
+                outcome.epochs,
+            )
             return
         if self.fatal is not None and state != "fail":
             state, outcome = "fail", dataclasses.replace(outcome, error=f"search stopped: {self.fatal}")
@@ -200,7 +235,9 @@ class Coordinator:
             self.study.tell(trial, outcome.value)
             shown = f"{self.search.metric} {outcome.value:.4g}"
             if len(outcome.fold_values) > 1:
-                shown += f" (std {trial.user_attrs.get('fold_std', float('nan')):.3g} over {len(outcome.fold_values)} folds)"
+                shown += (
+                    f" (std {trial.user_attrs.get('fold_std', float('nan')):.3g} over {len(outcome.fold_values)} folds)"
+                )
         elif state == "pruned":
             self.study.tell(trial, state=TrialState.PRUNED)
             shown = f"after epoch {outcome.epochs}"
@@ -211,8 +248,14 @@ class Coordinator:
             if outcome.fatal and self.fatal is None:
                 self.fatal = ConfigError(outcome.error)
         state_name = {"complete": "COMPLETE", "pruned": "PRUNED"}.get(state, "FAIL")
-        self.log.info("trial %d %s on block %d: %s (%.1fs)", trial.number, state_name, block, shown,
-                      time.perf_counter() - running.started)
+        self.log.info(
+            "trial %d %s on block %d: %s (%.1fs)",
+            trial.number,
+            state_name,
+            block,
+            shown,
+            time.perf_counter() - running.started,
+        )
 
     def _interrupt(self, trial: optuna.Trial, signum: int) -> None:
         """A trial a signal stopped: failed, marked so that it does not count, its point queued again."""
@@ -267,7 +310,9 @@ def format_table(summary: dict[str, Any], limit: int = 20) -> str:
     """The finished trials, best first, as a plain-text table."""
     rows = [r for r in summary["trials"]]
     goal = summary["direction"]
-    complete = sorted((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["value"], reverse=goal == "maximize")
+    complete = sorted(
+        (r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["value"], reverse=goal == "maximize"
+    )
     others = [r for r in rows if r["state"] != "COMPLETE"]
     shown = (complete + others)[:limit]
     names: list[str] = []
@@ -285,8 +330,10 @@ def format_table(summary: dict[str, Any], limit: int = 20) -> str:
         seconds = "" if row.get("seconds") is None else f"{row['seconds']:.1f}"
         lines.append([str(row["number"]), row["state"], value, *fold, *params, str(row.get("epochs") or ""), seconds])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = "\n".join("  ".join(cell.rjust(w) if i != 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-                     for line in lines)
+    text = "\n".join(
+        "  ".join(cell.rjust(w) if i != 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+        for line in lines
+    )
     if len(complete) + len(others) > limit:
         text += f"\n({len(rows) - limit} more trials in best.json)"
     return text

@@ -1,4 +1,5 @@
 """K-fold cross-validation over the training files (pure, no I/O)."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -10,6 +10,7 @@ Each fold of a block (the whole block when K = 1) is one training job with
 the usual layout of --algo: rank 0 of the fold is its master (or validating
 peer). A fold of one rank trains alone, which is allowed for every algorithm.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,14 +81,20 @@ class Layout:
         try:
             return Topology(self.fold_size, algorithm.masters, peers_only=not algorithm.has_master)
         except ConfigError as error:
-            where = f"each fold of a block has {self.fold_size}" if self.n_fold > 1 else f"each block has {self.block_size}"
+            where = (
+                f"each fold of a block has {self.fold_size}" if self.n_fold > 1 else f"each block has {self.block_size}"
+            )
             raise ConfigError(f"{where} processes: {error}") from None
 
     def describe(self, topology: Topology) -> str:
-        spans = [f"{self.leader(b)}-{self.leader(b) + self.block_size - 1}" if self.block_size > 1 else str(self.leader(b))
-                 for b in range(self.blocks)]
+        spans = [
+            f"{self.leader(b)}-{self.leader(b) + self.block_size - 1}" if self.block_size > 1 else str(self.leader(b))
+            for b in range(self.blocks)
+        ]
         shown = ", ".join(spans if len(spans) <= 4 else [*spans[:2], "...", spans[-1]])
         folds = f", each split into {self.n_fold} folds of {self.fold_size}" if self.n_fold > 1 else ""
         plural = "s" if self.blocks > 1 else ""
-        return (f"{self.size} processes: rank 0 coordinates; {self.blocks} block{plural} of {self.block_size} "
-                f"(ranks {shown}){folds}; each training: {topology.describe()}")
+        return (
+            f"{self.size} processes: rank 0 coordinates; {self.blocks} block{plural} of {self.block_size} "
+            f"(ranks {shown}){folds}; each training: {topology.describe()}"
+        )

@@ -7,6 +7,7 @@
     block leader --Outcome (REPORT)--> coordinator
     fold leader --FoldEpoch/FoldResult (FOLD_REPORT)--> block leader --FoldStop/FoldAck (FOLD_DECISION)--> fold leader
 """
+
 from __future__ import annotations
 
 import enum

@@ -5,6 +5,7 @@ ranks split into blocks and folds and serve trials. Input errors end every
 rank with one message (exit status 2); an unexpected error on any rank aborts
 the whole job, as in training.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,7 +79,9 @@ def _run_search(search: SearchConfig) -> int:
     if comm.rank == COORDINATOR:
         return _coordinate(search, layout, control, run_dir, opened[0], layout.describe(topology))
     assert block_index is not None and fold_index is not None
-    ctx = BlockContext(control, block, fold, layout, block_index, fold_index, search.metric, search.run.skip_bad_batches)
+    ctx = BlockContext(
+        control, block, fold, layout, block_index, fold_index, search.metric, search.run.skip_bad_batches
+    )
     try:
         serve(ctx)
     except BaseException as error:
@@ -118,7 +121,9 @@ def _prepare(search: SearchConfig, layout: Layout, workers: int, opened: list[Op
         for train_files, _ in folds:
             shard([counts[f] for f in train_files], workers, 0, data.shard)
         if data.val_files:
-            get_logger().info("--n-fold %d: each fold validates on its held-out training files; --val is not used", search.n_fold)
+            get_logger().info(
+                "--n-fold %d: each fold validates on its held-out training files; --val is not used", search.n_fold
+            )
     space = load_space(search.space, search.run.model.spec)
     check_space(space, search.run)
     epochs_tuned = space.distributions is None or "epochs" in space.distributions
@@ -155,7 +160,9 @@ def _coordinate(
     print(format_table(summary), flush=True)
     best = summary["best"]
     if best is None:
-        raise MpilearnError(f"no trial completed ({summary['counts']['finished']} finished); see {run_dir / 'best.json'}")
+        raise MpilearnError(
+            f"no trial completed ({summary['counts']['finished']} finished); see {run_dir / 'best.json'}"
+        )
     settings = " ".join(f"{k}={v}" for k, v in best["settings"].items())
     print(f"best: trial {best['number']}, {summary['metric']} {best['value']:.6g}: {settings}", flush=True)
     print(f"wrote {run_dir / 'best.json'} (study: {summary['storage']})", flush=True)

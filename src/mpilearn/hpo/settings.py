@@ -3,6 +3,7 @@
 A name that matches a training option sets that option; every other name is
 a keyword argument of the model builder, merged over --model-arg.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -18,6 +18,7 @@ A Python space is called with the Optuna trial on the coordinator and returns
 a dict of the values to apply (usually the trial.suggest_* results; derived or
 fixed values are allowed) or None to apply `trial.params`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -65,7 +66,9 @@ class SearchSpace:
             return trial, dict(trial.params)
         if not isinstance(returned, Mapping):
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise ModelError(f"search space {self.source} must return a dict of values or None, got {type(returned).__name__}")
+            raise ModelError(
+                f"search space {self.source} must return a dict of values or None, got {type(returned).__name__}"
+            )
         return trial, {**trial.params, **{normalize_name(str(k)): v for k, v in returned.items()}}
 
 
@@ -79,7 +82,7 @@ def parse_parameter(name: str, spec: Any, where: str) -> BaseDistribution:
     name the file, the parameter and the key."""
     here = f"{where}: [{name}]"
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"{here} must be a table with type = \"int\", \"float\" or \"categorical\", got {spec!r}")
+        raise ConfigError(f'{here} must be a table with type = "int", "float" or "categorical", got {spec!r}')
     unknown = sorted(set(spec) - set(KEYS))
     if unknown:
         raise ConfigError(f"{here} has unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
@@ -100,7 +103,7 @@ def parse_parameter(name: str, spec: Any, where: str) -> BaseDistribution:
             raise ConfigError(f"{here}: choices repeat a value: {list(choices)!r}")
         return CategoricalDistribution(list(choices))
     if "choices" in spec:
-        raise ConfigError(f"{here}: choices belong to type = \"categorical\", not {kind!r}")
+        raise ConfigError(f'{here}: choices belong to type = "categorical", not {kind!r}')
     for key in ("low", "high"):
         if key not in spec:
             raise ConfigError(f"{here} needs {key} (a number)")
@@ -130,7 +133,9 @@ def parse_parameter(name: str, spec: Any, where: str) -> BaseDistribution:
 def parse_space(table: Any, where: str) -> dict[str, BaseDistribution]:
     """A whole space file's content -> {name: distribution}."""
     if not isinstance(table, Mapping) or not table:
-        raise ConfigError(f"{where}: a search space needs at least one parameter table, such as [lr] with type = \"float\"")
+        raise ConfigError(
+            f'{where}: a search space needs at least one parameter table, such as [lr] with type = "float"'
+        )
     space: dict[str, BaseDistribution] = {}
     for raw_name, spec in table.items():
         name = normalize_name(str(raw_name))

@@ -5,6 +5,7 @@ to it and get the prune decision back, so there is exactly one writer: SQLite
 stays safe (no lock contention, no shared-file-system locking across nodes),
 and a search killed at any moment leaves a consistent database.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,9 @@ def make_pruner(search: SearchConfig, epochs_tuned: bool) -> optuna.pruners.Base
         )
     if search.pruner == "hyperband":
         # One resource unit is one epoch; with epochs searched, Optuna learns the maximum.
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto" if epochs_tuned else search.run.epochs)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource="auto" if epochs_tuned else search.run.epochs
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -95,8 +98,13 @@ def open_study(search: SearchConfig, url: str, epochs_tuned: bool) -> optuna.Stu
     if search.resume:
         log.info("no study %r in %s yet: starting it", search.study_name, url)
     sampler = make_sampler(search, search.run.seed)
-    study = optuna.create_study(storage=storage, study_name=search.study_name, direction=search.goal,  # type: ignore[arg-type]  # checked by the config
-                                sampler=sampler, pruner=pruner)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=search.study_name,
+        direction=search.goal,  # type: ignore[arg-type]  # checked by the config
+        sampler=sampler,
+        pruner=pruner,
+    )
     study.set_user_attr("metric", search.metric)
     return study
 

@@ -6,6 +6,7 @@ model (`keras.models.clone_model` + compile) and evaluates it. The supervisor
 picks up the results after later updates (see supervisor.py). The validation
 thread competes with the master for CPU.
 """
+
 from __future__ import annotations
 
 import collections
@@ -47,7 +48,9 @@ class BackgroundValidation:
         model = _twin(backend.model)
         self.backend = backends.for_model(model)
         if self.backend.layout != backend.layout:
-            raise ConfigError("--background-validation: the cloned model's variables differ from the model's; validate inline")
+            raise ConfigError(
+                "--background-validation: the cloned model's variables differ from the model's; validate inline"
+            )
         self.validator = validator.twin(model)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpilearn-validation")
         self.pending: collections.deque[tuple[Future, Result]] = collections.deque()
@@ -57,13 +60,22 @@ class BackgroundValidation:
         """A validation is still queued or running."""
         return any(not future.done() for future, _ in self.pending)
 
-    def submit(self, epoch: float, kind: Literal["epoch", "updates"] = "epoch", counts: dict[str, Any] | None = None,
-               loss: float | None = None) -> None:
+    def submit(
+        self,
+        epoch: float,
+        kind: Literal["epoch", "updates"] = "epoch",
+        counts: dict[str, Any] | None = None,
+        loss: float | None = None,
+    ) -> None:
         """Snapshot the central weights now (master thread) and validate them later."""
         history = self.history
         snapshot = np.empty(self.central.layout.size, dtype=np.float32)
         self.central.get_weights(snapshot)
-        counts = counts or {"updates": history.updates, "samples_seen": history.samples_seen, "time_s": round(history.elapsed(), 3)}
+        counts = counts or {
+            "updates": history.updates,
+            "samples_seen": history.samples_seen,
+            "time_s": round(history.elapsed(), 3),
+        }
         result = Result(kind, epoch, counts, loss)
         self.pending.append((self.executor.submit(self._evaluate, snapshot, result), result))
 

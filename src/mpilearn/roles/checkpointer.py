@@ -1,4 +1,5 @@
 """Rank 0 writes a checkpoint at an epoch end when one is due (--checkpoint-every, --checkpoint-every-seconds)."""
+
 from __future__ import annotations
 
 import time
@@ -17,16 +18,27 @@ from ..timeline import Timeline
 
 
 class Checkpointer:
-    def __init__(self, config: RunConfig, backend: ModelBackend, history: History, timeline: Timeline, run_dir: Path) -> None:
-        self.config, self.backend, self.history, self.timeline, self.run_dir = config, backend, history, timeline, run_dir
+    def __init__(
+        self, config: RunConfig, backend: ModelBackend, history: History, timeline: Timeline, run_dir: Path
+    ) -> None:
+        self.config, self.backend, self.history, self.timeline, self.run_dir = (
+            config,
+            backend,
+            history,
+            timeline,
+            run_dir,
+        )
         self._last = time.monotonic()
 
     def due(self, completed_epochs: int) -> bool:
         settings = self.config.checkpoint
-        return bool(settings.enabled and (
-            (settings.every_epochs and completed_epochs % settings.every_epochs == 0)
-            or (settings.every_seconds and time.monotonic() - self._last >= settings.every_seconds)
-        ))
+        return bool(
+            settings.enabled
+            and (
+                (settings.every_epochs and completed_epochs % settings.every_epochs == 0)
+                or (settings.every_seconds and time.monotonic() - self._last >= settings.every_seconds)
+            )
+        )
 
     def __call__(self, completed_epochs: int, optimizer: Any, force: bool = False) -> None:
         """After `completed_epochs`: the central weights and the state of `optimizer` (the one that steps

@@ -1,4 +1,5 @@
 """What every role needs, built the same way on every rank before training starts."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ class Workload:
     topology: Topology
 
     def pieces(self, worker_index: int) -> list[Piece]:
-        return shard(self.train.counts, self.topology.num_workers, worker_index, shard_mode(self.config.data, self.train))
+        return shard(
+            self.train.counts, self.topology.num_workers, worker_index, shard_mode(self.config.data, self.train)
+        )
 
     @cached_property
     def steps_per_epoch(self) -> int | None:

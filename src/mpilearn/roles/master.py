@@ -6,6 +6,7 @@ synchronous ones wait for one update from every client, fold them in as one
 round, and answer all. A sub-master also exchanges with the top master every
 `--sync-every` of its own steps and whenever its block finishes an epoch.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,9 +51,15 @@ def run_master(job: Job) -> None:
     uplink = None
     if not top:
         assert spec.upstream is not None, f"{spec.name} has no trees"
-        uplink = Uplink(comm, topology.parent(comm.rank), spec.upstream(algorithm, backend), backend.layout, job.watchdog)
-    control = LearningRateControl(rule.optimizer if spec.scales is Scaled.MASTER else None, topology.num_workers,
-                                  algorithm.lr_scaling, algorithm.warmup_epochs)
+        uplink = Uplink(
+            comm, topology.parent(comm.rank), spec.upstream(algorithm, backend), backend.layout, job.watchdog
+        )
+    control = LearningRateControl(
+        rule.optimizer if spec.scales is Scaled.MASTER else None,
+        topology.num_workers,
+        algorithm.lr_scaling,
+        algorithm.warmup_epochs,
+    )
     _Server(job, clients, rule, algorithm.lockstep, uplink, control, shard).run()
     if shard is not None:
         shard.finish()
@@ -107,8 +114,10 @@ class _Server:
                     accepted.append((slot, update))
             if accepted:
                 # An asynchronous step folds in one update: the staleness rule reads its staleness.
-                self.control.update(history.samples_seen / max(1, self.job.workload.samples_per_epoch),
-                                    0 if self.synchronous else staleness)
+                self.control.update(
+                    history.samples_seen / max(1, self.job.workload.samples_per_epoch),
+                    0 if self.synchronous else staleness,
+                )
                 with self.job.timeline.span("apply"):
                     self.rule.absorb(accepted)
                 self.step += 1
@@ -117,7 +126,12 @@ class _Server:
             supervisor = self.job.supervisor
             if supervisor is not None and supervisor.on_update():  # rank 0: progress, --validate-every, callbacks
                 self.stopping = True
-            if self.uplink is None and STOP.requested and not self.stopping and not STOP.wait_for_epoch_end(self.job.config):
+            if (
+                self.uplink is None
+                and STOP.requested
+                and not self.stopping
+                and not STOP.wait_for_epoch_end(self.job.config)
+            ):
                 self.stopping = STOP.acted = True  # SIGTERM/SIGINT: no checkpoint due before the grace ends
             if self.uplink is not None:
                 with self.job.timeline.span("exchange up"):
@@ -128,10 +142,14 @@ class _Server:
             if self.shard is not None and self.shard.index > 0 and round_.finished_epoch is not None:
                 self.shard.hand_over()  # rank 0 validates the weights of every slice
             elif supervisor is not None and round_.finished_epoch is not None and not self.stopping:
-                with self.comm.busy_while(BUSY_S, self.clients):  # the clients' waits must not count validation and checkpoint
+                with self.comm.busy_while(
+                    BUSY_S, self.clients
+                ):  # the clients' waits must not count validation and checkpoint
                     if self.shard is not None:
                         self.shard.assemble()
-                    self.stopping = supervisor.epoch_reached(round_.finished_epoch + 1, self.shard or self.rule.optimizer)
+                    self.stopping = supervisor.epoch_reached(
+                        round_.finished_epoch + 1, self.shard or self.rule.optimizer
+                    )
         self.comm.wait_all(self.sends)
 
     def _take_leaves(self, slots: list[int]) -> list[int]:
@@ -205,7 +223,9 @@ class _Server:
         assert self.uplink is not None
         for slot in slots:
             update = self.inbox[slot]
-            self.uplink.add_stats(update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES)))
+            self.uplink.add_stats(
+                update.get(Header.LOSS_SUM), int(update.get(Header.BATCHES)), int(update.get(Header.SAMPLES))
+            )
             self.uplink.add_skipped(update.get(Header.SKIPPED))
         self.pending_upstream += 1
         due = self.pending_upstream >= self.job.config.algorithm.sync_every

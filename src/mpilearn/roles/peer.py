@@ -6,6 +6,7 @@ optimizer step, so all hold the same weights without a master. Layer state
 (moving statistics) is averaged in the same buffer. Rank 0 validates; its
 decision to stop is broadcast so all peers stop together.
 """
+
 from __future__ import annotations
 
 import time
@@ -45,7 +46,9 @@ def run_peers(job: Job) -> None:
     buffer, flags = exchange[: layout.size], exchange[layout.size :]
     current = np.empty(layout.size, dtype=np.float32)
     index = topology.worker_index(comm.rank)
-    control = LearningRateControl(backend.model.optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
+    control = LearningRateControl(
+        backend.model.optimizer, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs
+    )
     per_epoch = job.workload.batches_per_epoch(index)
 
     guard = LossGuard(config.skip_bad_batches, n)
@@ -79,7 +82,11 @@ def run_peers(job: Job) -> None:
             if layout.num_state:
                 backend.get_weights(current)
                 np.multiply(current[n:], np.float32(1.0 / comm.size), out=buffer[n:])
-            flags[:] = (STOP.signum == SIGTERM, STOP.signum == SIGINT, STOP.requested and not STOP.wait_for_epoch_end(config))
+            flags[:] = (
+                STOP.signum == SIGTERM,
+                STOP.signum == SIGINT,
+                STOP.requested and not STOP.wait_for_epoch_end(config),
+            )
             if comm.size > 1:
                 with job.timeline.span("allreduce"):
                     _allreduce(job, exchange)
@@ -95,7 +102,9 @@ def run_peers(job: Job) -> None:
             pending = 0
             stats.updates += 1
             if job.supervisor is not None:  # progress and --validate-every; peers stop together at epoch ends only
-                job.supervisor.on_update(stats.samples * comm.size, stats.loss_sum / max(1, stats.batches), stats.updates)
+                job.supervisor.on_update(
+                    stats.samples * comm.size, stats.loss_sum / max(1, stats.batches), stats.updates
+                )
             steps += 1
             if every and steps % every == 0:  # the supervisor's rule: every N steps of this run
                 share.join()
@@ -118,7 +127,11 @@ def _allreduce(job: Job, buffer: np.ndarray) -> None:
 def _end_epoch(job: Job, epoch: int, stats: _EpochStats) -> bool:
     """Rank 0 records every peer's epoch and validates; all learn whether to stop."""
     comm, history = job.comm, job.history
-    gathered = comm.gather_object(stats, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}") if comm.size > 1 else [stats]
+    gathered = (
+        comm.gather_object(stats, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}")
+        if comm.size > 1
+        else [stats]
+    )
     stop = False
     if job.supervisor is not None:
         assert gathered is not None
@@ -133,4 +146,8 @@ def _end_epoch(job: Job, epoch: int, stats: _EpochStats) -> bool:
         comm.busy(0.0)
     elif job.validation_share is not None:  # rank 0's validation of this epoch end is spread
         job.validation_share.join()
-    return bool(comm.bcast_object(stop, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}")) if comm.size > 1 else stop
+    return (
+        bool(comm.bcast_object(stop, timeout=job.watchdog.limit(), what=f"the end of epoch {epoch + 1}"))
+        if comm.size > 1
+        else stop
+    )

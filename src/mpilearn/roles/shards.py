@@ -14,6 +14,7 @@ state, and rank 0 writes the state of the whole vector (`merge_state`: the
 slices' per-parameter variables put end to end, the scalars once), so that a
 resumed run can cut it again for any number of servers (`split_state`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -87,8 +88,9 @@ class SliceModel:
 
         n = layout.num_trainable
         self.trainable_variables = [keras.Variable(values[:n], trainable=True, name="slice")]
-        self.non_trainable_weights = ([keras.Variable(values[n:], trainable=False, name="slice_state")]
-                                      if layout.num_state else [])
+        self.non_trainable_weights = (
+            [keras.Variable(values[n:], trainable=False, name="slice_state")] if layout.num_state else []
+        )
         optimizer = model.optimizer
         self.optimizer = type(optimizer).from_config(optimizer.get_config())
         self.optimizer.build(self.trainable_variables)
@@ -131,8 +133,9 @@ class Shard:
         if self.index == 0:
             merged = list(restored or [])
             for index, server in enumerate(self.servers[1:], start=1):
-                self.comm.send_object(split_state(merged, total, self.ranges[index][0]) if merged else [], server,
-                                      Tag.SLICE_STATE)
+                self.comm.send_object(
+                    split_state(merged, total, self.ranges[index][0]) if merged else [], server, Tag.SLICE_STATE
+                )
             mine = split_state(merged, total, self.ranges[0][0]) if merged else []
         else:
             mine = self.comm.recv_object(self.servers[0], Tag.SLICE_STATE)[0]

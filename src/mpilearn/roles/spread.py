@@ -21,6 +21,7 @@ master excuses the workers' waits for its answer, each worker excuses the
 master's wait for its state. Peers hold the same weights at every step: each
 evaluates its slice and one Reduce sums the states on rank 0.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,8 +71,9 @@ class PeerValidator:
 
     available = True
 
-    def __init__(self, model: Any, share: ValidationReader, everything: ValidationReader, comm: Communicator,
-                 watchdog: Watchdog) -> None:
+    def __init__(
+        self, model: Any, share: ValidationReader, everything: ValidationReader, comm: Communicator, watchdog: Watchdog
+    ) -> None:
         self.model, self.share, self.everything = model, share, everything
         self.comm, self.watchdog = comm, watchdog
         self.together = True
@@ -93,8 +95,9 @@ class PeerValidator:
 class PeerShare:
     """Another peer's part of PeerValidator.evaluate, at the same steps."""
 
-    def __init__(self, model: Any, reader: ValidationReader, comm: Communicator, watchdog: Watchdog,
-                 timeline: Timeline) -> None:
+    def __init__(
+        self, model: Any, reader: ValidationReader, comm: Communicator, watchdog: Watchdog, timeline: Timeline
+    ) -> None:
         self.model, self.reader, self.comm, self.watchdog, self.timeline = model, reader, comm, watchdog, timeline
 
     def join(self) -> None:
@@ -111,8 +114,16 @@ class WorkersValidator:
 
     available = True
 
-    def __init__(self, model: Any, backend: Any, comm: Communicator, channel: Communicator, clients: Sequence[int],
-                 watchdog: Watchdog, timeline: Timeline) -> None:
+    def __init__(
+        self,
+        model: Any,
+        backend: Any,
+        comm: Communicator,
+        channel: Communicator,
+        clients: Sequence[int],
+        watchdog: Watchdog,
+        timeline: Timeline,
+    ) -> None:
         self.model, self.backend, self.comm, self.channel = model, backend, comm, channel
         self.clients, self.watchdog, self.timeline = tuple(clients), watchdog, timeline
         self.snapshot = np.empty(backend.layout.size, dtype=np.float32)
@@ -122,7 +133,9 @@ class WorkersValidator:
         with self.timeline.span("validation snapshot"):
             self.backend.get_weights(self.snapshot)
         channel = self.channel
-        receives = [channel.irecv(self.states[i].view(np.float32), source=c, tag=Tag.STATE) for i, c in enumerate(self.clients)]
+        receives = [
+            channel.irecv(self.states[i].view(np.float32), source=c, tag=Tag.STATE) for i, c in enumerate(self.clients)
+        ]
         sends = [channel.isend(self.snapshot, c, Tag.SNAPSHOT) for c in self.clients]
         with self.comm.busy_while(BUSY_S, self.clients):  # workers that wait for an answer meanwhile are excused
             for request, client in zip(receives, self.clients):
@@ -130,7 +143,9 @@ class WorkersValidator:
                 try:  # a validating worker's busy notice excuses it
                     channel.wait(request, self.watchdog.limit(), awaited=(client,))
                 except WaitTimeout:
-                    raise self.watchdog.error(f"worker rank {client} (validating)", time.monotonic() - started) from None
+                    raise self.watchdog.error(
+                        f"worker rank {client} (validating)", time.monotonic() - started
+                    ) from None
             channel.wait_all(sends)
         return combine(self.model, self.states.sum(axis=0))  # worker order: the same sum every run
 
@@ -147,8 +162,9 @@ class WorkerShare:
     """A worker's side: validate each snapshot the master sends, with the
     worker's own weights put back afterwards."""
 
-    def __init__(self, model: Any, backend: Any, channel: Communicator, reader: ValidationReader,
-                 timeline: Timeline) -> None:
+    def __init__(
+        self, model: Any, backend: Any, channel: Communicator, reader: ValidationReader, timeline: Timeline
+    ) -> None:
         self.model, self.backend, self.channel, self.reader, self.timeline = model, backend, channel, reader, timeline
         self.snapshot = np.empty(backend.layout.size, dtype=np.float32)
         self.own = np.empty(backend.layout.size, dtype=np.float32)
@@ -177,8 +193,17 @@ class WorkerShare:
             self.validate()
 
 
-def parts(placement: str, config: Any, comm: Communicator, topology: Any, backend: Any, source: Source | None,
-          node: Any, watchdog: Watchdog, timeline: Timeline) -> tuple[Any, Any]:
+def parts(
+    placement: str,
+    config: Any,
+    comm: Communicator,
+    topology: Any,
+    backend: Any,
+    source: Source | None,
+    node: Any,
+    watchdog: Watchdog,
+    timeline: Timeline,
+) -> tuple[Any, Any]:
     """Every rank's part of the validation: (rank 0's Validator, None) on rank 0
     (None: rank 0 validates alone, InlineValidator), (None, its share) on the
     others (None: nothing to do). Collective (the validation channel)."""
@@ -192,16 +217,30 @@ def parts(placement: str, config: Any, comm: Communicator, topology: Any, backen
     def reader(index: int | None, preload: bool = data.preload) -> ValidationReader:
         pieces = [] if index is None else validation_pieces(source.counts, topology.num_workers, index)
         who = "rank 0" if index is None else f"worker {index}"
-        return ValidationReader(source, pieces, data.batch_size, data.prefetch, preload, data.memory_limit_bytes,
-                                node.available, node.ranks, who)
+        return ValidationReader(
+            source,
+            pieces,
+            data.batch_size,
+            data.prefetch,
+            preload,
+            data.memory_limit_bytes,
+            node.available,
+            node.ranks,
+            who,
+        )
 
     trains = topology.role(comm.rank).value in ("peer", "worker")
     share = reader(topology.worker_index(comm.rank) if trains else None)
     build_metrics(model, share)  # the same metric variables on every rank, whatever its share
     if channel is None:  # peers
         if comm.rank == 0:
-            everything = ValidationReader(source, validation_pieces(source.counts, 1, 0), data.batch_size, data.prefetch,
-                                          memory_limit=data.memory_limit_bytes)
+            everything = ValidationReader(
+                source,
+                validation_pieces(source.counts, 1, 0),
+                data.batch_size,
+                data.prefetch,
+                memory_limit=data.memory_limit_bytes,
+            )
             return PeerValidator(model, share, everything, comm, watchdog), None
         return None, PeerShare(model, share, comm, watchdog, timeline)
     if comm.rank == 0:

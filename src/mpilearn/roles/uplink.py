@@ -1,4 +1,5 @@
 """One rank's exchanges with its master: a worker's, or a sub-master's with the top."""
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,9 @@ class Uplink:
     master's answer, and hands it to the rule. The update's header carries
     the counters the master records (samples, loss, batches, epoch)."""
 
-    def __init__(self, comm: Communicator, parent: int, rule: ClientRule, layout: FlatLayout, watchdog: Watchdog) -> None:
+    def __init__(
+        self, comm: Communicator, parent: int, rule: ClientRule, layout: FlatLayout, watchdog: Watchdog
+    ) -> None:
         self.comm = comm
         self.watchdog = watchdog
         self.parent = parent
@@ -50,8 +53,11 @@ class Uplink:
         started = time.monotonic()
         limit = self.watchdog.limit()
         try:
-            self.comm.wait(self.comm.isend(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE), limit,
-                           awaited=(self.parent,))
+            self.comm.wait(
+                self.comm.isend(update.buffer, self.parent, Tag.UPDATE_EPOCH_END if epoch_end else Tag.UPDATE),
+                limit,
+                awaited=(self.parent,),
+            )
             status, validating = self._answer(receive, limit)
         except WaitTimeout:
             raise self.watchdog.error(f"master rank {self.parent}", time.monotonic() - started) from None
@@ -81,8 +87,9 @@ class ShardedUplink(Uplink):
     When some servers say stop and others do not (rank 0 stopped early), the
     worker tells the others it leaves, so none of them waits for it."""
 
-    def __init__(self, comm: Communicator, servers: tuple[int, ...], rule: ClientRule, layout: FlatLayout,
-                 watchdog: Watchdog) -> None:
+    def __init__(
+        self, comm: Communicator, servers: tuple[int, ...], rule: ClientRule, layout: FlatLayout, watchdog: Watchdog
+    ) -> None:
         super().__init__(comm, servers[0], rule, layout, watchdog)
         self.servers = servers
         self.ranges = [shard_ranges(layout, len(servers), i) for i in range(len(servers))]
@@ -109,16 +116,21 @@ class ShardedUplink(Uplink):
             statuses = comm.wait_all(sends + receives, self.watchdog.limit())
         except WaitTimeout as error:
             pending = sorted({self.servers[i % len(self.servers)] for i in error.pending})
-            raise self.watchdog.error(", ".join(f"server rank {r}" for r in pending), time.monotonic() - started) from None
+            raise self.watchdog.error(
+                ", ".join(f"server rank {r}" for r in pending), time.monotonic() - started
+            ) from None
         self.watchdog.observe(time.monotonic() - started)
-        stops = [status.Get_tag() == Tag.STOP for status in statuses[len(sends):]]
+        stops = [status.Get_tag() == Tag.STOP for status in statuses[len(sends) :]]
         for i, ranges in enumerate(self.ranges):
             scatter_slice(self.incoming[i][HEADER_SIZE:], ranges, reply.payload)
             self.base_steps[i] = float(self.incoming[i][Header.BASE_STEP])
         reply.header[:] = self.incoming[0][:HEADER_SIZE]
         if any(stops) and not all(stops):
-            leaving = [comm.isend(self.outgoing[i][:HEADER_SIZE], self.servers[i], Tag.LEAVE)
-                       for i, said_stop in enumerate(stops) if not said_stop]
+            leaving = [
+                comm.isend(self.outgoing[i][:HEADER_SIZE], self.servers[i], Tag.LEAVE)
+                for i, said_stop in enumerate(stops)
+                if not said_stop
+            ]
             comm.wait_all(leaving, self.watchdog.limit())
         self.rule.absorb(reply)
         update.buffer[:] = 0.0

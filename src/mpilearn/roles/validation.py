@@ -2,6 +2,7 @@
 data/validation.py), and the metric states of a share of them, which summed
 over disjoint shares and loaded back give what one model.evaluate over every
 sample gives (see metric_states.py)."""
+
 from __future__ import annotations
 
 import warnings

@@ -7,6 +7,7 @@ the samples rank 0 holds; the distributed validators of roles/spread.py
 implement the same protocol (their `evaluate` is where the other ranks join
 in, from their own loops).
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -54,5 +55,13 @@ def validation_reader(data: DataConfig, source: Source | None, node: NodeContext
     if source is None:
         return None
     pieces = validation_pieces(source.counts, 1, 0) if sharded(source) else None
-    return ValidationReader(source, pieces, data.batch_size, data.prefetch, data.preload, data.memory_limit_bytes,
-                            node.available, node.ranks)
+    return ValidationReader(
+        source,
+        pieces,
+        data.batch_size,
+        data.prefetch,
+        data.preload,
+        data.memory_limit_bytes,
+        node.available,
+        node.ranks,
+    )

@@ -6,6 +6,7 @@ when given, else an adaptive one that scales with the model (a multiple of
 the slowest exchange seen so far, so a big model is not cut short and a
 small one does not wait minutes).
 """
+
 from __future__ import annotations
 
 from ..comm import WaitTimeout

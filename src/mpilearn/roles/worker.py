@@ -1,4 +1,5 @@
 """The worker loop: local work on the shard, exchanges with the master."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,12 +21,17 @@ def run_worker(job: Job) -> None:
     index = topology.worker_index(comm.rank)
     spec = algorithm.spec
     assert spec.client is not None, f"{spec.name} has no workers"
-    worker_optimizer = spec.worker_optimizer(config, backend.model.optimizer) if spec.worker_optimizer is not None else None
+    worker_optimizer = (
+        spec.worker_optimizer(config, backend.model.optimizer) if spec.worker_optimizer is not None else None
+    )
     rule = spec.client(algorithm, backend, worker_optimizer, job.own_train_step)
     rule.guard = LossGuard(config.skip_bad_batches, backend.layout.num_trainable)
     # The learning rate that lives on the worker (its own optimizer, or the proxy step's rule).
-    local_lr: Any = {Scaled.WORKER: worker_optimizer, Scaled.PROXY: rule if worker_optimizer is None else worker_optimizer,
-                     Scaled.INNER: backend.model.optimizer}.get(spec.scales)
+    local_lr: Any = {
+        Scaled.WORKER: worker_optimizer,
+        Scaled.PROXY: rule if worker_optimizer is None else worker_optimizer,
+        Scaled.INNER: backend.model.optimizer,
+    }.get(spec.scales)
     control = LearningRateControl(local_lr, topology.num_workers, algorithm.lr_scaling, algorithm.warmup_epochs)
     if topology.servers > 1:
         uplink: Uplink = ShardedUplink(comm, topology.server_ranks, rule, backend.layout, job.watchdog)
@@ -51,8 +57,10 @@ def run_worker(job: Job) -> None:
             if pending < algorithm.exchange_every and not batch.last:
                 continue
             if not np.isfinite(uplink.update.payload).all():
-                raise NonFiniteLossError(f"worker rank {comm.rank}: the update after epoch {epoch + 1}, batch {step + 1} "
-                                         f"(file {batch.origin}) holds NaN or infinite values")
+                raise NonFiniteLossError(
+                    f"worker rank {comm.rank}: the update after epoch {epoch + 1}, batch {step + 1} "
+                    f"(file {batch.origin}) holds NaN or infinite values"
+                )
             with job.timeline.span("exchange"):
                 stop = uplink.exchange(epoch, batch.last, pending)
             if stop:
