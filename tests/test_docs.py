@@ -158,7 +158,10 @@ def test_the_commands_of_the_guide_and_the_readme_fit_script_run(
     assert "writing to runs/" in result.output and "[" in result.stdout  # the fit script's history
     assert "sub-master 1 serves 3-4" in result.stdout and '"easgd"' in result.stdout  # info's layout, --print-config
     # `mpilearn report`: RUN_DIR is a run of the job; runs/downpour and runs/easgd are runs of those algorithms.
-    runs = {json.loads((run / "config.json").read_text())["algo"]: run for run in sorted((tmp_path / "runs").iterdir())}
+    runs = {
+        json.loads((run / "config.json").read_text())["algorithm"]["name"]: run
+        for run in sorted((tmp_path / "runs").iterdir())
+    }
     for algo in ("downpour", "easgd"):
         runs[algo].rename(tmp_path / "runs" / algo)
     monkeypatch.chdir(tmp_path)
