@@ -7,8 +7,12 @@ backend; everything outside sees numpy arrays and flat float32 vectors in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Any
+import random
+from typing import Any, Iterator
+
+import numpy as np
 
 from ..errors import BackendError
 from .base import ModelBackend
@@ -33,6 +37,22 @@ def active_name() -> str:
 def for_model(model: Any) -> ModelBackend:
     """The backend adapter for a built, compiled Keras model."""
     return _module(active_name()).KerasModelBackend(model)
+
+
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Run a block (a validation on a rank that trains) without moving the global
+    random states training draws from: Python's, numpy's and the framework's (torch's
+    unseeded dropout draws its masks from torch's, and evaluate's data loader takes a
+    seed from it). A validation in mid-epoch would otherwise change the masks that
+    follow, and a resumed run, which does not repeat it, would part from the original."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with _module(active_name()).random_state_kept():
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def set_threads(threads: int) -> None:

@@ -9,6 +9,8 @@ arrays variable by variable costs ~30x more than assigning JAX arrays.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from typing import Any, Callable, Sequence
 
@@ -32,6 +34,11 @@ def _client_started() -> bool:
         return bool(xla_bridge.backends_are_initialized())
     except (ImportError, AttributeError):  # moved in another jax release: assume it has
         return True
+
+
+def random_state_kept() -> Any:
+    """Nothing to keep: JAX has no global random state: Keras's JAX ops take explicit keys."""
+    return contextlib.nullcontext()
 
 
 def set_threads(threads: int) -> None:

@@ -9,6 +9,8 @@ eager assign or read per variable costs ~0.3 ms of Python/TF dispatch.
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,6 +22,11 @@ from .base import FlatBackend
 # batch 32 (`mpilearn train -n 1`), it was slower for both built-in models
 # (calo-cnn 45-57 vs 60-83 samples/s, mlp 690-744 vs 965).
 JIT_COMPILE = False
+
+
+def random_state_kept() -> Any:
+    """Nothing to keep: Keras's TensorFlow ops draw from Keras's own seed generators, not from TF's global one."""
+    return contextlib.nullcontext()
 
 
 def set_threads(threads: int) -> None:

@@ -11,6 +11,11 @@ from . import torch_optim
 from .base import FlatBackend
 
 
+def random_state_kept() -> Any:
+    """torch's global generators (CPU, and the current GPU's) back as they were after the block."""
+    return torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else [])
+
+
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     try:

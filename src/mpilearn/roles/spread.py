@@ -56,7 +56,10 @@ def choose_placement(config: Any, topology: Any, model: Any, source: Source | No
     if not sharded(source):
         reasons.append("a validation batch function cannot be split between ranks")
     if not reasons:
-        build_metrics(model, ValidationReader(source, [], 1, 1))
+        try:
+            build_metrics(model, ValidationReader(source, [], 1, 1))
+        except Exception as exc:  # a user's metric that fails: rank 0's validation reports it, as without spreading
+            return "master", [f"building the metrics failed ({type(exc).__name__})"]
         reasons.extend(metric_states.unsummable(model))
     return ("master", reasons) if reasons else ("workers", [])
 

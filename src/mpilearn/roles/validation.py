@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import metric_states
+from .. import backends, metric_states
 from ..data.validation import ValidationReader
 
 
@@ -55,7 +55,8 @@ def _evaluate(model: Any, reader: ValidationReader) -> dict[str, Any] | None:
     with warnings.catch_warnings():
         if steps is None:  # a batch function: Keras warns that its batches ran out, which is expected
             warnings.simplefilter("ignore")
-        logs: dict[str, Any] = model.evaluate(reader.batches(), steps=steps, verbose=0, return_dict=True)
+        with backends.random_state_kept():  # validating must not change the training's dropout masks
+            logs: dict[str, Any] = model.evaluate(reader.batches(), steps=steps, verbose=0, return_dict=True)
     return logs
 
 
