@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.failures", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated case names (default: all)")
     parser.add_argument("--skip-bad-input", action="store_true")
-    parser.add_argument("--out", default=str(common.RESULTS / "failures.json"))
+    parser.add_argument("--out", default=str(common.RESULTS / "failures" / "failures.json"))
     args = parser.parse_args(argv)
     load_before, started = common.load(), time.time()
     print(f"failures: load {' '.join(map(str, load_before))} on {common.cores()} cores", flush=True)

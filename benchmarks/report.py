@@ -81,7 +81,10 @@ def _verdict(row: dict[str, Any]) -> str:
 
 
 def _load(row: dict[str, Any], result: dict[str, Any]) -> str:
-    loads = [v for v in (row.get("load") or []) if v is not None]
+    load = row.get("load")
+    if isinstance(load, (int, float)):  # a row of one measurement (emulate) keeps one number
+        load = [load]
+    loads = [v for v in (load or []) if v is not None]
     if loads:
         return f"{min(loads):.1f}-{max(loads):.1f}" if len(loads) > 1 else f"{loads[0]:.1f}"
     before, after = result.get("load_before") or [None], result.get("load_after") or [None]
