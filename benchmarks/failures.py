@@ -4,7 +4,7 @@ signal) to the end of the job, the exit status and the message.
 
     python -m benchmarks.failures [--only NAME,...] [--skip-bad-input] [--out FILE]
 
-Writes benchmarks/results/failures.json and prints a Markdown table. Times
+Writes benchmarks/results/failures/failures.json and prints a Markdown table. Times
 are measured, not asserted: on a loaded machine they grow with the start-up
 (imports), so run it on a quiet one and read the load printed next to it.
 """
