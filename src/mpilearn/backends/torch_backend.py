@@ -114,7 +114,9 @@ class KerasModelBackend(FlatBackend):
         key = id(optimizer)
         if key not in self._fused_paths:
             self._fused_paths[key] = (
-                torch_optim.FusedApply(optimizer, self.trainable) if torch_optim.supports(optimizer) else None
+                torch_optim.FusedApply(optimizer, self.trainable)
+                if torch_optim.supports(optimizer, self.trainable)
+                else None
             )
         return self._fused_paths[key]
 
