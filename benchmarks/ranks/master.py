@@ -14,7 +14,7 @@ from .world import load
 
 # Bytes an update must touch per parameter (float32): reads and writes of the
 # parameter, the gradient and the optimizer's slots.
-TOUCHED_BYTES = {"adam": 28, "sgd": 12, "rmsprop": 20}
+TOUCHED_BYTES = {"adam": 28, "adamw": 28, "sgd": 12, "rmsprop": 20, "adagrad": 20, "nadam": 28}
 
 
 def _copy_bandwidth(floats: int = 2**25, repeats: int = 7) -> float:
@@ -65,10 +65,12 @@ def master(spec: dict[str, Any]) -> dict[str, Any]:
             if int(size) not in grads:
                 grads[int(size)] = np.random.default_rng(0).standard_normal(n).astype(np.float32) * np.float32(1e-3)
     out: dict[str, Any] = {"bandwidth": [], "update_bandwidth": [], "apply_s": {}, "reply_s": {}, "params": {}}
-    for (size, _name), backend in setups.items():
+    out["fused_ran"] = {}
+    for (size, name), backend in setups.items():
         out["params"][str(size)] = backend.layout.num_trainable
         for _ in range(2):  # warm-up (the fused path builds its state on the first step)
             backend.apply_gradients(grads[size])
+        out["fused_ran"][f"{size}/{name}"] = getattr(backend, "_fused", None) is not None
     for repeat in range(spec["repeats"]):
         out["bandwidth"].append(_copy_bandwidth())
         out["update_bandwidth"].append(_update_bandwidth())
