@@ -119,6 +119,22 @@ def test_state_round_trip_resumes_exactly(name) -> None:
     _assert_same(resumed, reference)
 
 
+@pytest.mark.parametrize("name", ["adamw-custom", "nadam-custom"])
+def test_model_keras_file_carries_the_fused_state(name, tmp_path) -> None:
+    """model.keras saved after fused steps holds Keras's optimizer state: a run
+    loaded from it continues on the fused path as Keras's uninterrupted run."""
+    fast, reference = _model(CASES[name]), _model(CASES[name], fast=False)
+    _steps([fast, reference], 4, seed=7)
+    fast.sync_optimizer()
+    path = tmp_path / "model.keras"
+    fast.model.save(path)
+    resumed = for_model(keras.saving.load_model(path))
+    assert int(resumed.model.optimizer.iterations.numpy()) == 4
+    _steps([resumed, reference], 4, seed=8)
+    assert resumed._fused is not None
+    _assert_same(resumed, reference)
+
+
 def test_restored_iteration_count_without_reload_is_followed() -> None:
     """Adam's bias correction follows the Keras iteration count even when it is
     set without reload_optimizer (torch's step counter is resynchronised)."""
