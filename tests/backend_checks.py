@@ -110,6 +110,53 @@ once = twice.copy()
 backend.accumulate_gradients(X, Y, twice)
 out["accumulates"] = diff(twice, 2 * once)
 
+
+def ready_calls(backend, x, y):
+    """accumulate_gradients with `ready`: (its gradients, without it, [(index, time, what `out` held of it)])."""
+    import time
+
+    n = backend.layout.num_trainable
+    plain = np.zeros(n, np.float32)
+    backend.accumulate_gradients(x, y, plain)
+    grads = np.zeros(n, np.float32)
+    offsets = np.cumsum((0,) + backend.layout.trainable_sizes)
+    calls = []
+
+    def ready(i):
+        calls.append((i, time.time(), grads[offsets[i] : offsets[i + 1]].copy()))
+
+    backend.accumulate_gradients(x, y, grads, ready=ready)
+    held = all(diff(g, grads[offsets[i] : offsets[i + 1]]) == 0.0 for i, _, g in calls)
+    return grads, plain, calls, held
+
+
+# `ready`: once per variable, each gradient in `out` when it is reported; the gradients are those without it.
+backend.set_weights(w0)
+grads, plain, calls, held = ready_calls(backend, X, Y)
+out["ready_indices"] = [i for i, _, _ in calls]
+out["ready_grads_vs_plain"] = diff(grads, plain)
+out["ready_held"] = held
+backward = backend.last_backward
+out["ready_inside_backward"] = backward is not None and all(backward[0] <= t <= backward[1] for _, t, _ in calls)
+
+if keras.backend.backend() == "torch":  # a plain torch.nn.Module: its parameters report from inside backward too
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    wrapped = backends.wrap_foreign_model(module, (6,))
+    wrapped.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    module_backend = backends.for_model(wrapped)
+    grads, plain, calls, held = ready_calls(module_backend, X, Y)
+    backward = module_backend.last_backward
+    out["module_ready"] = {
+        "indices": [i for i, _, _ in calls],
+        "grads_vs_plain": diff(grads, plain),
+        "grad_norm": float(np.linalg.norm(grads)),
+        "held": held,
+        "inside_backward": backward is not None and all(backward[0] <= t <= backward[1] for _, t, _ in calls),
+    }
+
 # (c) add_state adds to the layer state only.
 backend.set_weights(w0)
 delta = np.linspace(-1, 1, layout.num_state).astype(np.float32)

@@ -150,6 +150,18 @@ def allreduce_sums_every_rank_in_place(comm) -> None:
     np.testing.assert_allclose(mean, np.full(3, (comm.size - 1) / 2), rtol=1e-3)
 
 
+def bucketed_allreduces_sum_each_view_in_place(comm) -> None:
+    """Buckets of one flat buffer reduced by nonblocking allreduces under way at once, each in its own format."""
+    flat = np.arange(10, dtype=np.float32) * (comm.rank + 1)
+    buckets = [flat[6:], flat[2:6], flat[:2]]  # the tail first, as gradients become ready in backward
+    reductions = [comm.start_allreduce_sum(b, c) for b, c in zip(buckets, ("none", "fp16", "bf16"))]
+    reductions[-1].test()  # polling drives progress; it may or may not be complete yet
+    comm.wait_reductions(reductions, LIMIT_S)
+    assert all(r.test() for r in reductions)
+    # Small integers: exact in fp16 and bf16 too.
+    np.testing.assert_array_equal(flat, np.arange(10, dtype=np.float32) * sum(range(1, comm.size + 1)))
+
+
 def objects_arrive_from_any_source(comm) -> None:
     if comm.rank == 0:
         assert comm.poll_object(source=ANY_SOURCE, tag=6) is None  # nothing sent yet with tag 6
@@ -188,6 +200,7 @@ CASES = [
     broadcasts_and_gathers_reach_every_rank,
     back_to_back_gathers_keep_their_parts_apart,
     allreduce_sums_every_rank_in_place,
+    bucketed_allreduces_sum_each_view_in_place,
     objects_arrive_from_any_source,
     split_orders_ranks_by_key_within_each_color,
 ]

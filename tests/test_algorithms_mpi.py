@@ -133,10 +133,15 @@ def _reference_weights(data: Path, workers: int, batch: int, epochs: int, lr: fl
     return model.get_weights()
 
 
+# allreduce: the mlp's gradients (322 KiB, 98 KiB) in two buckets of 0.05 MiB, the last layers' first.
+ALLREDUCE_BUCKETS = ["--bucket-mb", "0.05"]
+
+
 @pytest.mark.parametrize("algo, processes", [("sync", 3), ("allreduce", 2)])
 def test_synchronous_modes_equal_one_process_with_the_combined_batch(algo_data, tmp_path, algo, processes) -> None:
     import keras
 
+    timeline = tmp_path / "timeline.json"
     # Pinned: the default learning-rate rule would scale the combined batch's rate (see test_defaults).
     _train(
         algo_data,
@@ -145,11 +150,30 @@ def test_synchronous_modes_equal_one_process_with_the_combined_batch(algo_data, 
         "--algo",
         algo,
         *COMBINED_BATCH_RUN,
+        *(ALLREDUCE_BUCKETS + ["--timeline", str(timeline)] if algo == "allreduce" else []),
     )
     got = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     want = _reference_weights(algo_data, workers=2, batch=16, epochs=2, lr=0.1)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if algo == "allreduce":
+        _assert_buckets_overlap_backward(timeline, processes)
+
+
+def _assert_buckets_overlap_backward(timeline: Path, processes: int) -> None:
+    """On every rank, the first bucket's reduction starts inside a backward pass (from a gradient
+    hook: the overlap), and the second bucket has its own reduction."""
+    import json
+
+    events = [e for e in json.loads(timeline.read_text())["traceEvents"] if e.get("ph") == "X"]
+    for rank in range(processes):
+        mine = [e for e in events if e["pid"] == rank]
+        backward = [(e["ts"], e["ts"] + e["dur"]) for e in mine if e["name"] == "backward"]
+        first = [e["ts"] for e in mine if e["name"] == "allreduce bucket 0"]
+        assert backward and first and any(e["name"] == "allreduce bucket 1" for e in mine), rank
+        assert len(first) == len(backward)  # one reduction of each bucket per step, one backward per step
+        inside = [ts for ts in first if any(start <= ts < end for start, end in backward)]
+        assert len(inside) == len(first), (rank, len(inside), len(first))
 
 
 def test_staleness_is_recorded_and_limited(algo_data, tmp_path) -> None:

@@ -78,6 +78,24 @@ def test_gradients_equal_keras_train_on_batch_and_accumulate(
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_gradients_are_reported_ready_once_each_last_variable_first(
+    contract: Callable[[str], dict[str, Any]], name: str
+) -> None:
+    """The seam of the allreduce's buckets: `ready(i)` once per variable, with its gradient in place;
+    on torch from inside backward (gradient hooks), for Keras models and plain modules alike."""
+    r = contract(name)
+    assert sorted(r["ready_indices"]) == [0, 1, 2, 3, 4, 5]  # Dense, BatchNormalization, Dense: 6 trainables
+    assert r["ready_indices"][0] == 5  # the last layer's gradient comes first
+    assert r["ready_grads_vs_plain"] < 1e-6 and r["ready_held"]
+    if name == "torch":
+        assert r["ready_inside_backward"]
+        module = r["module_ready"]
+        assert sorted(module["indices"]) == [0, 1, 2, 3] and module["indices"][0] in (2, 3)
+        assert module["grad_norm"] > 1e-2 and module["grads_vs_plain"] < 1e-6 and module["held"]
+        assert module["inside_backward"]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_layer_state_trains_and_adds(contract: Callable[[str], dict[str, Any]], name: str) -> None:
     r = contract(name)
     for n in (8, 5):

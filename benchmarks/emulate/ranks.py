@@ -58,12 +58,17 @@ class SleepBackend:
     def add_state(self, delta: np.ndarray) -> None:
         self.weights[self.layout.num_trainable :] += delta
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: Any = None) -> float:
+    def accumulate_gradients(
+        self, x: Any, y: Any, out: np.ndarray, sample_weight: Any = None, ready: Any = None
+    ) -> float:
         if self.compute_s:
             began = time.monotonic()
             time.sleep(self.compute_s)
             self.slept.append(time.monotonic() - began)
         out += np.float32(1e-3)
+        if ready is not None:  # one pass: every gradient is ready at its end
+            for index in range(len(self.layout.trainable_shapes) - 1, -1, -1):
+                ready(index)
         return 0.5
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:

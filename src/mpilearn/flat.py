@@ -78,6 +78,25 @@ class FlatLayout:
             offset += size
         return views
 
+    def buckets(self, bucket_bytes: int) -> tuple["Bucket", ...]:
+        """The trainable variables in buckets of about `bucket_bytes` (float32), for reducing
+        gradients while backward runs: in reverse order (backward produces the last layers'
+        gradients first), a bucket closing once it holds `bucket_bytes` or more, so one
+        variable is never split. Each bucket is one contiguous range of the flat vector.
+        0 (or less): one bucket of everything."""
+        sizes = self.trainable_sizes
+        out: list[Bucket] = []
+        end = self.num_trainable
+        last = len(sizes)  # one past the bucket's last variable
+        held = 0
+        for index in range(len(sizes) - 1, -1, -1):
+            held += sizes[index] * DTYPE().itemsize
+            if (bucket_bytes > 0 and held >= bucket_bytes) or index == 0:
+                start = end - held // DTYPE().itemsize
+                out.append(Bucket(len(out), index, last, start, end))
+                end, last, held = start, index, 0
+        return tuple(out)
+
     def pack(self, arrays: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
         """Concatenate per-variable arrays into one flat vector (inverse of split)."""
         if len(arrays) != len(self.trainable_shapes) + len(self.state_shapes):
@@ -88,6 +107,17 @@ class FlatLayout:
         for view, array in zip(self.split(out), arrays):
             view[...] = array
         return out
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Variables first..last-1 of the trainable ones, at flat[start:end]; number `index` in reduction order."""
+
+    index: int
+    first: int
+    last: int
+    start: int
+    end: int
 
 
 class Message:

@@ -4,7 +4,7 @@ locally, what it sends, and how it takes the master's answer."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -42,11 +42,16 @@ class LossGuard:
         self.skip = skip
         self.scratch = np.zeros(size, dtype=np.float32) if skip else None
 
-    def accumulate(self, backend: ModelBackend, batch: Batch, out: np.ndarray) -> float | None:
-        """Add the batch's gradients to `out`; None when the batch was skipped."""
+    def accumulate(
+        self, backend: ModelBackend, batch: Batch, out: np.ndarray, ready: Callable[[int], None] | None = None
+    ) -> float | None:
+        """Add the batch's gradients to `out`; None when the batch was skipped. `ready(i)`: as in
+        accumulate_gradients, only without skipping (a skipped batch's gradients must not leave)."""
         # Only weighted batches pass sample_weight, so backends without the keyword still train unweighted data.
-        weights = {} if batch.sample_weight is None else {"sample_weight": batch.sample_weight}
+        weights: dict[str, Any] = {} if batch.sample_weight is None else {"sample_weight": batch.sample_weight}
         if self.scratch is None:
+            if ready is not None:
+                weights["ready"] = ready
             loss = backend.accumulate_gradients(batch.x, batch.y, out, **weights)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"loss is {loss}")

@@ -247,7 +247,7 @@ SPECS: tuple[AlgorithmSpec, ...] = (
         has_master=False,
         scales=Scaled.PEERS,
         lockstep_rule=_always,
-        options=("compression",),
+        options=("compression", "bucket_mb"),
         lr_rule="batch",
     ),
 )

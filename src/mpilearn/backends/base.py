@@ -43,13 +43,31 @@ class ModelBackend(Protocol):
     def add_state(self, delta: np.ndarray) -> None:
         """Add `delta` (shape `(layout.num_state,)`) to the layer state variables."""
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    # (start, end) in time.time() of the last backward pass of accumulate_gradients(ready=...), where the
+    # backend can tell it apart from the forward pass (the timeline draws it); None elsewhere.
+    last_backward: tuple[float, float] | None
+
+    def accumulate_gradients(
+        self,
+        x: Any,
+        y: Any,
+        out: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        ready: Callable[[int], None] | None = None,
+    ) -> float:
         """One forward/backward pass in training mode: add the loss gradients
         to `out` (shape `(layout.num_trainable,)`) and return the batch loss.
         x and y are arrays, or lists/dicts of arrays for several inputs or
         outputs; `sample_weight` (one number a sample) weights the loss as in
         `model.fit(sample_weight=...)`. Layer state (moving statistics) is
-        updated as in `model.fit`."""
+        updated as in `model.fit`.
+
+        `ready(i)` is called once for every trainable variable i, as soon as
+        its gradient is in `out`: on torch from inside backward (gradient
+        hooks), so that the caller can start reducing the last layers'
+        gradients while the first layers' are still being computed; on JAX
+        and TensorFlow (one compiled gradient function) as each gradient is
+        copied out, last variable first."""
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         """One step of `optimizer` (default: the model's compiled one) with flat `grads`.
@@ -86,6 +104,7 @@ class FlatBackend:
         self.model = model
         self.trainable, self.state, self.layout = flat_variables(model)
         self.fast_optimizer = False
+        self.last_backward: tuple[float, float] | None = None
         self._steps: dict[int, tuple[Any, Callable[..., Any]]] = {}  # id(optimizer) -> (optimizer, compiled step)
 
     def compile_step(self, optimizer: Any) -> Callable[..., Any]:

@@ -133,16 +133,27 @@ class KerasModelBackend(FlatBackend):
         # here makes XLA:CPU fuse it with the weight-gradient dots, ~100x slower.
         return value, grads, new_non_trainable
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    def accumulate_gradients(
+        self,
+        x: Any,
+        y: Any,
+        out: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        ready: Callable[[int], None] | None = None,
+    ) -> float:
         loss, grads, non_trainable = self._gradients(
             _values(self.trainable), _values(self._non_trainable), x, y, sample_weight
         )
         _assign(self._non_trainable, non_trainable)
-        offset = 0
-        for grad in grads:
-            grad = np.asarray(grad).reshape(-1)
-            out[offset : offset + grad.size] += grad
-            offset += grad.size
+        # One jitted function computes every gradient: none is ready before the others. Copied out
+        # last variable first, so that the first buckets' reductions start while the rest are copied.
+        end = self.layout.num_trainable
+        for index in range(len(grads) - 1, -1, -1):
+            grad = np.asarray(grads[index]).reshape(-1)
+            out[end - grad.size : end] += grad
+            end -= grad.size
+            if ready is not None:
+                ready(index)
         return float(loss)
 
     def compile_step(self, optimizer: Any) -> Callable[..., Any]:

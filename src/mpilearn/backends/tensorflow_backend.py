@@ -89,9 +89,19 @@ class KerasModelBackend(FlatBackend):
         grads = tape.gradient(loss, self.trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return loss, _concat(grads) if grads else tf.zeros((0,))
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    def accumulate_gradients(
+        self,
+        x: Any,
+        y: Any,
+        out: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        ready: Callable[[int], None] | None = None,
+    ) -> float:
         loss, grads = self._gradients(x, y, sample_weight)
-        out += grads.numpy()
+        out += grads.numpy()  # one traced function gives the flat gradient at once
+        if ready is not None:
+            for index in range(len(self.trainable) - 1, -1, -1):
+                ready(index)
         return float(loss)
 
     def compile_step(self, optimizer: Any) -> Callable[..., Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+import time
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -38,6 +40,12 @@ class KerasModelBackend(FlatBackend):
     def __init__(self, model: Any) -> None:
         super().__init__(model)
         self._sizes = self.layout.trainable_sizes + self.layout.state_sizes
+        self._offsets = [0, *itertools.accumulate(self._sizes)][:-1]
+        # Gradient hooks (accumulate_gradients with `ready`): the tensors hooked, the handles,
+        # and while a backward runs (flat target, ready, which variables reported).
+        self._hooked: list[torch.Tensor] = []
+        self._hook_handles: list[Any] = []
+        self._sink: tuple[torch.Tensor, Callable[[int], None], list[bool]] | None = None
         # The model's own optimizer runs through torch's fused kernels when it can.
         self.fast_optimizer = True
         # One fused path per optimizer that applies gradients here (the model's; DiLoCo's outer one, EASGD's), None: Keras.
@@ -70,23 +78,75 @@ class KerasModelBackend(FlatBackend):
             variable.value.add_(source[offset : offset + size].view(tuple(variable.shape)))
             offset += size
 
-    def accumulate_gradients(self, x: Any, y: Any, out: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    def accumulate_gradients(
+        self,
+        x: Any,
+        y: Any,
+        out: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        ready: Callable[[int], None] | None = None,
+    ) -> float:
         model = self.model
         x, y, sample_weight = _to_tensor(x), _to_tensor(y), _to_tensor(sample_weight)
         for variable in self.trainable:
             variable.value.grad = None
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-        loss.backward()
-        with torch.no_grad():
-            target = torch.from_numpy(out)
-            offset = 0
-            for variable, size in zip(self.trainable, self.layout.trainable_sizes):
-                grad = variable.value.grad
-                if grad is not None:  # None: the variable does not affect the loss
-                    target[offset : offset + size].add_(grad.reshape(-1))
-                offset += size
+        if ready is None:
+            loss.backward()
+            self._add_gradients(out, range(len(self.trainable)))
+            return float(loss.detach())
+        # Each variable's gradient goes into `out` from its post-accumulate-grad hook, the moment
+        # autograd has it, and `ready` hears of it there: inside backward, not after it.
+        self._hook_gradients()
+        self._sink = (torch.from_numpy(out), ready, [False] * len(self.trainable))
+        started = time.time()
+        try:
+            loss.backward()
+        finally:
+            sink, self._sink = self._sink, None
+        self.last_backward = (started, time.time())
+        # Variables that do not affect the loss get no hook call: zero gradients, ready now.
+        self._add_gradients(out, [i for i, seen in enumerate(sink[2]) if not seen], ready)
         return float(loss.detach())
+
+    @torch.no_grad()
+    def _add_gradients(
+        self, out: np.ndarray, indices: Iterable[int], ready: Callable[[int], None] | None = None
+    ) -> None:
+        target = torch.from_numpy(out)
+        for index in indices:
+            grad = self.trainable[index].value.grad
+            if grad is not None:  # None: the variable does not affect the loss
+                start = self._offsets[index]
+                target[start : start + self._sizes[index]].add_(grad.reshape(-1))
+            if ready is not None:
+                ready(index)
+
+    def _hook_gradients(self) -> None:
+        """One post-accumulate-grad hook per trainable tensor (again if a tensor was replaced)."""
+        tensors = [v.value for v in self.trainable]
+        if len(self._hooked) == len(tensors) and all(a is b for a, b in zip(self._hooked, tensors)):
+            return
+        for handle in self._hook_handles:
+            handle.remove()
+        self._hook_handles = [t.register_post_accumulate_grad_hook(self._hook(i)) for i, t in enumerate(tensors)]
+        self._hooked = tensors
+
+    def _hook(self, index: int) -> Callable[[torch.Tensor], None]:
+        start, size = self._offsets[index], self._sizes[index]
+
+        @torch.no_grad()
+        def hook(tensor: torch.Tensor) -> None:
+            sink = self._sink
+            if sink is None or tensor.grad is None:  # not a backward of accumulate_gradients(ready=...)
+                return
+            target, ready, seen = sink
+            target[start : start + size].add_(tensor.grad.reshape(-1))
+            seen[index] = True
+            ready(index)
+
+        return hook
 
     @torch.no_grad()
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import CommunicationError
-from .transport import ANY_SOURCE, ANY_TAG, CollectiveTimeout, WaitTimeout, busy_while
+from .transport import ANY_SOURCE, ANY_TAG, CollectiveTimeout, Reduction, WaitTimeout, busy_while
 
 # Longest wait on the condition variable between two checks of a deadline or an abort.
 _TICK_S = 0.05
@@ -392,6 +392,16 @@ class LocalCommunicator:
     def allreduce_mean(self, buffer: np.ndarray, compression: str = "none", timeout: float | None = None) -> None:
         buffer *= np.float32(1.0 / self.size)
         self.allreduce_sum(buffer, compression, timeout)
+
+    def start_allreduce_sum(self, buffer: np.ndarray, compression: str = "none") -> Reduction:
+        """The sum at once (threads of one process have nothing to overlap): a completed reduction."""
+        self.allreduce_sum(buffer, compression, self.limit)
+        reduction = Reduction(NULL_REQUEST, buffer)
+        reduction.done = True
+        return reduction
+
+    def wait_reductions(self, reductions: Sequence[Reduction], timeout: float | None = None) -> None:
+        """Nothing to wait for: start_allreduce_sum completed each one."""
 
     def split(self, color: int, key: int | None = None) -> "LocalCommunicator":
         """Sub-communicators by color, ranks ordered by key (then rank)."""

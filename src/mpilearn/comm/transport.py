@@ -184,6 +184,28 @@ def busy_while(comm: Any, seconds: float, ranks: Sequence[int] | None = None) ->
             comm.busy(0.0, ranks)
 
 
+class Reduction:
+    """An allreduce of one float32 buffer under way (Communicator.start_allreduce_sum).
+    `test()` drives MPI's progress (there is no progress thread) and tells whether the
+    sum is in the buffer; call it often while computing, so the bytes move meanwhile."""
+
+    __slots__ = ("request", "buffer", "packed", "done")
+
+    def __init__(self, request: Any, buffer: np.ndarray, packed: np.ndarray | None = None) -> None:
+        self.request = request
+        self.buffer = buffer
+        self.packed = packed  # the 16-bit copy on the wire (compression), else None
+        self.done = False
+
+    def test(self) -> bool:
+        if not self.done and self.request.Test():
+            if self.packed is not None:
+                self.buffer[:] = self.packed.astype(np.float32)
+                self.packed = None
+            self.done = True
+        return self.done
+
+
 class Communicator:
     """A private duplicate of an MPI communicator with the calls mpilearn uses."""
 
@@ -374,6 +396,31 @@ class Communicator:
         """Replace a float32 buffer by its mean over all ranks, in place."""
         buffer *= np.float32(1.0 / self.size)
         self.allreduce_sum(buffer, compression, timeout)
+
+    def start_allreduce_sum(self, buffer: np.ndarray, compression: str = "none") -> "Reduction":
+        """Start replacing a float32 buffer (a contiguous view, such as one bucket of a
+        flat gradient) by its sum over all ranks; the sum is there once the returned
+        reduction is complete (Reduction.test, wait_reductions). Every rank must start
+        its reductions in the same order. fp16/bf16 as in allreduce_sum."""
+        if compression == "none":
+            return Reduction(self._comm.Iallreduce(MPI.IN_PLACE, [buffer, MPI.FLOAT], op=MPI.SUM), buffer)
+        packed = buffer.astype(_wire_dtype(compression))
+        request = self._comm.Iallreduce(MPI.IN_PLACE, [packed.view(np.uint16), MPI.UINT16_T], op=_sum_op(compression))
+        return Reduction(request, buffer, packed)
+
+    def wait_reductions(self, reductions: Sequence["Reduction"], timeout: float | None = None) -> None:
+        """Complete every reduction (in the order they started), spinning for as long as their
+        bytes take (see COLLECTIVE_SPIN_BYTES_PER_S), then with growing sleeps. Raises
+        WaitTimeout after `timeout` seconds (None: wait forever)."""
+        pending = [r for r in reductions if not r.done]
+        if not pending:
+            return
+        backoff = Backoff(self.poll_max_s, spin_s=_collective_spin(sum(r.buffer.nbytes for r in pending)))
+        deadline = _Deadline(self, timeout)
+        for reduction in pending:
+            while not reduction.test():
+                deadline.check()
+                backoff.pause()
 
     def reduce_sum(self, buffer: np.ndarray, root: int = 0, timeout: float | None = None) -> None:
         """Sum a float64 buffer over all ranks into root's buffer, in place (validation metric

@@ -1,17 +1,22 @@
 """The allreduce loop, also used by a process that trains alone.
 
 Every peer computes the gradients of its batches, the mean over all peers
-comes from one Allreduce of one flat buffer, and every peer applies the same
-optimizer step, so all hold the same weights without a master. Layer state
+comes from allreduces of one flat buffer, and every peer applies the same
+optimizer step, so all hold the same weights without a master. The buffer
+goes out in buckets, last layers first, each reduced while backward is still
+computing the earlier layers' gradients (buckets.py, --bucket-mb; 0: one
+allreduce after the pass). Layer state
 (moving statistics) is averaged in the same buffer. Rank 0 validates; its
 decision to stop is broadcast so all peers stop together.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from signal import SIGINT, SIGTERM
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -20,8 +25,13 @@ from ..algorithms.clients import LossGuard
 from ..algorithms.learning_rate import LearningRateControl
 from ..comm import WaitTimeout
 from ..interrupt import STOP
+from .buckets import BucketReducer
 from .job import Job
 from .watchdog import BUSY_S
+
+if TYPE_CHECKING:
+    from ..backends import ModelBackend
+    from ..data.batches import Batch
 
 
 @dataclass
@@ -52,6 +62,13 @@ def run_peers(job: Job) -> None:
     per_epoch = job.workload.batches_per_epoch(index)
 
     guard = LossGuard(config.skip_bad_batches, n)
+    # Buckets reduced while backward runs (--bucket-mb); not when a batch's gradients may be skipped after
+    # the pass (--skip-bad-batches): those must not leave before they are checked.
+    buckets = (
+        BucketReducer(comm, layout, exchange, algorithm.bucket_mb, algorithm.compression, job.timeline)
+        if comm.size > 1 and algorithm.bucket_mb > 0 and guard.scratch is None
+        else None
+    )
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
     # Spread validation: the other peers join rank 0's --validate-every validations at the same steps.
     share = job.validation_share
@@ -65,7 +82,14 @@ def run_peers(job: Job) -> None:
             trained += 1
             faults.at(comm.world_rank, trained, batch)
             control.update(epoch + step / per_epoch)
-            loss = job.compute(lambda b: guard.accumulate(backend, b, buffer[:n]), epoch, step, batch)
+            ready = None
+            if buckets is not None and (pending + 1 >= algorithm.sync_every or batch.last):  # the step's last pass
+                buckets.begin(1.0 / ((pending + 1) * comm.size))
+                ready = buckets.ready
+            loss = job.compute(functools.partial(_train, guard, backend, buffer[:n], ready), epoch, step, batch)
+            backward = getattr(backend, "last_backward", None) if ready is not None else None
+            if backward is not None:  # inside this pass's compute span: the buckets' row shows what it hid
+                job.timeline.record("backward", backward[0], backward[1], 0)
             pending += 1
             if loss is None:
                 stats.skipped += 1
@@ -77,7 +101,7 @@ def run_peers(job: Job) -> None:
                 continue
             # Scaled before the sum, in one pass: the mean over batches and peers of the
             # gradients, and the peers' mean layer state (an fp16 sum also stays in range).
-            if pending * comm.size > 1:
+            if pending * comm.size > 1 and not (buckets is not None and buckets.active):  # buckets scale their own
                 buffer[:n] *= np.float32(1.0 / (pending * comm.size))
             if layout.num_state:
                 backend.get_weights(current)
@@ -88,8 +112,8 @@ def run_peers(job: Job) -> None:
                 STOP.requested and not STOP.wait_for_epoch_end(config),
             )
             if comm.size > 1:
-                with job.timeline.span("allreduce"):
-                    _allreduce(job, exchange)
+                with job.timeline.span("allreduce"):  # with buckets: the part backward did not hide
+                    _allreduce(job, exchange, buckets)
             with job.timeline.span("apply"):
                 backend.apply_gradients(buffer[:n])
             if layout.num_state:
@@ -115,10 +139,19 @@ def run_peers(job: Job) -> None:
             return
 
 
-def _allreduce(job: Job, buffer: np.ndarray) -> None:
+def _train(
+    guard: LossGuard, backend: ModelBackend, out: np.ndarray, ready: Callable[[int], None] | None, batch: Batch
+) -> float | None:
+    return guard.accumulate(backend, batch, out, ready)
+
+
+def _allreduce(job: Job, buffer: np.ndarray, buckets: BucketReducer | None) -> None:
     started = time.monotonic()
     try:
-        job.comm.allreduce_sum(buffer, job.config.algorithm.compression, job.watchdog.limit())
+        if buckets is not None:
+            buckets.finish(job.watchdog.limit())
+        else:
+            job.comm.allreduce_sum(buffer, job.config.algorithm.compression, job.watchdog.limit())
     except WaitTimeout:
         raise job.watchdog.error("a peer in the allreduce", time.monotonic() - started) from None
     job.watchdog.observe(time.monotonic() - started)
