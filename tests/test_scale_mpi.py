@@ -30,44 +30,30 @@ def _weights(run_dir: Path) -> list[np.ndarray]:
     return [np.asarray(w) for w in keras.saving.load_model(run_dir / "model.keras", compile=False).get_weights()]
 
 
-@pytest.fixture(scope="module")
-def three_servers(scale_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """sync, 2 workers, 3 sharded servers (each its slice and its own Adam state), 2 epochs."""
-    run_dir = tmp_path_factory.mktemp("three") / "run"
-    return run_dir, _train(scale_data, run_dir, 5, "--algo", "sync", "--servers", "3", "--epochs", "2")
-
-
-def test_sharded_servers_give_the_weights_of_one_server(
-    scale_data: Path, three_servers: tuple[Path, dict], tmp_path: Path
+def test_sharded_servers_give_the_weights_of_one_server_and_resume_exactly_on_other_servers(
+    scale_data: Path, tmp_path: Path
 ) -> None:
+    """sync with 2 workers: 1 epoch on 3 sharded servers (each its slice and its own Adam state), checkpointed,
+    then resumed on 2 servers for a second epoch, ends with the weights of 1 server's uninterrupted 2 epochs;
+    the first epoch on 3 servers already matches 1 server's first epoch."""
     one = _train(scale_data, tmp_path / "one", 3, "--algo", "sync", "--epochs", "2")
-    three_dir, three = three_servers
-    assert three["updates"] == one["updates"] > 0 and three["samples_seen"] == one["samples_seen"]
-    for got, want in zip(_weights(three_dir), _weights(tmp_path / "one")):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    assert three["epochs"][-1]["val_loss"] == pytest.approx(one["epochs"][-1]["val_loss"], rel=1e-5)
-
-
-def test_sharded_checkpoint_resumes_exactly_on_other_servers(
-    scale_data: Path, three_servers: tuple[Path, dict], tmp_path: Path
-) -> None:
-    """Checkpoints keep every slice's Adam state: 1 epoch on 3 servers, resumed on 2, ends with the weights
-    of the uninterrupted run."""
-    _train(
+    part = _train(
         scale_data, tmp_path / "part", 5, "--algo", "sync", "--servers", "3", "--epochs", "1", "--checkpoint-every", "1"
     )
+    assert part["updates"] * 2 == one["updates"] > 0 and part["samples_seen"] * 2 == one["samples_seen"]
+    assert part["epochs"][0]["val_loss"] == pytest.approx(one["epochs"][0]["val_loss"], rel=1e-5)
     resumed = run_cli(
         ["train", "--resume", str(tmp_path / "part"), "-n", "4", "--servers", "2", "--threads", "1", "--epochs", "2"],
         timeout=300,
     )
     assert resumed.returncode == 0 and "resuming" in resumed.output, resumed.output
-    for got, want in zip(_weights(tmp_path / "part"), _weights(three_servers[0])):
+    for got, want in zip(_weights(tmp_path / "part"), _weights(tmp_path / "one")):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    part = json.loads((tmp_path / "part" / "history.json").read_text())
-    want_rows = three_servers[1]["epochs"]
-    assert [row["train_loss"] for row in part["epochs"]] == pytest.approx(
-        [row["train_loss"] for row in want_rows], rel=1e-6
+    history = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [row["train_loss"] for row in history["epochs"]] == pytest.approx(
+        [row["train_loss"] for row in one["epochs"]], rel=1e-6
     )
+    assert history["epochs"][-1]["val_loss"] == pytest.approx(one["epochs"][-1]["val_loss"], rel=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ._version import __version__
+from . import early_failure
 from .env import keras_loaded_first, launcher_rank, select_keras_backend
 from .errors import MpilearnError
 
@@ -23,6 +24,8 @@ if "keras" in sys.modules:
         print(_late, file=sys.stderr, flush=True)
 else:
     select_keras_backend(None)
+
+early_failure.install()  # a rank that fails before fit ends the job instead of leaving it waiting
 
 __all__ = ["MpilearnError", "fit", "is_root", "__version__"]
 
