@@ -297,7 +297,7 @@ def _study(run_dir: Path) -> optuna.Study:
     return optuna.load_study(study_name="mpilearn", storage=f"sqlite:///{run_dir / 'study.db'}")
 
 
-def test_two_blocks_of_three_record_every_trial(data: Path, space_file: Path, tmp_path: Path) -> None:
+def test_two_blocks_of_two_record_every_trial(data: Path, space_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "search"
     result = run_cli(
         _search_args(
@@ -308,9 +308,9 @@ def test_two_blocks_of_three_record_every_trial(data: Path, space_file: Path, tm
             "--space",
             str(space_file),
             "-n",
-            "7",
+            "5",
             "--block-size",
-            "3",
+            "2",
             "--trials",
             "4",
             "--epochs",
@@ -321,7 +321,7 @@ def test_two_blocks_of_three_record_every_trial(data: Path, space_file: Path, tm
         timeout=150,
     )
     assert result.returncode == 0, result.output
-    assert "2 blocks of 3 (ranks 1-3, 4-6)" in result.stdout
+    assert "2 blocks of 2 (ranks 1-2, 3-4)" in result.stdout
     trials = _study(run_dir).trials
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert all(t.state is TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs) for t in trials]
