@@ -59,7 +59,7 @@ class SleepBackend:
         self.weights[self.layout.num_trainable :] += delta
 
     def accumulate_gradients(
-        self, x: Any, y: Any, out: np.ndarray, sample_weight: Any = None, ready: Any = None
+        self, x: Any, y: Any, out: np.ndarray, sample_weight: Any = None, ready: Any = None, progress: Any = None
     ) -> float:
         if self.compute_s:
             began = time.monotonic()

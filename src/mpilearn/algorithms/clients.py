@@ -43,15 +43,22 @@ class LossGuard:
         self.scratch = np.zeros(size, dtype=np.float32) if skip else None
 
     def accumulate(
-        self, backend: ModelBackend, batch: Batch, out: np.ndarray, ready: Callable[[int], None] | None = None
+        self,
+        backend: ModelBackend,
+        batch: Batch,
+        out: np.ndarray,
+        ready: Callable[[int], None] | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> float | None:
-        """Add the batch's gradients to `out`; None when the batch was skipped. `ready(i)`: as in
-        accumulate_gradients, only without skipping (a skipped batch's gradients must not leave)."""
+        """Add the batch's gradients to `out`; None when the batch was skipped. `ready(i)`, `progress()`:
+        as in accumulate_gradients, only without skipping (a skipped batch's gradients must not leave)."""
         # Only weighted batches pass sample_weight, so backends without the keyword still train unweighted data.
         weights: dict[str, Any] = {} if batch.sample_weight is None else {"sample_weight": batch.sample_weight}
         if self.scratch is None:
             if ready is not None:
                 weights["ready"] = ready
+            if progress is not None:
+                weights["progress"] = progress
             loss = backend.accumulate_gradients(batch.x, batch.y, out, **weights)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"loss is {loss}")

@@ -54,6 +54,7 @@ class ModelBackend(Protocol):
         out: np.ndarray,
         sample_weight: np.ndarray | None = None,
         ready: Callable[[int], None] | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> float:
         """One forward/backward pass in training mode: add the loss gradients
         to `out` (shape `(layout.num_trainable,)`) and return the batch loss.
@@ -67,7 +68,9 @@ class ModelBackend(Protocol):
         hooks), so that the caller can start reducing the last layers'
         gradients while the first layers' are still being computed; on JAX
         and TensorFlow (one compiled gradient function) as each gradient is
-        copied out, last variable first."""
+        copied out, last variable first. `progress()`, where the backend can,
+        is called between the operations of backward (torch), so that the
+        reductions under way keep moving while it runs."""
 
     def apply_gradients(self, grads: np.ndarray, optimizer: Any = None) -> None:
         """One step of `optimizer` (default: the model's compiled one) with flat `grads`.

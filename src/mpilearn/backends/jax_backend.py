@@ -140,6 +140,7 @@ class KerasModelBackend(FlatBackend):
         out: np.ndarray,
         sample_weight: np.ndarray | None = None,
         ready: Callable[[int], None] | None = None,
+        progress: Callable[[], None] | None = None,  # nothing runs in between: one compiled call
     ) -> float:
         loss, grads, non_trainable = self._gradients(
             _values(self.trainable), _values(self._non_trainable), x, y, sample_weight

@@ -96,6 +96,7 @@ class KerasModelBackend(FlatBackend):
         out: np.ndarray,
         sample_weight: np.ndarray | None = None,
         ready: Callable[[int], None] | None = None,
+        progress: Callable[[], None] | None = None,  # nothing runs in between: one compiled call
     ) -> float:
         loss, grads = self._gradients(x, y, sample_weight)
         out += grads.numpy()  # one traced function gives the flat gradient at once

@@ -85,6 +85,7 @@ class KerasModelBackend(FlatBackend):
         out: np.ndarray,
         sample_weight: np.ndarray | None = None,
         ready: Callable[[int], None] | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> float:
         model = self.model
         x, y, sample_weight = _to_tensor(x), _to_tensor(y), _to_tensor(sample_weight)
@@ -99,6 +100,8 @@ class KerasModelBackend(FlatBackend):
         # Each variable's gradient goes into `out` from its post-accumulate-grad hook, the moment
         # autograd has it, and `ready` hears of it there: inside backward, not after it.
         self._hook_gradients()
+        if progress is not None:
+            _between_operations(loss, progress)
         self._sink = (torch.from_numpy(out), ready, [False] * len(self.trainable))
         started = time.time()
         try:
@@ -191,6 +194,26 @@ class KerasModelBackend(FlatBackend):
         for fused in self._fused_paths.values():
             if fused is not None:
                 fused.load_from_keras()
+
+
+def _between_operations(loss: torch.Tensor, progress: Callable[[], None]) -> None:
+    """`progress()` before each operation of this loss's backward: MPI moves a message only inside
+    its calls, and the gradient hooks alone come seldom (none inside a long convolution's backward).
+    The hooks go on this step's graph nodes, which die with it; not on the parameters' gradient
+    accumulators, which outlive it."""
+
+    def hook(grad_outputs: Any) -> None:
+        progress()
+
+    seen: set[Any] = set()
+    stack = [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen or type(node).__name__ == "AccumulateGrad":
+            continue
+        seen.add(node)
+        node.register_prehook(hook)
+        stack.extend(child for child, _ in node.next_functions)
 
 
 def wrap_module(module: Any, input_shape: tuple[int, ...]) -> Any:

@@ -82,11 +82,13 @@ def run_peers(job: Job) -> None:
             trained += 1
             faults.at(comm.world_rank, trained, batch)
             control.update(epoch + step / per_epoch)
-            ready = None
+            ready = progress = None
             if buckets is not None and (pending + 1 >= algorithm.sync_every or batch.last):  # the step's last pass
                 buckets.begin(1.0 / ((pending + 1) * comm.size))
-                ready = buckets.ready
-            loss = job.compute(functools.partial(_train, guard, backend, buffer[:n], ready), epoch, step, batch)
+                ready, progress = buckets.ready, buckets.poll
+            loss = job.compute(
+                functools.partial(_train, guard, backend, buffer[:n], ready, progress), epoch, step, batch
+            )
             backward = getattr(backend, "last_backward", None) if ready is not None else None
             if backward is not None:  # inside this pass's compute span: the buckets' row shows what it hid
                 job.timeline.record("backward", backward[0], backward[1], 0)
@@ -140,9 +142,14 @@ def run_peers(job: Job) -> None:
 
 
 def _train(
-    guard: LossGuard, backend: ModelBackend, out: np.ndarray, ready: Callable[[int], None] | None, batch: Batch
+    guard: LossGuard,
+    backend: ModelBackend,
+    out: np.ndarray,
+    ready: Callable[[int], None] | None,
+    progress: Callable[[], None] | None,
+    batch: Batch,
 ) -> float | None:
-    return guard.accumulate(backend, batch, out, ready)
+    return guard.accumulate(backend, batch, out, ready, progress)
 
 
 def _allreduce(job: Job, buffer: np.ndarray, buckets: BucketReducer | None) -> None:
