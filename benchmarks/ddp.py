@@ -15,39 +15,77 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mpilearn.config import BUCKET_MB
+
 from . import common, training_runs
 
 MODEL = "benchmarks/modules.py:build"
+TARGET = ">= 1.10"
+
+
+def _sizes(text: str) -> list[float]:
+    try:
+        sizes = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bucket-mb takes numbers separated by commas, got {text!r}") from None
+    if not sizes or any(size < 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"--bucket-mb takes numbers >= 0, got {text!r}")
+    return sizes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=MODEL, help="file.py:function returning a torch.nn.Module")
+    parser.add_argument(
+        "--bucket-mb",
+        type=_sizes,
+        default=[BUCKET_MB],
+        metavar="MIB[,MIB...]",
+        help="mpilearn's --bucket-mb, one case per size, side by side in one job (0: one allreduce after "
+        f"backward, no overlap); the first is the headline ratio (default: the product's {BUCKET_MB})",
+    )
     training_runs.add_common_arguments(parser, repeats=5, epochs=3)
+
+
+def _case_name(size: float, first: bool) -> str:
+    return "mpilearn allreduce" if first else f"mpilearn allreduce, bucket {size:g} MiB"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     processes = 2
     data = common.shower_arrays(max(4096, training_runs.samples_needed(args, args.model, processes)))
-    cases = [
-        {"name": "mpilearn allreduce", "kind": "mpilearn", "algo": "allreduce", "threads": args.threads},
-        {"name": "ddp", "kind": "ddp", "threads": args.threads},
+    sizes = list(dict.fromkeys(args.bucket_mb))
+    cases: list[dict[str, Any]] = [
+        {
+            "name": _case_name(size, k == 0),
+            "kind": "mpilearn",
+            "algo": "allreduce",
+            "threads": args.threads,
+            "bucket_mb": size,
+        }
+        for k, size in enumerate(sizes)
     ]
+    cases.append({"name": "ddp", "kind": "ddp", "threads": args.threads})
     spec = training_runs.spec(args, args.model, cases, data, port=common.free_port())
     result = training_runs.launch(args, spec, processes, common.RESULTS / "logs" / "ddp.log")
-    ours, theirs = training_runs.values(result, "mpilearn allreduce"), training_runs.values(result, "ddp")
-    name = training_runs.label(args.model)
-    rows = [
-        common.row(
-            "mpilearn allreduce / DDP",
-            common.ratios(ours, theirs),
-            "ratio",
-            ">= 1.0",
-            group=f"{name}, 2 ranks x 1 thread",
-            load=training_runs.loads(result),
-        ),
-        common.row("mpilearn allreduce samples/s", ours, "samples/s", group=f"{name}, 2 ranks x 1 thread"),
-        common.row("DDP samples/s", theirs, "samples/s", group=f"{name}, 2 ranks x 1 thread"),
-    ]
+    theirs = training_runs.values(result, "ddp")
+    group = f"{training_runs.label(args.model)}, 2 ranks x 1 thread"
+    rows = []
+    for k, size in enumerate(sizes):
+        ours = training_runs.values(result, _case_name(size, k == 0))
+        label = "mpilearn allreduce" if k == 0 else f"mpilearn allreduce (bucket {size:g} MiB)"
+        rows.append(
+            common.row(
+                f"{label} / DDP",
+                common.ratios(ours, theirs),
+                "ratio",
+                TARGET,
+                group=group,
+                load=training_runs.loads(result),
+                bucket_mb=size,
+            )
+        )
+        rows.append(common.row(f"{label} samples/s", ours, "samples/s", group=group, bucket_mb=size))
+    rows.append(common.row("DDP samples/s", theirs, "samples/s", group=group))
     return {
         "rows": rows,
         "details": {args.model: result},
@@ -56,6 +94,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "processes": processes,
             "threads_per_rank": args.threads,
             "backend": "gloo",
+            "bucket_mb": sizes,
+            "ddp_bucket_cap_mb": 25,
             "measure": "samples/s after the first epoch, paired per repeat",
         },
     }

@@ -85,6 +85,22 @@ def test_allreduce_time_grows_with_bytes_and_peers() -> None:
     assert sim.ring_allreduce_s(4e6, 2, 10e9, 5e-6) < sim.ring_allreduce_s(4e6, 64, 10e9, 5e-6)
 
 
+def test_bucketed_allreduce_hides_behind_backward_all_but_its_last_bucket() -> None:
+    from dataclasses import replace
+
+    from benchmarks.simulate.model import allreduce_s, exposed_allreduce_s
+
+    big = replace(BASE, params=10_000_000, bucket_bytes=4e6)  # 10 buckets of 4 MB
+    whole = allreduce_s(big, 64)
+    assert exposed_allreduce_s(replace(big, bucket_bytes=0), 64) == whole  # no buckets: nothing hidden
+    hidden = exposed_allreduce_s(big, 64)
+    last = allreduce_s(replace(big, params=1_000_000), 64)
+    assert hidden < whole and hidden >= last  # the last bucket always waits
+    slow = replace(big, compute_s=100.0)  # a long backward hides every bucket but the last
+    assert exposed_allreduce_s(slow, 64) == last
+    assert exposed_allreduce_s(big, 1) == 0.0
+
+
 def test_a_master_saturates_when_its_work_exceeds_the_compute() -> None:
     service = sim.master_service_s(BASE, "downpour")
     light = 2  # 2 x service << compute: the master idles, workers scale

@@ -102,6 +102,7 @@ def _mpilearn_fit(
         batch_size=spec["batch"],
         algorithm=case["algo"],
         sync_every=case.get("sync_every", 1),
+        **({"bucket_mb": case["bucket_mb"]} if "bucket_mb" in case else {}),
         threads=case.get("threads", 1),
         run_dir=run_dir,
         quiet=True,

@@ -12,6 +12,8 @@ import numpy as np
 from .. import common
 from .inputs import LINKS, measured_inputs, params_for, training_label
 from .model import ring_allreduce_s, saturation_workers, simulate, single_worker_rate
+from mpilearn.config import BUCKET_MB
+
 from .params import Params
 from .scenarios import run_cases
 
@@ -39,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"a network preset ({', '.join(LINKS)})",
     )
     parser.add_argument("--sync-every", type=int, default=1)
+    parser.add_argument(
+        "--bucket-mb",
+        type=float,
+        default=BUCKET_MB,
+        help="allreduce: mpilearn's --bucket-mb, buckets reduced while backward runs "
+        "(0: one allreduce after the pass, nothing hidden)",
+    )
     parser.add_argument("--jitter", type=float, default=0.05, help="coefficient of variation of the compute time")
     parser.add_argument("--cycles", type=int, default=20, help="exchanges per worker simulated")
     parser.add_argument(
@@ -67,11 +76,12 @@ def _given(args: argparse.Namespace) -> Params:
         bandwidth=args.bandwidth or 12.5e9,
         latency=(args.latency_us if args.latency_us is not None else 2.0) / 1e6,
         jitter=args.jitter,
+        bucket_bytes=args.bucket_mb * 2**20,
     )
 
 
 def _with_link(p: Params, args: argparse.Namespace, link: str = "measured") -> Params:
-    changes: dict[str, Any] = {"sync_every": args.sync_every}
+    changes: dict[str, Any] = {"sync_every": args.sync_every, "bucket_bytes": args.bucket_mb * 2**20}
     if link in LINKS:  # a network: the ring runs at the link's speed
         changes["bandwidth"], changes["latency"] = LINKS[link]
         changes["allreduce_bandwidth"] = changes["allreduce_latency"] = None
