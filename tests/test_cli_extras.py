@@ -4,6 +4,7 @@ under a real external mpiexec, `mpilearn info`, and the progress display."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,3 +95,14 @@ def test_progress_bar_when_the_launcher_had_a_terminal(small_data: Path, tmp_pat
     )
     assert result.returncode == 0, result.output
     assert "\r" in result.stdout and "sample/s" in result.stdout and "epoch 1/1" in result.stdout
+
+
+def test_a_reader_that_leaves_early_ends_the_output_quietly() -> None:
+    """`mpilearn info | head`: the pipe's reader is gone before the output ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mpilearn", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and b"Traceback" not in stderr, stderr.decode()

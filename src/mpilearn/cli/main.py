@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -111,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(error, "collective", False) or rank in (None, 0):
             _report(error, None)
         return error.exit_status
+    except BrokenPipeError:
+        # `mpilearn info | head`: the reader left. Quietly, as other command-line tools do; stdout goes to
+        # /dev/null so that Python's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _bench(arguments: list[str]) -> int:
