@@ -65,6 +65,15 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, 
     assert any(x.startswith("[torch] Keras backend: torch ") for x in lines)
 
 
+def test_every_install_hint_names_an_extra_of_the_package() -> None:
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = set(declared["optional-dependencies"])
+    assert set(optional.EXTRAS) <= extras, set(optional.EXTRAS) - extras  # `pip install 'mpilearn[NAME]'` must exist
+    assert {"mlflow", "wandb", "tracking"} <= extras
+
+
 def test_train_data_as_hdf5_paths_and_globs(small_data: Path, tmp_path: Path) -> None:
     files = sorted(str(p) for p in small_data.glob("train_*.h5"))
     assert resolve_files(str(small_data / "train_*.h5"), "--train") == tuple(files)

@@ -24,9 +24,11 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "monitor": ("psutil",),
     "tensorboard": ("tensorboard", "tensorflow"),
     "yaml": ("yaml",),
+    "mlflow": ("mlflow", "pandas", "sqlalchemy", "alembic"),
+    "wandb": ("wandb", "tensorflow"),  # its Keras callbacks import TensorFlow
 }
 # Import name -> distribution name, where they differ (for versions).
-_DISTRIBUTIONS = {"yaml": "PyYAML", "tensorflow": "tensorflow-cpu"}
+_DISTRIBUTIONS = {"yaml": "PyYAML", "tensorflow": "tensorflow-cpu", "mlflow": "mlflow-skinny"}
 # What the extras add, for `mpilearn info`.
 PURPOSE = {
     "torch": "Keras backend",
@@ -37,6 +39,8 @@ PURPOSE = {
     "monitor": "--monitor",
     "tensorboard": "--tensorboard",
     "yaml": "YAML config files",
+    "mlflow": "MLflow's Keras callback (docs/tracking.md)",
+    "wandb": "Weights & Biases' Keras callback (docs/tracking.md)",
 }
 
 
