@@ -17,9 +17,11 @@ CORE_STAMP := $(CORE)/.installed
 install: $(STAMP)
 
 # uv installs (pinned in constraints.txt; pip bootstraps it): the 3 GB of make test
-# in about 40 s from an empty cache, where pip took about 3 minutes. uv reads no pip
-# configuration, so pip's PIP_FIND_LINKS (the local torch CPU wheel) is passed on.
-uv_install = $(BIN)/uv pip install --quiet --python $(1) -c constraints.txt \
+# in about a minute from an empty cache, where pip took about 3 minutes. uv reads no
+# pip configuration, so pip's PIP_FIND_LINKS (the local torch CPU wheel) is passed on.
+# --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set, every rank
+# would otherwise compile Keras and torch from source at each start (~10 s of CPU).
+uv_install = $(BIN)/uv pip install --quiet --compile-bytecode --python $(1) -c constraints.txt \
 	$(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 
 $(DEMO_STAMP): pyproject.toml constraints.txt
