@@ -15,21 +15,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mpilearn.config import BUCKET_MB
-
 from . import common, training_runs
 
 MODEL = "benchmarks/modules.py:build"
 TARGET = ">= 1.10"
 
 
-def _sizes(text: str) -> list[float]:
+def _sizes(text: str) -> list[float | None]:
+    """MiB per bucket, comma-separated; "auto" (None): mpilearn's default."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
     try:
-        sizes = [float(part) for part in text.split(",") if part.strip()]
+        sizes = [None if part == "auto" else float(part) for part in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--bucket-mb takes numbers separated by commas, got {text!r}") from None
-    if not sizes or any(size < 0 for size in sizes):
-        raise argparse.ArgumentTypeError(f"--bucket-mb takes numbers >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--bucket-mb takes auto or numbers, comma-separated; got {text!r}") from None
+    if not sizes or any(size is not None and size < 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"--bucket-mb takes auto or numbers >= 0; got {text!r}")
     return sizes
 
 
@@ -38,16 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bucket-mb",
         type=_sizes,
-        default=[BUCKET_MB],
+        default=[None],
         metavar="MIB[,MIB...]",
         help="mpilearn's --bucket-mb, one case per size, side by side in one job (0: one allreduce after "
-        f"backward, no overlap); the first is the headline ratio (default: the product's {BUCKET_MB})",
+        "backward, no overlap; auto: mpilearn's default); the first is the headline ratio (default: auto)",
     )
     training_runs.add_common_arguments(parser, repeats=5, epochs=3)
 
 
-def _case_name(size: float, first: bool) -> str:
-    return "mpilearn allreduce" if first else f"mpilearn allreduce, bucket {size:g} MiB"
+def _size(size: float | None) -> str:
+    return "auto" if size is None else f"{size:g} MiB"
+
+
+def _case_name(size: float | None, first: bool) -> str:
+    return "mpilearn allreduce" if first else f"mpilearn allreduce, bucket {_size(size)}"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "kind": "mpilearn",
             "algo": "allreduce",
             "threads": args.threads,
-            "bucket_mb": size,
+            **({} if size is None else {"bucket_mb": size}),
         }
         for k, size in enumerate(sizes)
     ]
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for k, size in enumerate(sizes):
         ours = training_runs.values(result, _case_name(size, k == 0))
-        label = "mpilearn allreduce" if k == 0 else f"mpilearn allreduce (bucket {size:g} MiB)"
+        label = "mpilearn allreduce" if k == 0 else f"mpilearn allreduce (bucket {_size(size)})"
         rows.append(
             common.row(
                 f"{label} / DDP",
@@ -81,10 +85,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 TARGET,
                 group=group,
                 load=training_runs.loads(result),
-                bucket_mb=size,
+                bucket_mb=_size(size),
             )
         )
-        rows.append(common.row(f"{label} samples/s", ours, "samples/s", group=group, bucket_mb=size))
+        rows.append(common.row(f"{label} samples/s", ours, "samples/s", group=group, bucket_mb=_size(size)))
     rows.append(common.row("DDP samples/s", theirs, "samples/s", group=group))
     return {
         "rows": rows,
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "processes": processes,
             "threads_per_rank": args.threads,
             "backend": "gloo",
-            "bucket_mb": sizes,
+            "bucket_mb": [_size(size) for size in sizes],
             "ddp_bucket_cap_mb": 25,
             "measure": "samples/s after the first epoch, paired per repeat",
         },

@@ -90,9 +90,9 @@ def test_bucketed_allreduce_hides_behind_backward_all_but_its_last_bucket() -> N
 
     from benchmarks.simulate.model import allreduce_s, exposed_allreduce_s
 
-    big = replace(BASE, params=10_000_000, bucket_bytes=4e6)  # 10 buckets of 4 MB
+    big = replace(BASE, params=10_000_000, bucket_mb=4e6 / 2**20)  # 10 buckets of 4 MB
     whole = allreduce_s(big, 64)
-    assert exposed_allreduce_s(replace(big, bucket_bytes=0), 64) == whole  # no buckets: nothing hidden
+    assert exposed_allreduce_s(replace(big, bucket_mb=0), 64) == whole  # no buckets: nothing hidden
     hidden = exposed_allreduce_s(big, 64)
     last = allreduce_s(replace(big, params=1_000_000), 64)
     assert hidden < whole and hidden >= last  # the last bucket always waits

@@ -12,8 +12,6 @@ import numpy as np
 from .. import common
 from .inputs import LINKS, measured_inputs, params_for, training_label
 from .model import ring_allreduce_s, saturation_workers, simulate, single_worker_rate
-from mpilearn.config import BUCKET_MB
-
 from .params import Params
 from .scenarios import run_cases
 
@@ -44,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bucket-mb",
         type=float,
-        default=BUCKET_MB,
+        default=None,
         help="allreduce: mpilearn's --bucket-mb, buckets reduced while backward runs "
-        "(0: one allreduce after the pass, nothing hidden)",
+        "(0: one allreduce after the pass, nothing hidden; default: mpilearn's auto size)",
     )
     parser.add_argument("--jitter", type=float, default=0.05, help="coefficient of variation of the compute time")
     parser.add_argument("--cycles", type=int, default=20, help="exchanges per worker simulated")
@@ -76,12 +74,12 @@ def _given(args: argparse.Namespace) -> Params:
         bandwidth=args.bandwidth or 12.5e9,
         latency=(args.latency_us if args.latency_us is not None else 2.0) / 1e6,
         jitter=args.jitter,
-        bucket_bytes=args.bucket_mb * 2**20,
+        bucket_mb=args.bucket_mb,
     )
 
 
 def _with_link(p: Params, args: argparse.Namespace, link: str = "measured") -> Params:
-    changes: dict[str, Any] = {"sync_every": args.sync_every, "bucket_bytes": args.bucket_mb * 2**20}
+    changes: dict[str, Any] = {"sync_every": args.sync_every, "bucket_mb": args.bucket_mb}
     if link in LINKS:  # a network: the ring runs at the link's speed
         changes["bandwidth"], changes["latency"] = LINKS[link]
         changes["allreduce_bandwidth"] = changes["allreduce_latency"] = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from mpilearn.config import BUCKET_MB
+from mpilearn.flat import bucket_bytes as _bucket_bytes
 
 # Passes over the weight vector a worker makes per exchange, besides its
 # compute (clients.py, worker.py): downpour/sync: the NaN check, get_weights
@@ -71,10 +71,11 @@ class Params:
     # doubling, 2 log2(p) latency steps, the same bytes); "hierarchical": a shared-memory reduce among
     # ranks_per_node ranks, Rabenseifner across nodes, a shared-memory broadcast.
     allreduce_algorithm: str = "ring"
-    # mpilearn's allreduce reduces its gradients in buckets of bucket_bytes (--bucket-mb), each started
-    # as backward finishes it (torch gradient hooks): communication hides behind the last pass's backward
-    # (backward_fraction of compute_s), all but the last bucket's. 0: one allreduce after the pass.
-    bucket_bytes: float = BUCKET_MB * 2**20
+    # mpilearn's allreduce reduces its gradients in buckets of bucket_mb MiB (--bucket-mb; None: its auto
+    # size), each started as backward finishes it (torch gradient hooks): communication hides behind the
+    # last pass's backward (backward_fraction of compute_s), all but the last bucket's. 0: one allreduce
+    # after the pass.
+    bucket_mb: float | None = None
     backward_fraction: float = 2 / 3
     ranks_per_node: int = 4
     # mpilearn's non-spinning waits (comm.transport.Backoff): a waiting rank tests, then sleeps
@@ -93,6 +94,10 @@ class Params:
     @property
     def bytes(self) -> float:
         return 4.0 * self.params
+
+    @property
+    def bucket_bytes(self) -> float:
+        return _bucket_bytes(self.bytes, self.bucket_mb)
 
     @property
     def shard_bytes(self) -> float:

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 ALGORITHMS = registry.names()
 COMPRESSIONS = ("none", "fp16", "bf16")
-# --bucket-mb's default (MiB): provisional, to be set from `python -m benchmarks ddp --bucket-mb ...` on a quiet machine.
-BUCKET_MB = 0.1
 LR_SCALINGS = ("auto", "none", "linear", "sqrt", "staleness")
 GEM_PROXIES = ("model", "momentum")
 SHARD_MODES = ("files", "samples")
@@ -235,8 +233,8 @@ class AlgorithmConfig:
     gem_kappa: float = 1.0
     # allreduce: number format of the exchanged gradients.
     compression: Literal["none", "fp16", "bf16"] = "none"
-    # allreduce: gradients go out in buckets of this many MiB, last layers first, each reduced while backward still computes the earlier layers' (torch); 0: one allreduce of all gradients after backward.
-    bucket_mb: float = BUCKET_MB
+    # allreduce: gradients go out in buckets of this many MiB, last layers first, each reduced while backward still computes the earlier layers' (torch); 0: one allreduce of all gradients after backward; none: a quarter of the gradients, at most 25 MiB.
+    bucket_mb: float | None = None
     # Asynchronous modes: drop updates computed on weights more than this many master steps old.
     max_staleness: int | None = None
     # Masters in a two-level tree: 1 = a single master; M >= 2 = a top master and M-1 sub-masters.
@@ -252,7 +250,7 @@ class AlgorithmConfig:
         spec = registry.spec_of(self.name)
         _positive_int("--sync-every", self.sync_every)
         _choice("--compression", self.compression, COMPRESSIONS)
-        if not self.bucket_mb >= 0:
+        if self.bucket_mb is not None and not self.bucket_mb >= 0:
             raise ConfigError(f"--bucket-mb must be >= 0, got {self.bucket_mb!r}")
         _choice("--lr-scaling", self.lr_scaling, LR_SCALINGS)
         _choice("--gem-proxy", self.gem_proxy, GEM_PROXIES)

@@ -17,6 +17,19 @@ import numpy as np
 
 DTYPE = np.float32
 
+# --bucket-mb's default (none): the gradients in about AUTO_BUCKETS buckets, none over BUCKET_CAP_MB MiB
+# (PyTorch DDP's cap): few enough that each bucket's latency stays small at many peers (see the
+# allreduce rows of benchmarks/results/simulate.json), enough that a small model overlaps too.
+AUTO_BUCKETS = 4
+BUCKET_CAP_MB = 25.0
+
+
+def bucket_bytes(total_bytes: float, bucket_mb: float | None) -> float:
+    """The bucket size of --bucket-mb (MiB; None: auto) for gradients of `total_bytes`."""
+    if bucket_mb is None:
+        return min(BUCKET_CAP_MB * 2**20, total_bytes / AUTO_BUCKETS)
+    return bucket_mb * 2**20
+
 
 class Header(enum.IntEnum):
     """Slots of the float32 header in front of every training message."""
@@ -78,7 +91,7 @@ class FlatLayout:
             offset += size
         return views
 
-    def buckets(self, bucket_bytes: int) -> tuple["Bucket", ...]:
+    def buckets(self, bucket_bytes: float) -> tuple["Bucket", ...]:
         """The trainable variables in buckets of about `bucket_bytes` (float32), for reducing
         gradients while backward runs: in reverse order (backward produces the last layers'
         gradients first), a bucket closing once it holds `bucket_bytes` or more, so one

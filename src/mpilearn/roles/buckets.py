@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..flat import FlatLayout
+from ..flat import DTYPE, FlatLayout, bucket_bytes
 from ..timeline import Timeline
 
 # The timeline row (tid) of the bucket reductions: they overlap the compute spans of row 0.
@@ -37,12 +37,12 @@ class BucketReducer:
         comm: Any,
         layout: FlatLayout,
         exchange: np.ndarray,
-        bucket_mb: float,
+        bucket_mb: float | None,
         compression: str,
         timeline: Timeline,
     ) -> None:
         self.comm, self.compression, self.timeline = comm, compression, timeline
-        self.buckets = layout.buckets(int(bucket_mb * 2**20))
+        self.buckets = layout.buckets(bucket_bytes(layout.num_trainable * DTYPE().itemsize, bucket_mb))
         self.views = [exchange[b.start : b.end] for b in self.buckets]
         self.tail = exchange[layout.num_trainable :]  # layer state and flags: known only after the pass
         self.bucket_of = np.zeros(len(layout.trainable_shapes), dtype=np.int64)

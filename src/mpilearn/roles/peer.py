@@ -66,7 +66,7 @@ def run_peers(job: Job) -> None:
     # the pass (--skip-bad-batches): those must not leave before they are checked.
     buckets = (
         BucketReducer(comm, layout, exchange, algorithm.bucket_mb, algorithm.compression, job.timeline)
-        if comm.size > 1 and algorithm.bucket_mb > 0 and guard.scratch is None
+        if comm.size > 1 and algorithm.bucket_mb != 0 and guard.scratch is None
         else None
     )
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
