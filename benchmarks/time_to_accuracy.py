@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--workers", default="1,2,4", help="worker counts")
     parser.add_argument("--seeds", type=int, default=3, help="seeds (each one a repeat of the whole grid)")
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     parser.add_argument("--epochs", type=int, default=6, help="epoch budget of every run")
     parser.add_argument(
         "--fraction", type=float, default=TARGET_FRACTION, help="target = FRACTION x one process's best"
@@ -52,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--model", default="calo-cnn")
     parser.add_argument("--timeout", type=float, default=600, help="hard limit per training run, seconds")
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        help="more `mpilearn train` options for the algorithms' runs (not the 1-process reference), e.g. "
+        '"--inner-steps 4"; repeat it to measure each set of options against the same reference',
+    )
 
 
 def data_set() -> Path:
@@ -65,14 +74,24 @@ def data_set() -> Path:
     return folder
 
 
-def samples_per_update(algo: str, workers: int, batch: int) -> int:
+def samples_per_update(algo: str, workers: int, batch: int, extra: list[str] | None = None) -> int:
     """Samples behind one master update (one optimizer step for allreduce) at the defaults:
     lockstep modes fold one batch per worker into a step, DiLoCo its inner steps; the others one batch per update."""
-    if algo == "diloco":  # one update per worker after its inner steps (the default count)
+    if algo == "diloco":  # one update per worker after its inner steps (--inner-steps in --extra, else the default)
+        from mpilearn.algorithms.defaults import inner_steps_for
         from mpilearn.config import AlgorithmConfig
 
-        return batch * AlgorithmConfig().inner_steps
+        extra = extra or []
+        if "--inner-steps" in extra and extra[extra.index("--inner-steps") + 1] != "auto":
+            return batch * int(extra[extra.index("--inner-steps") + 1])
+        default = AlgorithmConfig().inner_steps
+        steps = default if isinstance(default, int) else inner_steps_for(_train_samples() // (batch * workers))[0]
+        return batch * steps
     return batch * workers if algo in ("sync", "allreduce") else batch
+
+
+def _train_samples() -> int:
+    return int(DATA["files"]) * int(DATA["events-per-file"])
 
 
 def curve(history: dict[str, Any]) -> list[tuple[float, float]]:
@@ -88,9 +107,12 @@ def time_to(points: list[tuple[float, float]], target: float) -> float | None:
     return next((t for t, accuracy in points if accuracy >= target), None)
 
 
-def _train(args: argparse.Namespace, data: Path, algo: str, workers: int, seed: int, log: Path) -> dict[str, Any]:
+def _train(
+    args: argparse.Namespace, data: Path, algo: str, workers: int, seed: int, log: Path, options: str = ""
+) -> dict[str, Any]:
     processes = workers if algo == "allreduce" else workers + 1
-    every = max(1, round(args.validate_samples / samples_per_update(algo, workers, args.batch)))
+    extra = shlex.split(options)
+    every = max(1, round(args.validate_samples / samples_per_update(algo, workers, args.batch, extra)))
     with tempfile.TemporaryDirectory(prefix="mpilearn-tta-") as tmp:
         run_dir = Path(tmp) / "run"
         argv = [
@@ -122,9 +144,14 @@ def _train(args: argparse.Namespace, data: Path, algo: str, workers: int, seed: 
             str(run_dir),
             "--progress",
             "lines",
+            *extra,
         ]
         before = common.load()
-        label = "1 process" if processes == 1 else f"{algo} {workers} worker(s), {processes} processes"
+        label = (
+            "1 process"
+            if processes == 1
+            else f"{algo} {workers} worker(s), {processes} processes{' ' + options if options else ''}"
+        )
         print(f"  seed {seed}: {label} (load {before[0]})", flush=True)
         common.run(argv, args.timeout, common.rank_env(1), log)
         history = json.loads((run_dir / "history.json").read_text())
@@ -150,19 +177,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = data_set()
     log = common.RESULTS / "logs" / "time-to-accuracy.log"
     # allreduce with 1 worker is one process: the reference itself.
-    configs = [(a, w) for w in workers for a in algos if not (a == "allreduce" and w == 1)]
+    extras = args.extra or [""]
+    configs = [(a, w, e) for w in workers for a in algos for e in extras if not (a == "allreduce" and w == 1)]
     reference: list[dict[str, Any]] = []
-    measured: dict[str, list[dict[str, Any]]] = {f"{a} {w}w": [] for a, w in configs}
-    for seed in range(1, seeds + 1):
+    measured: dict[str, list[dict[str, Any]]] = {_key(*c): [] for c in configs}
+    for seed in range(args.first_seed, args.first_seed + seeds):
         solo = _train(args, data, "allreduce", 1, seed, log)
         solo["target"] = args.fraction * solo["best"]
         solo["time_to_target_s"] = time_to(solo["curve"], solo["target"])
         reference.append(solo)
         order = configs if seed % 2 else list(reversed(configs))  # alternate to spread drifts of the load
-        for algo, w in order:
-            result = _train(args, data, algo, w, seed, log)
+        for algo, w, extra in order:
+            result = _train(args, data, algo, w, seed, log, extra)
             result["time_to_target_s"] = time_to(result["curve"], solo["target"])
-            measured[f"{algo} {w}w"].append(result)
+            measured[_key(algo, w, extra)].append(result)
     return {
         "rows": _rows(algos, configs, reference, measured),
         "reference": reference,
@@ -176,15 +204,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "validate_samples": args.validate_samples,
             "batch": args.batch,
             "model": args.model,
+            "extra": args.extra,
             "data": "mpilearn make-data " + " ".join(f"--{k} {v}" for k, v in DATA.items()),
             "cores": common.cores(),
         },
     }
 
 
+def _key(algo: str, workers: int, extra: str) -> str:
+    return f"{algo} {workers}w" + (f" {extra}" if extra else "")
+
+
 def _rows(
     algos: list[str],
-    configs: list[tuple[str, int]],
+    configs: list[tuple[str, int, str]],
     reference: list[dict[str, Any]],
     measured: dict[str, list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
@@ -201,10 +234,10 @@ def _rows(
             "1 process: seconds to the target", t1, "s", group="reference", load=[r["load_before"] for r in reference]
         ),
     ]
-    for algo, w in configs:
-        runs = measured[f"{algo} {w}w"]
+    for algo, w, extra in configs:
+        runs = measured[_key(algo, w, extra)]
         over = " (oversubscribed)" if any(r["oversubscribed"] for r in runs) else ""
-        name = f"{algo}, {w} worker{'s' if w > 1 else ''}{over}"
+        name = f"{algo}{' ' + extra if extra else ''}, {w} worker{'s' if w > 1 else ''}{over}"
         reached = sum(r["time_to_target_s"] is not None for r in runs)
         loads = [r["load_before"] for r in runs]
         rows.append(

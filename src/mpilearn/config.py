@@ -217,8 +217,10 @@ class AlgorithmConfig:
     worker_optimizer: str = "model"
     # EASGD, DiLoCo: exchange with all workers at once instead of whoever is ready.
     synchronous: bool = False
-    # Inner steps H each DiLoCo worker takes with the model's optimizer between two exchanges.
-    inner_steps: int = 16
+    # Inner steps H each DiLoCo worker takes with the model's optimizer between two exchanges (auto: a worker's steps per epoch / 8, from 1 to 16; --print-config and the log show the choice).
+    inner_steps: int | Literal["auto"] = field(
+        default="auto", metadata=opt(metavar="H|auto", parse=option_values.inner_steps)
+    )
     # Learning rate of DiLoCo's outer Nesterov SGD on the master (the paper's 0.7).
     outer_lr: float = 0.7
     # Nesterov momentum of DiLoCo's outer SGD (the paper's 0.9; the synchronous form only).
@@ -256,7 +258,8 @@ class AlgorithmConfig:
         _choice("--gem-proxy", self.gem_proxy, GEM_PROXIES)
         _positive_int("--masters", self.masters)
         _positive_int("--servers", self.servers)
-        _positive_int("--inner-steps", self.inner_steps)
+        if self.inner_steps != "auto":
+            _positive_int("--inner-steps", self.inner_steps)
         if not self.outer_lr > 0:
             raise ConfigError(f"--outer-lr must be a positive number, got {self.outer_lr!r}")
         if not 0 <= self.outer_momentum < 1:

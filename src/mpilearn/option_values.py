@@ -28,6 +28,16 @@ def model_args(pairs: Sequence[str]) -> tuple[tuple[str, Any], ...]:
     return tuple(parsed)
 
 
+def inner_steps(text: Any) -> int | str:
+    """--inner-steps H|auto -> a positive integer, or "auto" (algorithms/defaults.py chooses H)."""
+    if text == "auto" or isinstance(text, int):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--inner-steps must be a positive integer or auto, got {text!r}") from None
+
+
 def early_stopping(text: str) -> dict[str, Any]:
     """--early-stopping METRIC,PATIENCE -> early_stopping and patience."""
     metric, _, patience = (part.strip() for part in text.partition(","))

@@ -431,14 +431,20 @@ def _run(
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
     backend = backends.for_model(model)
-    # "auto" options become values for this many workers and this optimizer, the same on every rank.
-    config, reasons = defaults.resolve(config, topology.num_workers, getattr(model, "optimizer", None))
-    if comm.rank == 0:
-        for reason in reasons:
-            get_logger().info("%s", reason)
     source = pipeline.trusted_train(
         config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature
     )
+    # "auto" options become values for this many workers, this optimizer and these steps per epoch,
+    # the same on every rank.
+    config, reasons = defaults.resolve(
+        config,
+        topology.num_workers,
+        getattr(model, "optimizer", None),
+        pipeline.epoch_steps(config.data, source, topology.num_workers),
+    )
+    if comm.rank == 0:
+        for reason in reasons:
+            get_logger().info("%s", reason)
     node = pipeline.node_context(comm, config.data)  # collective: --cache-dir job token, --preload memory snapshot
 
     history = History(config.to_dict())

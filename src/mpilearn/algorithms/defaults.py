@@ -24,6 +24,11 @@ ADAPTIVE_OPTIMIZERS = frozenset(
 WARMUP_EPOCHS = 1.0
 # Why --gem-proxy model is GEM's default (measured: README, "Defaults with N workers").
 GEM_PROXY_WHY = "measured closer to one process than the momentum-SGD proxy"
+# DiLoCo's --inner-steps auto: H = a worker's steps per epoch / EXCHANGES_PER_EPOCH, clamped to [1, MAX_INNER_STEPS]
+# (measured: README, "Defaults with N workers"). Long epochs get the most inner steps, so the bytes per sample
+# fall MAX_INNER_STEPS-fold; short ones keep enough outer steps within a few epochs.
+EXCHANGES_PER_EPOCH = 8
+MAX_INNER_STEPS = 16
 
 
 def optimizer_name(optimizer: Any) -> str:
@@ -36,16 +41,38 @@ def scaling_for(optimizer: Any) -> str:
     return "sqrt" if optimizer_name(optimizer) in ADAPTIVE_OPTIMIZERS else "linear"
 
 
+def inner_steps_for(steps_per_epoch: int) -> tuple[int, str]:
+    """DiLoCo's H for a worker that takes `steps_per_epoch` batches an epoch, and why."""
+    steps = max(1, min(MAX_INNER_STEPS, steps_per_epoch // EXCHANGES_PER_EPOCH))
+    return steps, (
+        f"--inner-steps {steps} by --inner-steps auto: {steps_per_epoch} steps per epoch per worker / "
+        f"{EXCHANGES_PER_EPOCH} exchanges, at most {MAX_INNER_STEPS}"
+    )
+
+
 def factor_text(scaling: str, workers: int) -> str:
     return {"linear": f"x {workers}", "sqrt": f"x sqrt({workers})"}.get(scaling, "x 1")
 
 
-def resolve(config: RunConfig, workers: int, optimizer: Any) -> tuple[RunConfig, tuple[str, ...]]:
+def resolve(
+    config: RunConfig, workers: int, optimizer: Any, steps_per_epoch: int | None = None
+) -> tuple[RunConfig, tuple[str, ...]]:
     """The configuration with every "auto" replaced, and one line per choice
-    saying why. `optimizer` is the model's compiled optimizer (or its name)."""
+    saying why. `optimizer` is the model's compiled optimizer (or its name);
+    `steps_per_epoch` a worker's batches per epoch (None: not known yet, before
+    the data is read: DiLoCo's --inner-steps auto then stays auto)."""
     algorithm = config.algorithm
     reasons: list[str] = []
     changes: dict[str, Any] = {}
+    if algorithm.name == "diloco" and algorithm.inner_steps == "auto":
+        if steps_per_epoch is None:
+            reasons.append(
+                f"--inner-steps auto: a worker's steps per epoch / {EXCHANGES_PER_EPOCH} exchanges, "
+                f"at most {MAX_INNER_STEPS}, chosen once the training data is read"
+            )
+        else:
+            changes["inner_steps"], why = inner_steps_for(steps_per_epoch)
+            reasons.append(why)
     # A name (--print-config, before any model exists): its rate is --lr, or Keras's default (None here).
     name, scheduled = optimizer_name(optimizer), _has_schedule(optimizer)
     lr = config.model.learning_rate if isinstance(optimizer, str) else constant_rate(optimizer)

@@ -168,6 +168,12 @@ def _synchronous_option(config: AlgorithmConfig) -> bool:
     return config.synchronous
 
 
+def _inner_steps(config: AlgorithmConfig) -> int:
+    if config.inner_steps == "auto":  # algorithms/defaults.py resolves it once the steps per epoch are known
+        raise ValueError("--inner-steps auto is resolved when training starts")
+    return config.inner_steps
+
+
 def _diloco_client(config: AlgorithmConfig, backend: ModelBackend, optimizer: Any, own_train_step: bool) -> ClientRule:
     return DilocoClient(backend)
 
@@ -239,7 +245,7 @@ SPECS: tuple[AlgorithmSpec, ...] = (
         client=_diloco_client,
         center=_diloco_center,
         options=("inner_steps", "outer_lr", "outer_momentum", "synchronous"),
-        exchange_every=lambda config: config.inner_steps,
+        exchange_every=_inner_steps,
     ),
     AlgorithmSpec(
         "allreduce",
