@@ -26,6 +26,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.validation",
         "rank-0, background and spread validation: wall time, master's share, rank 0's memory",
     ),
+    "startup": (
+        "benchmarks.startup",
+        "launch to first batch of mpilearn train -n 3 --model calo-cnn, in parts per rank, vs import keras",
+    ),
     "simulate": (
         "benchmarks.simulate",
         "discrete-event scaling model, 8 to 4096 workers, validated against the real runs",

@@ -25,6 +25,7 @@ ORDER = (
     "data",
     "backends",
     "validation",
+    "startup",
     "simulate",
     "emulate",
 )

@@ -59,6 +59,17 @@ def test_downpour_on_three_ranks_writes_history_and_model(small_data: Path, tmp_
     assert set(history["workers"]) == {"1", "2"}
     assert all(len(w["train_loss"]) == 2 for w in history["workers"].values())
     assert history["train_time_s"] > 0 and history["config"]["algorithm"]["name"] == "downpour"
+    # Every rank's start-up, in parts that sum to its total; the job's time is its slowest worker's.
+    startup = history["startup"]
+    assert [(r["rank"], r["role"]) for r in startup["ranks"]] == [(0, "master"), (1, "worker"), (2, "worker")]
+    for rank in startup["ranks"]:
+        parts = rank["parts"]
+        assert all(v >= 0 for v in parts.values()) and rank["total_s"] > 0, rank
+        assert {"launch", "imports", "mpi", "keras", "model", "wait"} <= set(parts), rank
+        assert sum(parts.values()) == pytest.approx(rank["total_s"], abs=0.01)
+        assert ("first batch" in parts) == (rank["role"] == "worker")
+    assert startup["slowest_rank"] in (1, 2)
+    assert startup["first_batch_s"] == max(r["total_s"] for r in startup["ranks"][1:])
     # The written model is the central model of the last validation: evaluated again, it scores the same.
     import h5py
     import keras

@@ -64,3 +64,24 @@ def test_flat_layout_split_and_pack_are_inverse() -> None:
     assert message.payload.sum() == 10 + 4  # views, not copies
     with pytest.raises(ValueError, match="layout needs"):
         layout.split(np.zeros(5, np.float32))
+
+
+def test_start_up_parts_sum_to_the_total_and_the_slowest_worker_is_named() -> None:
+    from mpilearn import startup_times
+
+    clock = startup_times.StartupClock(age=2.0, launched_at=None)
+    clock.mark("imports")
+    clock.mark("keras")
+    clock.finish("first batch")
+    clock.mark("wait")  # after finish: ignored
+    record = clock.record()
+    assert record["parts"]["imports"] >= 2.0 and "wait" not in record["parts"]
+    assert sum(record["parts"].values()) == pytest.approx(record["total_s"], abs=0.01)
+    master = {"started": 0.0, "total_s": 9.0, "parts": {"keras": 9.0}}
+    workers = [{"started": 0.0, "total_s": t, "parts": {"keras": t - 1, "first batch": 1.0}} for t in (5.0, 6.0)]
+    section = startup_times.section([master, *workers], ["master", "worker", "worker"])
+    assert (section["first_batch_s"], section["slowest_rank"]) == (6.0, 2)  # a master's longer wait does not count
+    assert startup_times.summary(section) == (
+        "start-up: 6.0 s to the first batch (keras 5.0, first batch 1.0), slowest rank 2 of 3"
+    )
+    assert 0.0 <= startup_times.process_age() < 3600

@@ -42,6 +42,8 @@ class History:
 
     # Training time of the runs this one resumes.
     time_before: float = 0.0
+    # Each rank's start-up, in parts, as the end of training gathers it (startup_times.section).
+    startup: dict[str, Any] | None = None
 
     def start_clock(self) -> None:
         self._start = time.perf_counter()
@@ -144,6 +146,7 @@ class History:
                 }
                 for w, losses in sorted(self.worker_loss.items())
             },
+            **({"startup": self.startup} if self.startup is not None else {}),
         }
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import env
+from . import env, startup_times
 from .errors import CommunicationError, ConfigError
 
 MPICH = "MPICH"
@@ -239,6 +239,7 @@ def relaunch(processes: int, args: Sequence[str], mpiexec: str | None = None, ho
     hostfile = write_machinefile(hosts) if hosts and launcher.implementation == INTEL_MPI else ""
     child_env = dict(os.environ)
     child_env[env.LAUNCHED] = "1"
+    child_env.update(startup_times.launch_environment())  # the ranks count the launcher's start-up too
     if sys.stdout.isatty():  # ranks under mpiexec never see a terminal: tell rank 0 to draw a progress bar
         child_env.setdefault(env.TTY, str(shutil.get_terminal_size().columns))
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0

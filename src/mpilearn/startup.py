@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 def start_ranks(config: RunConfig, comm: Communicator | None = None, *, before_keras: bool = True) -> Communicator:
     """Fix the backend, cap thread pools, pin JAX ranks to their cores and
     give each rank its GPU; returns the communicator to train on."""
+    from . import startup_times
     from .optional import require_for_run
 
+    startup_times.mark("imports")
     require_for_run(config, backend=before_keras)
     if before_keras:
         backend = env.select_keras_backend(config.backend)
@@ -37,6 +39,7 @@ def start_ranks(config: RunConfig, comm: Communicator | None = None, *, before_k
     from .roles.watchdog import FIRST_EXCHANGE_S
 
     comm = comm or world(config.poll_max_s)
+    startup_times.mark("mpi")
     if comm.size > 1:  # alive from here on: the others wait for this rank while it imports Keras (train() takes over)
         comm.beat(ALIVE_S, cap=FIRST_EXCHANGE_S)
     threads = config.threads or env.default_threads(comm.local_size)

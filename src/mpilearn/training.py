@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import backends, checkpoint, faults, models, preflight
+from . import backends, checkpoint, faults, models, preflight, startup_times
 from .algorithms import defaults
 from .comm import ALIVE_S, Communicator, world
 from .comm.agreement import decide_on_root
@@ -203,6 +203,8 @@ def train(
     `model` is the user's compiled model (mpilearn.fit) or None to build it
     from `config.model` (command line).
     """
+    startup_times.begin_run()
+    startup_times.mark("imports")
     comm = comm or world(config.poll_max_s)
     _bound_start_up(comm, config)
     try:
@@ -276,6 +278,7 @@ def _train(
         )  # enough data for the workers?
         pipeline.check_preload(config.data, source, topology.num_workers)
         root.validation = _open_validation(config, validation_arrays)
+        startup_times.mark("data")
         where = config.data.train_files[0] if config.data.train_files else "training data"
         preflight.check_validation_fits_training(
             validation.first_sample(root.validation),
@@ -292,6 +295,7 @@ def _train(
             classes = _count_classes(source, where, given=given)
             root.model, loss, metrics = _build_cli_model(config, source.signature, classes)
             _check_loss_fits_labels(loss, source.signature, where)
+            startup_times.mark("model")
         _check_model_fits_data((root.model or model), source.signature, where)
         preflight.check_outputs_fit_labels((root.model or model), source, where, counted=model is None and not given)
         _check_algorithm_fits_model(config, (root.model or model))
@@ -316,6 +320,7 @@ def _train(
     STOP.install()  # SIGTERM/SIGINT from here on: stop at the next safe point (interrupt.py)
     try:
         agreed: Plan = decide_on_root(comm, plan, "the start-up checks")
+        startup_times.mark("wait")  # the others, for rank 0's checks (it opens the data and builds the model)
         config = config.replace(run_dir=agreed.run_dir)
         if comm.rank == 0:
             _announce_outputs(config, log, validation_arrays is not None)
@@ -428,12 +433,14 @@ def _run(
                 BUSY_S
             ):  # the others may reach the next collective long before this rank's model is built
                 model = _build_cli_model(config, agreed.signature, agreed.classes)[0]
+            startup_times.mark("model")
     threads = config.threads or default_threads(comm.local_size)
     backends.set_threads(threads)
     backend = backends.for_model(model)
     source = pipeline.trusted_train(
         config.data, train_arrays, topology.num_workers, config.seed, agreed.counts, agreed.signature
     )
+    startup_times.mark("data")
     # "auto" options become values for this many workers, this optimizer and these steps per epoch,
     # the same on every rank.
     config, reasons = defaults.resolve(
@@ -456,9 +463,11 @@ def _run(
 
     weights = np.empty(backend.layout.size, dtype=np.float32)
     backend.get_weights(weights)
+    startup_times.mark("setup")
     comm.barrier(what="the start of training")  # names a rank that never got here (a broadcast cannot)
     comm.bcast_array(weights, root=0)  # every rank starts from rank 0's (initial or resumed) weights
     backend.set_weights(weights)
+    startup_times.mark("wait")
 
     timeline = Timeline(comm.rank, role.value, bool(config.timeline))
     watchdog = Watchdog(config.timeout)
@@ -483,6 +492,7 @@ def _run(
             workload.steps_per_epoch,
             node,
         )
+    startup_times.mark("data")
     supervisor = None
     if comm.rank == 0:  # progress display, Keras callbacks, validation, checkpoints
         atomic_write_json(Path(config.run_dir) / CONFIG, config.to_dict())
@@ -518,7 +528,12 @@ def _run(
         sliced_state,
     )
     monitor = Monitor(comm.rank, role.value, comm.local_rank).start() if config.monitor else None
+    startup_times.mark("setup")
     comm.barrier()
+    if reader is None:  # a master's start-up ends here; a rank that trains ends its with the first batch
+        startup_times.finish("wait")
+    else:
+        startup_times.mark("wait")
     comm.stop_beating()  # every rank is here: from now on the training's own watchdog
     comm.limit = job.watchdog.limit()  # --timeout (or the adaptive limit), for every wait, the end included
     history.start_clock()
@@ -576,8 +591,14 @@ def _already_finished(
 def _stop_if_interrupted(job: Job) -> None:
     """After the loop: did the job stop for a signal? Rank 0 knows; every rank raises."""
     comm = job.comm
+    startup = startup_times.record()  # each rank's start-up reaches rank 0 with this gather
+    gathered: list[Any] | None = [startup]
     if comm.size > 1:  # a gather first: it names a rank that never finished its loop
-        comm.gather_object(None, what="the end of training")
+        gathered = comm.gather_object(startup, what="the end of training")
+    if comm.rank == 0:
+        assert gathered is not None
+        job.history.startup = startup_times.section(gathered, [job.topology.role(r).value for r in range(comm.size)])
+        get_logger().info("%s", startup_times.summary(job.history.startup))
     verdict: tuple[int, str] | None = (
         (STOP.signum if STOP.acted else 0, _interrupt_message(job)) if comm.rank == 0 else None
     )

@@ -216,6 +216,11 @@ def train(args: argparse.Namespace, argv: list[str]) -> int:
     from ..startup import start_ranks
 
     comm = start_ranks(config)
+    import keras  # noqa: F401  # here, to be timed apart: most of a rank's start-up
+
+    from .. import startup_times
+
+    startup_times.mark("keras")
     from ..training import train as run
 
     run(config, comm=comm)  # a failure on one rank aborts every rank (errors.abort_job)

@@ -15,14 +15,16 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import h5py
 import numpy as np
 
 from ..errors import DataError
 from .options import split_names
 from .sharding import Piece
+
+if TYPE_CHECKING:  # h5py loads with the first HDF5 file: a launcher or an in-memory run never needs it
+    import h5py
 
 Arrays = tuple[np.ndarray, ...]
 
@@ -179,6 +181,8 @@ def _resolve(handle: h5py.File, path: str, role: str, text: str) -> tuple[list[h
     """The datasets one option names in an open file, their names and form:
     a dataset (array), a group (its datasets sorted by key: list), or a
     comma-separated list of datasets (list)."""
+    import h5py
+
     option = _OPTIONS[role]
     names = split_names(text)
     if len(names) == 1:
@@ -222,6 +226,8 @@ def _open_datasets(handle: h5py.File, path: str, names: DatasetNames) -> tuple[l
 
 
 def _inspect_file(path: str, names: DatasetNames) -> tuple[int, Signature]:
+    import h5py
+
     try:
         handle = h5py.File(path, "r")
     except FileNotFoundError:
@@ -314,6 +320,8 @@ class Hdf5Source(Source):
             if entry is not None:
                 self._open.move_to_end(path)
                 return entry[1]
+            import h5py
+
             handle = h5py.File(path, "r")
             try:
                 datasets = _open_datasets(handle, path, self.names)[0]

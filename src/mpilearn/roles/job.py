@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .. import startup_times
 from ..backends import ModelBackend
 from ..comm import Communicator
 from ..comm.topology import Topology
@@ -106,7 +107,9 @@ class Job:
         with where it happened and what to do."""
         with self.timeline.span("compute"):
             try:
-                return train(batch)
+                loss = train(batch)
+                startup_times.finish("first batch")  # after the first batch, a flag test
+                return loss
             except NonFiniteLossError as error:
                 rank = self.comm.rank
                 raise NonFiniteLossError(
