@@ -76,17 +76,19 @@ def data_set() -> Path:
 
 def samples_per_update(algo: str, workers: int, batch: int, extra: list[str] | None = None) -> int:
     """Samples behind one master update (one optimizer step for allreduce) at the defaults:
-    lockstep modes fold one batch per worker into a step, DiLoCo its inner steps; the others one batch per update."""
-    if algo == "diloco":  # one update per worker after its inner steps (--inner-steps in --extra, else the default)
+    lockstep modes fold one batch per worker into a step, DiLoCo its inner steps (of every worker in its
+    rounds, the default; of one with --no-synchronous); the others one batch per update."""
+    if algo == "diloco":  # --inner-steps in --extra, else the default
         from mpilearn.algorithms.defaults import inner_steps_for
         from mpilearn.config import AlgorithmConfig
 
         extra = extra or []
+        rounds = workers if AlgorithmConfig(name="diloco", synchronous="--no-synchronous" not in extra).lockstep else 1
         if "--inner-steps" in extra and extra[extra.index("--inner-steps") + 1] != "auto":
-            return batch * int(extra[extra.index("--inner-steps") + 1])
+            return batch * int(extra[extra.index("--inner-steps") + 1]) * rounds
         default = AlgorithmConfig().inner_steps
         steps = default if isinstance(default, int) else inner_steps_for(_train_samples() // (batch * workers))[0]
-        return batch * steps
+        return batch * steps * rounds
     return batch * workers if algo in ("sync", "allreduce") else batch
 
 

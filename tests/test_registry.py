@@ -31,9 +31,9 @@ def test_every_spec_is_complete_and_names_real_options() -> None:
 
 
 def test_lockstep_and_trees_come_from_the_spec() -> None:
-    assert [AlgorithmConfig(name=n).lockstep for n in ALGORITHMS] == [False, True, False, False, False, True]
+    assert [AlgorithmConfig(name=n).lockstep for n in ALGORITHMS] == [False, True, False, False, True, True]
     assert AlgorithmConfig(name="easgd", synchronous=True).lockstep
-    assert AlgorithmConfig(name="diloco", synchronous=True).lockstep
+    assert not AlgorithmConfig(name="diloco", synchronous=False).lockstep
     assert registry.names(lambda s: s.trees) == ("downpour", "easgd")
     assert registry.names(lambda s: s.own_train_step) == ("downpour", "easgd")
     with pytest.raises(ConfigError, match="--masters 2 works with --algo downpour or easgd, not gem"):

@@ -177,17 +177,24 @@ def test_easgd_workers_copy_the_model_optimizer_at_workers_plus_one_times_its_ra
     assert type(copy).__name__ == "Adam" and float(copy.learning_rate) == pytest.approx(0.006)
 
 
-@pytest.mark.parametrize("steps_per_epoch, expected", [(1, 1), (37, 4), (100, 12), (10_000, 16)])
-def test_diloco_inner_steps_auto_follows_the_steps_per_epoch(steps_per_epoch: int, expected: int) -> None:
+@pytest.mark.parametrize("steps_per_epoch, expected", [(1, 1), (12, 12), (37, 16), (10_000, 16)])
+def test_diloco_defaults_rounds_of_inner_steps_auto(steps_per_epoch: int, expected: int) -> None:
     from mpilearn.algorithms import defaults
     from mpilearn.config import AlgorithmConfig, RunConfig
 
-    assert (defaults.EXCHANGES_PER_EPOCH, defaults.MAX_INNER_STEPS) == (8, 16)  # the measured rule (README)
+    assert defaults.INNER_STEPS == 16  # the measured rule (README)
     config = RunConfig(algorithm=AlgorithmConfig(name="diloco"))
-    assert config.algorithm.inner_steps == "auto"
+    assert config.algorithm.inner_steps == "auto" and config.algorithm.synchronous is None
     resolved, reasons = defaults.resolve(config, 2, "adam", steps_per_epoch)
     assert resolved.algorithm.inner_steps == expected == resolved.algorithm.exchange_every
     assert any(r.startswith(f"--inner-steps {expected} by --inner-steps auto") for r in reasons)
+    # Rounds unless told otherwise (the paper's form, measured closer to one process); EASGD stays asynchronous.
+    assert resolved.algorithm.synchronous is True and resolved.algorithm.lockstep
+    assert any(r.startswith("--synchronous by default for diloco") for r in reasons)
+    asynchronous = config.replace(algorithm=AlgorithmConfig(name="diloco", synchronous=False))
+    assert defaults.resolve(asynchronous, 2, "adam", steps_per_epoch)[0].algorithm.lockstep is False
+    easgd = defaults.resolve(RunConfig(algorithm=AlgorithmConfig(name="easgd")), 2, "adam")[0].algorithm
+    assert easgd.synchronous is None and not easgd.lockstep
     # Before the data is read (--print-config) the H rule is named, not applied; explicit values are kept.
     assert defaults.resolve(config, 2, "adam")[0].algorithm.inner_steps == "auto"
     explicit = config.replace(algorithm=AlgorithmConfig(name="diloco", inner_steps=5))

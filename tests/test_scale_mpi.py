@@ -61,25 +61,16 @@ def solo(scale_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return _train(scale_data, tmp_path_factory.mktemp("solo") / "run", 1, "--epochs", "4")
 
 
-# (form, H, master steps in 4 epochs): 2 workers x 8 batches an epoch; downpour makes 16 an epoch.
-@pytest.mark.parametrize("form, inner_steps, updates", [(["--synchronous"], 8, 4), ([], 4, 16)], ids=["sync", "async"])
-def test_diloco_learns_like_one_process_with_h_times_fewer_exchanges(
-    scale_data: Path, solo: dict, tmp_path: Path, form: list[str], inner_steps: int, updates: int
+def test_asynchronous_diloco_learns_like_one_process_with_h_times_fewer_exchanges(
+    scale_data: Path, solo: dict, tmp_path: Path
 ) -> None:
-    """H sized for this small data set; the other options at their defaults."""
+    """--no-synchronous with H 4 for this small data set (2 workers x 8 batches an epoch: 16 master steps in 4
+    epochs where downpour makes 64); the other options at their defaults. The default rounds are held to the
+    accuracy goal in test_algorithms_mpi.py."""
     diloco = _train(
-        scale_data,
-        tmp_path / "diloco",
-        3,
-        "--algo",
-        "diloco",
-        "--inner-steps",
-        str(inner_steps),
-        "--epochs",
-        "4",
-        *form,
+        scale_data, tmp_path / "diloco", 3, "--algo", "diloco", "--no-synchronous", "--inner-steps", "4", "--epochs", "4"
     )
     best = max(row["val_accuracy"] for row in diloco["epochs"])
     assert best >= max(row["val_accuracy"] for row in solo["epochs"]) - ACCURACY_MARGIN
-    assert diloco["updates"] == updates  # sync: rounds of both workers; async: one step per exchange
+    assert diloco["updates"] == 16  # one outer step per exchange
     assert diloco["samples_seen"] == solo["samples_seen"]

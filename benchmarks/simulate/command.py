@@ -17,7 +17,7 @@ from .scenarios import run_cases
 
 WORKER_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 ALGOS = ("downpour", "sync", "easgd", "allreduce")
-DILOCO_H = 16  # what --inner-steps auto gives long epochs (algorithms/defaults.py MAX_INNER_STEPS)
+DILOCO_H = 16  # what --inner-steps auto gives epochs of 16 steps or more (algorithms/defaults.py INNER_STEPS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -215,9 +215,9 @@ class AlgorithmConfig:
     elastic_momentum: float = 0.0
     # EASGD: the workers' own optimizer ("model": a copy of the model's compiled optimizer).
     worker_optimizer: str = "model"
-    # EASGD, DiLoCo: exchange with all workers at once instead of whoever is ready.
-    synchronous: bool = False
-    # Inner steps H each DiLoCo worker takes with the model's optimizer between two exchanges (auto: a worker's steps per epoch / 8, from 1 to 16; --print-config and the log show the choice).
+    # EASGD, DiLoCo: exchange with all workers at once instead of whoever is ready (auto: on for DiLoCo, as in its paper; off for EASGD).
+    synchronous: bool | None = None
+    # Inner steps H each DiLoCo worker takes with the model's optimizer between two exchanges (auto: 16, or an epoch's steps when fewer; --print-config and the log show the choice).
     inner_steps: int | Literal["auto"] = field(
         default="auto", metadata=opt(metavar="H|auto", parse=option_values.inner_steps)
     )
@@ -311,6 +311,11 @@ class AlgorithmConfig:
     @property
     def has_master(self) -> bool:
         return self.spec.has_master
+
+    @property
+    def is_synchronous(self) -> bool:
+        """--synchronous as given, else the algorithm's own form (DiLoCo: rounds; EASGD: whoever is ready)."""
+        return self.spec.synchronous_default if self.synchronous is None else self.synchronous
 
     @property
     def lockstep(self) -> bool:

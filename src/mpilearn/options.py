@@ -75,7 +75,7 @@ class Option:
 
     def shown_default(self) -> str:
         if self.kind == "switch":
-            return "on" if self.default else "off"
+            return "auto" if self.default is None else "on" if self.default else "off"
         if self.default is None or self.default == "" or self.default == ():
             return "none"
         if isinstance(self.default, tuple):

@@ -24,11 +24,13 @@ ADAPTIVE_OPTIMIZERS = frozenset(
 WARMUP_EPOCHS = 1.0
 # Why --gem-proxy model is GEM's default (measured: README, "Defaults with N workers").
 GEM_PROXY_WHY = "measured closer to one process than the momentum-SGD proxy"
-# DiLoCo's --inner-steps auto: H = a worker's steps per epoch / EXCHANGES_PER_EPOCH, clamped to [1, MAX_INNER_STEPS]
-# (measured: README, "Defaults with N workers"). Long epochs get the most inner steps, so the bytes per sample
-# fall MAX_INNER_STEPS-fold; short ones keep enough outer steps within a few epochs.
-EXCHANGES_PER_EPOCH = 8
-MAX_INNER_STEPS = 16
+# DiLoCo's --inner-steps auto: H = INNER_STEPS, or a worker's steps per epoch when an epoch is shorter (a round
+# also ends with the epoch). Measured (README, "Defaults with N workers"): in rounds with Nesterov outer momentum,
+# H 2-4 overshoot (0.78-0.88 of one process), H 8 and 16 reach 1.01; 16 sends half the bytes of 8.
+INNER_STEPS = 16
+# Why DiLoCo runs in rounds unless --no-synchronous (measured: README, "Defaults with N workers").
+DILOCO_SYNCHRONOUS_WHY = "rounds of all workers, as in the DiLoCo paper; measured closer to one process than each pseudo-gradient as it arrives"
+
 
 
 def optimizer_name(optimizer: Any) -> str:
@@ -43,11 +45,8 @@ def scaling_for(optimizer: Any) -> str:
 
 def inner_steps_for(steps_per_epoch: int) -> tuple[int, str]:
     """DiLoCo's H for a worker that takes `steps_per_epoch` batches an epoch, and why."""
-    steps = max(1, min(MAX_INNER_STEPS, steps_per_epoch // EXCHANGES_PER_EPOCH))
-    return steps, (
-        f"--inner-steps {steps} by --inner-steps auto: {steps_per_epoch} steps per epoch per worker / "
-        f"{EXCHANGES_PER_EPOCH} exchanges, at most {MAX_INNER_STEPS}"
-    )
+    steps = max(1, min(INNER_STEPS, steps_per_epoch))
+    return steps, f"--inner-steps {steps} by --inner-steps auto: {INNER_STEPS}, or the {steps_per_epoch} steps of an epoch when fewer"
 
 
 def factor_text(scaling: str, workers: int) -> str:
@@ -64,11 +63,14 @@ def resolve(
     algorithm = config.algorithm
     reasons: list[str] = []
     changes: dict[str, Any] = {}
+    if algorithm.synchronous is None and algorithm.spec.synchronous_default:
+        changes["synchronous"] = True
+        reasons.append(f"--synchronous by default for {algorithm.name}: {DILOCO_SYNCHRONOUS_WHY}")
     if algorithm.name == "diloco" and algorithm.inner_steps == "auto":
         if steps_per_epoch is None:
             reasons.append(
-                f"--inner-steps auto: a worker's steps per epoch / {EXCHANGES_PER_EPOCH} exchanges, "
-                f"at most {MAX_INNER_STEPS}, chosen once the training data is read"
+                f"--inner-steps auto: {INNER_STEPS}, or a worker's steps per epoch when fewer, "
+                "chosen once the training data is read"
             )
         else:
             changes["inner_steps"], why = inner_steps_for(steps_per_epoch)

@@ -45,7 +45,8 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
             "help": _help(option.help, option.shown_default()),
         }
         if option.kind == "switch":
-            kwargs["action"] = "store_true"
+            # A switch whose default depends on the run (None) can be turned off too: --no-FLAG.
+            kwargs["action"] = argparse.BooleanOptionalAction if option.default is None else "store_true"
         elif option.kind == "append":
             kwargs.update(action="append", metavar=option.metavar)
         elif option.kind == "optional":
