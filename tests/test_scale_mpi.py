@@ -67,9 +67,8 @@ def test_asynchronous_diloco_learns_like_one_process_with_h_times_fewer_exchange
     """--no-synchronous with H 4 for this small data set (2 workers x 8 batches an epoch: 16 master steps in 4
     epochs where downpour makes 64); the other options at their defaults. The default rounds are held to the
     accuracy goal in test_algorithms_mpi.py."""
-    diloco = _train(
-        scale_data, tmp_path / "diloco", 3, "--algo", "diloco", "--no-synchronous", "--inner-steps", "4", "--epochs", "4"
-    )
+    asynchronous = ["--algo", "diloco", "--no-synchronous", "--inner-steps", "4"]
+    diloco = _train(scale_data, tmp_path / "diloco", 3, *asynchronous, "--epochs", "4")
     best = max(row["val_accuracy"] for row in diloco["epochs"])
     assert best >= max(row["val_accuracy"] for row in solo["epochs"]) - ACCURACY_MARGIN
     assert diloco["updates"] == 16  # one outer step per exchange

@@ -32,7 +32,6 @@ INNER_STEPS = 16
 DILOCO_SYNCHRONOUS_WHY = "rounds of all workers, as in the DiLoCo paper; measured closer to one process than each pseudo-gradient as it arrives"
 
 
-
 def optimizer_name(optimizer: Any) -> str:
     """'adam' for a Keras Adam instance or for the string 'Adam'."""
     return (optimizer if isinstance(optimizer, str) else type(optimizer).__name__).lower()
@@ -46,7 +45,10 @@ def scaling_for(optimizer: Any) -> str:
 def inner_steps_for(steps_per_epoch: int) -> tuple[int, str]:
     """DiLoCo's H for a worker that takes `steps_per_epoch` batches an epoch, and why."""
     steps = max(1, min(INNER_STEPS, steps_per_epoch))
-    return steps, f"--inner-steps {steps} by --inner-steps auto: {INNER_STEPS}, or the {steps_per_epoch} steps of an epoch when fewer"
+    why = (
+        f"--inner-steps {steps} by --inner-steps auto: {INNER_STEPS}, or an epoch's {steps_per_epoch} steps when fewer"
+    )
+    return steps, why
 
 
 def factor_text(scaling: str, workers: int) -> str:
