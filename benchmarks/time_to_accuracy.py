@@ -112,8 +112,10 @@ def time_to(points: list[tuple[float, float]], target: float) -> float | None:
 def _train(
     args: argparse.Namespace, data: Path, algo: str, workers: int, seed: int, log: Path, options: str = ""
 ) -> dict[str, Any]:
-    processes = workers if algo == "allreduce" else workers + 1
     extra = shlex.split(options)
+    # A tree (--masters M in the options) adds its M - 1 sub-masters to the top master and the workers.
+    masters = int(extra[extra.index("--masters") + 1]) if "--masters" in extra else 1
+    processes = workers if algo == "allreduce" else workers + masters
     every = max(1, round(args.validate_samples / samples_per_update(algo, workers, args.batch, extra)))
     with tempfile.TemporaryDirectory(prefix="mpilearn-tta-") as tmp:
         run_dir = Path(tmp) / "run"
