@@ -30,6 +30,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.startup",
         "launch to first batch of mpilearn train -n 3 --model calo-cnn, in parts per rank, vs import keras",
     ),
+    "jitter": (
+        "benchmarks.jitter",
+        "a worker's per-batch compute time: its coefficient of variation, alone and with every core busy",
+    ),
     "simulate": (
         "benchmarks.simulate",
         "discrete-event scaling model, 8 to 4096 workers, validated against the real runs",

@@ -26,6 +26,7 @@ ORDER = (
     "backends",
     "validation",
     "startup",
+    "jitter",
     "simulate",
     "emulate",
 )
