@@ -94,6 +94,31 @@ def test_two_workers_at_defaults_reach_the_accuracy_of_one_process(
         assert history["updates"] == int(EPOCHS)
 
 
+def test_pipelined_downpour_reaches_one_process_one_step_staler(accuracy_data, solo_accuracy, tmp_path) -> None:
+    """--pipeline on, 2 workers: the accuracy and samples of one process; every update but each worker's
+    last of an epoch (drained) is in flight while the next batch computes, so only the next epoch's first
+    may be fresh (staleness 0), and each exchange in flight spans the next batch's compute on the timeline."""
+    import json
+
+    timeline = tmp_path / "timeline.json"
+    args = ["--epochs", EPOCHS, "--algo", "downpour", "--pipeline", "on", "--timeline", str(timeline)]
+    history = _train(accuracy_data, tmp_path / "run", 3, *args)
+    accuracy = _best_accuracy(history)
+    assert accuracy >= DOWNPOUR_FRACTION * solo_accuracy, f"{accuracy:.4f} vs one process {solo_accuracy:.4f}"
+    assert history["samples_seen"] == int(EPOCHS) * 4 * 256  # one process's: no batch lost in flight
+    staleness = {int(k): v for k, v in history["staleness"].items()}
+    assert sum(staleness.values()) == history["updates"] == int(EPOCHS) * 4 * 256 // 32
+    assert staleness.get(0, 0) <= 2 * int(EPOCHS), staleness
+    events = [e for e in json.loads(timeline.read_text())["traceEvents"] if e.get("ph") == "X"]
+    for rank in (1, 2):
+        mine = [e for e in events if e["pid"] == rank]
+        starts = [e["ts"] for e in mine if e["name"] == "compute"]
+        flights = [(e["ts"], e["ts"] + e["dur"]) for e in mine if e["name"] == "exchange (in flight)"]
+        assert len(flights) == len(starts) == int(EPOCHS) * 512 // 32, rank  # one exchange a batch
+        alone = [f for f in flights if not any(f[0] < ts < f[1] for ts in starts)]
+        assert len(alone) == int(EPOCHS), (rank, len(alone))  # only the epochs' last exchanges (drained)
+
+
 # The run the combined-batch reference (_reference_weights(..., batch=16, epochs=2, lr=0.1)) stands for: plain SGD,
 # no learning-rate rule (the default would scale the combined batch's rate).
 COMBINED_BATCH_RUN = [

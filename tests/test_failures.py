@@ -55,8 +55,10 @@ def _train_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.serial  # times the stop against the clock
-def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path) -> None:
-    job = Job(_train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8"), tmp_path / "log")
+@pytest.mark.parametrize("pipeline", ["off", "on"])  # on: killed while its exchange is in flight
+def test_worker_killed_mid_epoch_ends_the_job(data: Path, tmp_path: Path, pipeline: str) -> None:
+    args = _train_args(data, tmp_path / "run", "-n", "3", "--epochs", "50", "--batch", "8", "--pipeline", pipeline)
+    job = Job(args, tmp_path / "log")
     worker = job.pid_of(2)
     job.wait_for(r"epoch 1/50")
     os.kill(worker, signal.SIGKILL)

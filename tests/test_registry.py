@@ -43,6 +43,17 @@ def test_lockstep_and_trees_come_from_the_spec() -> None:
     assert len(registry.describe()) == len(ALGORITHMS)
 
 
+def test_the_pipeline_is_for_asynchronous_masters_only() -> None:
+    assert [AlgorithmConfig(name=n, pipeline="on").pipelined for n in ("downpour", "easgd", "gem", "diloco")] == [
+        True
+    ] * 4
+    assert not any(AlgorithmConfig(name=n).pipelined for n in ALGORITHMS)  # auto: off until it measures faster
+    assert not AlgorithmConfig(name="sync", pipeline="off").pipelined
+    for name, synchronous in (("sync", False), ("allreduce", False), ("easgd", True), ("diloco", True)):
+        with pytest.raises(ConfigError, match=f"^--pipeline on .* --algo {name}.* exchanges in lockstep"):
+            AlgorithmConfig(name=name, synchronous=synchronous, pipeline="on")
+
+
 def test_rules_from_the_spec_step_the_optimizer_the_spec_says() -> None:
     import keras
 

@@ -31,6 +31,7 @@ ALGORITHMS = registry.names()
 COMPRESSIONS = ("none", "fp16", "bf16")
 LR_SCALINGS = ("auto", "none", "linear", "sqrt", "staleness")
 GEM_PROXIES = ("model", "momentum")
+PIPELINE_MODES = ("auto", "on", "off")
 SHARD_MODES = ("files", "samples")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PROGRESS_MODES = ("auto", "bar", "lines")
@@ -237,6 +238,8 @@ class AlgorithmConfig:
     compression: Literal["none", "fp16", "bf16"] = "none"
     # allreduce: gradients go out in buckets of this many MiB, last layers first, each reduced while backward still computes the earlier layers' (torch); 0: one allreduce of all gradients after backward; none: a quarter of the gradients, at most 25 MiB.
     bucket_mb: float | None = None
+    # Asynchronous algorithms with a master: a worker computes its next batch while its update and the master's answer are in flight, and takes the answer one batch later (each update one step staler); auto: off (measured no faster, see docs/benchmarks.md).
+    pipeline: Literal["auto", "on", "off"] = "auto"
     # Asynchronous modes: drop updates computed on weights more than this many master steps old.
     max_staleness: int | None = None
     # Masters in a two-level tree: 1 = a single master; M >= 2 = a top master and M-1 sub-masters.
@@ -295,6 +298,13 @@ class AlgorithmConfig:
                 f"--masters {self.masters} works with --algo "
                 f"{' or '.join(registry.names(lambda s: s.trees))}, not {self.name}"
             )
+        _choice("--pipeline", self.pipeline, PIPELINE_MODES)
+        if self.pipeline == "on" and (not spec.has_master or spec.lockstep(self)):
+            raise ConfigError(
+                f"--pipeline on overlaps a worker's exchange with its next batch in asynchronous algorithms with a "
+                f"master; --algo {self.name}{' --synchronous' if self.synchronous and spec.has_master else ''} "
+                "exchanges in lockstep (its equivalence to one process would break)"
+            )
         if self.elastic_momentum and self.worker_optimizer.lower() not in ("sgd", "model"):
             raise ConfigError(f"--elastic-momentum needs --worker-optimizer sgd, got {self.worker_optimizer!r}")
         # Other algorithms' knobs are ignored (a config file's EASGD knobs stay valid under --algo downpour),
@@ -321,6 +331,13 @@ class AlgorithmConfig:
     def lockstep(self) -> bool:
         """True when every worker must take the same number of steps per epoch."""
         return self.spec.lockstep(self)
+
+    @property
+    def pipelined(self) -> bool:
+        """Workers overlap each exchange with their next batch (--pipeline; auto: the algorithm's default)."""
+        if self.pipeline == "auto":
+            return self.spec.pipeline_default and not self.lockstep
+        return self.pipeline == "on"
 
     @property
     def exchange_every(self) -> int:

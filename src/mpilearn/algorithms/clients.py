@@ -71,6 +71,13 @@ class LossGuard:
         return None
 
 
+def _sent(base: np.ndarray, current: np.ndarray) -> None:
+    """A delta went out: the next one counts from here. Without --pipeline the answer resets the base
+    at once; a pipelined worker fills its next update before it takes this one's answer, and must not
+    send the same change twice."""
+    np.copyto(base, current)
+
+
 class _Base:
     def __init__(self, backend: ModelBackend) -> None:
         self.backend = backend
@@ -100,9 +107,9 @@ class GradientClient(_Base):
     def fill(self, update: Message, batches: int) -> None:
         mean_gradient(update.trainable, batches)
         if self.layout.num_state:  # reading the weights costs a pass over the whole model: only when there is state
-            state_delta(
-                self._current()[self.layout.num_trainable :], self.base[self.layout.num_trainable :], update.state
-            )
+            n = self.layout.num_trainable
+            state_delta(self._current()[n:], self.base[n:], update.state)
+            _sent(self.base[n:], self.weights[n:])
 
     def absorb(self, reply: Message) -> None:
         self.backend.set_weights(reply.payload)
@@ -130,6 +137,7 @@ class DeltaClient(_Base):
 
     def fill(self, update: Message, batches: int) -> None:
         np.subtract(self._current(), self.base, out=update.payload)
+        _sent(self.base, self.weights)
 
     absorb = _Base._take_weights
 
@@ -206,6 +214,7 @@ class GemClient(_Base):
             gem_scale(step, self.central_moment, step, self.kappa, self.scale)
         step *= self.scale
         state_delta(self._current()[n:], self.base[n:], update.state)
+        _sent(self.base[n:], self.weights[n:])
         self.grads[:] = 0.0
 
     def absorb(self, reply: Message) -> None:
@@ -234,5 +243,6 @@ class DilocoClient(_Base):
 
     def fill(self, update: Message, batches: int) -> None:
         np.subtract(self.base, self._current(), out=update.payload)
+        _sent(self.base, self.weights)
 
     absorb = _Base._take_weights

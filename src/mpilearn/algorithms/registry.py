@@ -86,6 +86,9 @@ class AlgorithmSpec:
     own_train_step: bool = False
     # AlgorithmConfig fields only this algorithm (and others listing them) reads; common ones are not listed.
     options: tuple[str, ...] = ()
+    # --pipeline auto turns the pipelined worker on (see AlgorithmConfig.pipelined): only where it measured
+    # faster in samples/s at equal time to accuracy (docs/benchmarks.md).
+    pipeline_default: bool = False
     # Batches a worker trains between two exchanges with its master.
     exchange_every: Callable[[AlgorithmConfig], int] = lambda config: config.sync_every
     # The form when --synchronous is not given (an algorithm listing "synchronous" in its options).

@@ -39,6 +39,10 @@ def run_worker(job: Job) -> None:
         uplink = Uplink(comm, topology.parent(comm.rank), rule, backend.layout, job.watchdog)
         uplink.validation = job.validation_share  # spread validation: snapshots come while the worker waits
     per_epoch = job.workload.batches_per_epoch(index)
+    # --pipeline: each exchange stays in flight while the next batches train (drained at epoch ends).
+    pipelined = algorithm.pipelined
+    if pipelined and job.timeline.enabled:
+        uplink.timeline = job.timeline
 
     trained = 0  # batches of this run, for MPILEARN_INJECT_FAULT
     for epoch in range(job.start_epoch, config.epochs):
@@ -62,7 +66,10 @@ def run_worker(job: Job) -> None:
                     f"(file {batch.origin}) holds NaN or infinite values"
                 )
             with job.timeline.span("exchange"):
-                stop = uplink.exchange(epoch, batch.last, pending)
+                if pipelined:
+                    stop = uplink.send_ahead(epoch, batch.last, pending) or (batch.last and uplink.drain())
+                else:
+                    stop = uplink.exchange(epoch, batch.last, pending)
             if stop:
                 return
             pending = 0
