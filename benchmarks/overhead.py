@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one more mpilearn case with environment variables set around it, for A/B tests of a "
         "prototype put on PYTHONPATH (e.g. 'downpour overlap:downpour:MPILEARN_OVERLAP=1')",
     )
+    parser.add_argument(
+        "--pipeline",
+        default="",
+        metavar="MODES",
+        help="comma-separated --pipeline values (auto, on, off) to run every algorithm with, side by side in the "
+        "same job (e.g. off,on); default: each algorithm as it comes",
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the CPU-time breakdown of one step (profile)")
     training_runs.add_common_arguments(parser)
 
@@ -42,9 +49,18 @@ def _extra(text: str, threads: int) -> dict[str, Any]:
     return {"name": name, "kind": "mpilearn", "algo": algo, "threads": threads, "environ": environ}
 
 
+def _case(algo: str, pipeline: str | None, threads: int) -> dict[str, Any]:
+    """One algorithm, with --pipeline MODE when given (its case then named "ALGO pipeline MODE")."""
+    case: dict[str, Any] = {"name": algo, "kind": "mpilearn", "algo": algo, "threads": threads}
+    if pipeline is not None:
+        case.update(name=f"{algo} pipeline {pipeline}", pipeline=pipeline)
+    return case
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     models = [m for m in args.models.split(",") if m]
     algos = [a for a in args.algos.split(",") if a]
+    modes: list[str | None] = [m for m in args.pipeline.split(",") if m] or [None]
     if args.quick:
         algos = algos[:2]
     log = common.RESULTS / "logs" / "overhead.log"
@@ -53,13 +69,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for model in models:
         data = common.shower_arrays(max(4096, training_runs.samples_needed(args, model, 2)))
         cases = [{"name": "fit", "kind": "fit", "threads": args.threads}]
-        cases += [{"name": algo, "kind": "mpilearn", "algo": algo, "threads": args.threads} for algo in algos]
+        cases += [_case(algo, mode, args.threads) for algo in algos for mode in modes]
         cases += [_extra(text, args.threads) for text in args.extra_case]
+        names = [c["name"] for c in cases if c["kind"] == "mpilearn"]
         result = training_runs.launch(args, training_runs.spec(args, model, cases, data), 2, log)
         details[model] = result
         name = training_runs.label(model)
         fit = training_runs.values(result, "fit")
-        for algo in algos + [c["name"] for c in cases if c.get("environ")]:
+        for algo in names:
             rows.append(
                 common.row(
                     f"{algo} 1+1 / fit",
@@ -71,7 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
         rows.append(common.row("fit samples/s", fit, "samples/s", group=name))
-        for algo in algos + [c["name"] for c in cases if c.get("environ")]:
+        for algo in names:
             rows.append(
                 common.row(f"{algo} 1+1 samples/s", training_runs.values(result, algo), "samples/s", group=name)
             )
@@ -106,6 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "models": models,
             "algos": algos,
+            "pipeline": [m for m in modes if m],
             "threads_per_rank": args.threads,
             "processes": 2,
             "measure": "samples/s after the first epoch, paired per repeat",

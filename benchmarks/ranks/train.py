@@ -103,6 +103,7 @@ def _mpilearn_fit(
         algorithm=case["algo"],
         sync_every=case.get("sync_every", 1),
         **({"bucket_mb": case["bucket_mb"]} if "bucket_mb" in case else {}),
+        **({"pipeline": case["pipeline"]} if "pipeline" in case else {}),
         threads=case.get("threads", 1),
         run_dir=run_dir,
         quiet=True,
