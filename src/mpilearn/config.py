@@ -238,7 +238,7 @@ class AlgorithmConfig:
     compression: Literal["none", "fp16", "bf16"] = "none"
     # allreduce: gradients go out in buckets of this many MiB, last layers first, each reduced while backward still computes the earlier layers' (torch); 0: one allreduce of all gradients after backward; none: a quarter of the gradients, at most 25 MiB.
     bucket_mb: float | None = None
-    # Asynchronous algorithms with a master: a worker computes its next batch while its update and the master's answer are in flight, and takes the answer one batch later (each update one step staler); auto: off (measured no faster, see docs/benchmarks.md).
+    # Asynchronous algorithms with a master: a worker computes its next batch while its update and the master's answer are in flight, and takes the answer one batch later (each update one step staler); auto: off (faster on the mlp, but 2 workers reached a worse accuracy: docs/benchmarks.md).
     pipeline: Literal["auto", "on", "off"] = "auto"
     # Asynchronous modes: drop updates computed on weights more than this many master steps old.
     max_staleness: int | None = None
