@@ -300,10 +300,11 @@ class AlgorithmConfig:
             )
         _choice("--pipeline", self.pipeline, PIPELINE_MODES)
         if self.pipeline == "on" and (not spec.has_master or spec.lockstep(self)):
+            form = "synchronous" in spec.options  # lockstep by --synchronous (or its default): one form of two
             raise ConfigError(
-                f"--pipeline on overlaps a worker's exchange with its next batch in asynchronous algorithms with a "
-                f"master; --algo {self.name}{' --synchronous' if self.synchronous and spec.has_master else ''} "
-                "exchanges in lockstep (its equivalence to one process would break)"
+                f"--pipeline on is for asynchronous algorithms with a master: --algo {self.name}"
+                f"{' --synchronous' if form else ''} exchanges in lockstep, and overlapping would break its "
+                f"equivalence to one process{'; its asynchronous form (--no-synchronous) takes it' if form else ''}"
             )
         if self.elastic_momentum and self.worker_optimizer.lower() not in ("sgd", "model"):
             raise ConfigError(f"--elastic-momentum needs --worker-optimizer sgd, got {self.worker_optimizer!r}")
