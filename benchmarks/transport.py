@@ -9,9 +9,13 @@ variant alternate, the ratio of each pair is reported. Bytes/s: 2 x buffer
 per round trip (ping-pong), buffer per call (allreduce). Target >= 0.95.
 
 Also the CPU a rank burns while it waits 3 s for a message: our polled wait
-against MPICH's blocking Recv, and how late each notices the message. For
+against MPICH's blocking Recv, and how late each notices the message; and
+while it waits 3 s on a send of the largest buffer to a busy peer (ours spins
+for the expected transfer time, SEND_SPIN_BYTES_PER_S, then sleeps). For
 information, the same Communicator with a 50 us longest sleep between polls
-(RunConfig.poll_max_s, default 1 ms) is measured alongside.
+(RunConfig.poll_max_s, default 1 ms) and the wait before sends spun for their
+transfer time ("before the send spin": the 2 ms spin of every wait) are
+measured alongside.
 """
 
 from __future__ import annotations
@@ -70,6 +74,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         group=group,
                     )
                 )
+            if "ours_before" in rates:
+                rows.append(
+                    common.row(
+                        f"{label}: ours before the send spin / raw",
+                        common.ratios(rates["ours_before"], rates["raw"]),
+                        "ratio",
+                        group=group,
+                    )
+                )
             rows.append(common.row(f"{label}: ours GB/s", [r / 1e9 for r in rates["ours"]], "GB/s", group=group))
             rows.append(common.row(f"{label}: raw GB/s", [r / 1e9 for r in rates["raw"]], "GB/s", group=group))
     for name, label in (
@@ -91,6 +104,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         rows.append(common.row(f"{label}: wake-up latency", [wait["wake_latency_s"] * 1e3], "ms", group="waiting rank"))
+    for name, label in (("ours", "wait on our send (ours)"), ("raw", "blocking Send (MPICH)")):
+        send = result.get("send_wait", {}).get(name)
+        if send is None:
+            continue
+        rows.append(
+            common.row(
+                f"{label}, {send['bytes'] / 1e6:g} MB, receiver busy: CPU s per s waited",
+                [send["cpu_fraction"]],
+                "fraction",
+                group="waiting rank",
+                wall_s=send["wall_s"],
+                cpu_s=send["cpu_s"],
+            )
+        )
     return {
         "rows": rows,
         "details": result,
@@ -101,5 +128,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "block_s": spec["block_s"],
             "wait_s": spec["wait_s"],
             "poll_max_s": result.get("poll_max_s"),
+            "send_spin_bytes_per_s": result.get("send_spin_bytes_per_s"),
         },
     }

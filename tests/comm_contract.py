@@ -95,6 +95,29 @@ def wait_all_returns_statuses_in_request_order(comm) -> None:
     comm.barrier()
 
 
+def large_sends_complete_under_every_wait(comm) -> None:
+    """Sends big enough that their wait spins for the expected transfer time
+    (comm/transport.py, SEND_SPIN_BYTES_PER_S) complete under wait, wait_any and
+    wait_all (with a receive among the requests), and arrive whole."""
+    floats = 3_000_000  # 12 MB: above the 10 MB from which a send's spin outlasts the usual 2 ms
+    if comm.rank == 0:
+        out = np.arange(floats, dtype=np.float32)
+        comm.wait(comm.isend(out, 1, 4), LIMIT_S)
+        index, _ = comm.wait_any([comm.NULL_REQUEST, comm.isend(out + 1, 1, 5)], LIMIT_S)
+        assert index == 1
+        back = np.zeros(2, dtype=np.float32)
+        comm.wait_all([comm.isend(out + 2, 1, 6), comm.irecv(back, source=1, tag=7)], LIMIT_S)
+        assert back[0] == 7
+    elif comm.rank == 1:
+        into = np.zeros(floats, dtype=np.float32)
+        for tag in (4, 5, 6):
+            if tag == 6:
+                comm.wait(comm.isend(np.full(2, 7, dtype=np.float32), 0, 7), LIMIT_S)
+            status = comm.recv(into, source=0, tag=tag)
+            assert status.Get_tag() == tag and into[0] == tag - 4 and into[-1] == floats - 1 + tag - 4
+    comm.barrier()
+
+
 def a_wait_that_gets_nothing_times_out_naming_what_is_pending(comm) -> None:
     if comm.rank == 0:
         late = np.zeros(1, dtype=np.float32)
@@ -196,6 +219,7 @@ CASES = [
     a_receive_takes_only_its_tag,
     wait_any_returns_a_completed_request_and_skips_null_ones,
     wait_all_returns_statuses_in_request_order,
+    large_sends_complete_under_every_wait,
     a_wait_that_gets_nothing_times_out_naming_what_is_pending,
     broadcasts_and_gathers_reach_every_rank,
     back_to_back_gathers_keep_their_parts_apart,

@@ -138,7 +138,7 @@ def test_transport_quick_runs_on_two_ranks(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     metrics = {row["metric"] for row in result["rows"]}
     assert "send/recv ping-pong: ours / raw" in metrics and "allreduce: ours / raw" in metrics
-    assert {"ours", "raw"} <= set(result["details"]["wait"])
+    assert {"ours", "raw"} <= set(result["details"]["wait"]) and {"ours", "raw"} <= set(result["details"]["send_wait"])
     for row in result["rows"]:
         assert row["n"] >= 1 and row["median"] is not None and row["median"] > 0
 

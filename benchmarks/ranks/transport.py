@@ -29,6 +29,10 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
     ours = Communicator(MPI.COMM_WORLD)
     # The same Communicator with a shorter longest sleep between polls (mpilearn's RunConfig.poll_max_s).
     fast = Communicator(MPI.COMM_WORLD, spec.get("fast_poll_s", 5e-5))
+    # The wait before sends spun for their expected transfer time (SEND_SPIN_BYTES_PER_S), and the
+    # fast-poll variant as it was measured then.
+    before = Communicator(MPI.COMM_WORLD)
+    before.send_spin_rate = fast.send_spin_rate = 0.0
     raw = MPI.COMM_WORLD.Dup()
     peer = 1 - ranks.rank
     tag = 11
@@ -37,6 +41,7 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
         "allreduce": {},
         "poll_max_s": ours.poll_max_s,
         "fast_poll_s": fast.poll_max_s,
+        "send_spin_bytes_per_s": ours.send_spin_rate,
     }
 
     for floats in spec["sizes"]:
@@ -61,7 +66,7 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
 
             return allreduce
 
-        ours_pingpong, fast_pingpong = pingpong_with(ours), pingpong_with(fast)
+        ours_pingpong, fast_pingpong, before_pingpong = pingpong_with(ours), pingpong_with(fast), pingpong_with(before)
         ours_allreduce, fast_allreduce = allreduce_with(ours), allreduce_with(fast)
 
         def raw_pingpong(k: int) -> None:
@@ -80,7 +85,12 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
         for kind, variants, moved in (
             (
                 "pingpong",
-                {"ours": ours_pingpong, "raw": raw_pingpong, "ours_fast_poll": fast_pingpong},
+                {
+                    "ours": ours_pingpong,
+                    "raw": raw_pingpong,
+                    "ours_fast_poll": fast_pingpong,
+                    "ours_before": before_pingpong,
+                },
                 2 * buffer.nbytes,
             ),
             (
@@ -131,4 +141,30 @@ def transport(spec: dict[str, Any]) -> dict[str, Any] | None:
                 "wake_latency_s": receiver["received"] - sender["sent"],
             }
     out["wait"] = waits
+
+    # A rank that sends the largest buffer to a peer busy for 3 s before it posts its receive: the
+    # sender's wait spins for the expected transfer time, then sleeps (raw: MPICH's Send spins throughout).
+    sends: dict[str, Any] = {}
+    big = np.zeros(max(int(s) for s in spec["sizes"]), dtype=np.float32)
+    for name in ("ours", "raw"):
+        ranks.comm.Barrier()
+        if ranks.rank == 1:
+            time.sleep(spec["wait_s"])
+            if name == "raw":
+                raw.Recv([big, MPI.FLOAT], peer, tag)
+            else:
+                ours.recv(big, peer, tag)
+            info = {"received": time.monotonic()}
+        else:
+            wall, cpu = time.monotonic(), time.process_time()
+            if name == "raw":
+                raw.Send([big, MPI.FLOAT], peer, tag)
+            else:
+                ours.send(big, peer, tag)
+            info = {"wall_s": time.monotonic() - wall, "cpu_s": time.process_time() - cpu}
+        both = ranks.gather(info)
+        if ranks.rank == 0:
+            sender = both[0]
+            sends[name] = {**sender, "bytes": big.nbytes, "cpu_fraction": sender["cpu_s"] / sender["wall_s"]}
+    out["send_wait"] = sends
     return out if ranks.rank == 0 else None

@@ -65,6 +65,19 @@ def _collective_spin(nbytes: int) -> float:
     return max(0.002, nbytes / COLLECTIVE_SPIN_BYTES_PER_S)
 
 
+# A large send completes when its receiver has copied it (MPICH's rendezvous:
+# measured, the receiver copies all 40 MB inside one of its Test calls, 1.9 ms)
+# and the sender notices at its next Test. A sender asleep between polls
+# notices up to poll_max_s late, on every message: 0.883 of raw Send/Recv at
+# 40 MB. So a wait on one of our sends of n bytes spins until n / this rate
+# after the isend (40 MB: 8 ms, twice the copy and a receiver that notices
+# late), then backs off as usual: a busy receiver costs its sender at most
+# that spin per send. Waits on receives keep the 2 ms spin (the copy needs no
+# sender progress), so an idle rank still sleeps; nor does a slow Test announce
+# a transfer: the one Test that copies is the one that completes the receive.
+SEND_SPIN_BYTES_PER_S = 5e9
+
+
 class _Deadline:
     """A wait's limit, pushed back by busy notices from the ranks it waits on
     (Communicator.busy): a peer validating or building its model is not silent.
@@ -221,6 +234,9 @@ class Communicator:
         self.world_size: int = MPI.COMM_WORLD.Get_size()
         self.world_rank: int = MPI.COMM_WORLD.Get_rank()  # what fault injection and the launcher name
         self.poll_max_s = poll_max_s
+        # Sends spin at most nbytes / send_spin_rate (see SEND_SPIN_BYTES_PER_S; 0: only the 2 ms spin).
+        self.send_spin_rate = SEND_SPIN_BYTES_PER_S
+        self._large_sends: list[tuple[MPI.Request, float]] = []  # (request, spin until), see _spin
         node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_rank: int = node.Get_rank()
         self.local_size: int = node.Get_size()
@@ -308,7 +324,23 @@ class Communicator:
 
     # ---- buffers (hot path) ----------------------------------------------
     def isend(self, buffer: np.ndarray, dest: int, tag: int) -> MPI.Request:
-        return self._comm.Isend([buffer, MPI.FLOAT], dest=dest, tag=tag)
+        request = self._comm.Isend([buffer, MPI.FLOAT], dest=dest, tag=tag)
+        if self.send_spin_rate and buffer.nbytes > 0.002 * self.send_spin_rate:
+            now = time.monotonic()
+            self._large_sends = [(r, t) for r, t in self._large_sends if t > now]
+            self._large_sends.append((request, now + buffer.nbytes / self.send_spin_rate))
+        return request
+
+    def _spin(self, requests: Sequence[MPI.Request], spin_s: float = 0.002) -> float:
+        """How long a wait on `requests` spins: spin_s, or longer while one of them is a large
+        send of ours still within its expected transfer time (SEND_SPIN_BYTES_PER_S)."""
+        if self._large_sends:
+            now = time.monotonic()
+            self._large_sends = [(r, t) for r, t in self._large_sends if t > now]
+            for sent, until in self._large_sends:
+                if any(sent is r for r in requests):
+                    spin_s = max(spin_s, until - now)
+        return spin_s
 
     def irecv(self, buffer: np.ndarray, source: int = ANY_SOURCE, tag: int = ANY_TAG) -> MPI.Request:
         return self._comm.Irecv([buffer, MPI.FLOAT], source=source, tag=tag)
@@ -324,7 +356,7 @@ class Communicator:
         with growing sleeps; returns its status. Raises WaitTimeout after
         `timeout` seconds (None: wait forever)."""
         status = MPI.Status()
-        backoff = Backoff(self.poll_max_s, spin_s=spin_s)
+        backoff = Backoff(self.poll_max_s, spin_s=self._spin((request,), spin_s))
         deadline = _Deadline(self, timeout, None if awaited is None else lambda: awaited)
         while not request.Test(status):
             deadline.check()
@@ -337,7 +369,7 @@ class Communicator:
         """Complete whichever request finishes first; returns (index, status).
         `awaited`: ranks whose busy notices push the timeout back (as in wait)."""
         status = MPI.Status()
-        backoff = Backoff(self.poll_max_s)
+        backoff = Backoff(self.poll_max_s, spin_s=self._spin(requests))
         deadline = _Deadline(self, timeout, None if awaited is None else lambda: awaited)
         requests = list(requests)
         while True:
@@ -356,7 +388,7 @@ class Communicator:
         On timeout, WaitTimeout.pending lists the positions still incomplete.
         `awaited[i]`: the rank request i waits on (its busy notices count)."""
         statuses = [MPI.Status() for _ in requests]
-        backoff = Backoff(self.poll_max_s)
+        backoff = Backoff(self.poll_max_s, spin_s=self._spin(requests))
         requests = list(requests)
 
         def waiting_on() -> list[int]:
