@@ -154,14 +154,15 @@ def test_report_renders_without_results(tmp_path: Path, monkeypatch: pytest.Monk
 def test_jitter_reads_the_batches_of_a_timeline_and_the_model_pays_for_it(tmp_path: Path) -> None:
     from benchmarks import jitter
 
-    # 3 epochs of 4 batches: the first epoch's slow compile is left out, the rest alternate 90 and 110 ms.
-    durations = [0.5, 0.1, 0.1, 0.1] + [0.09, 0.11] * 4
+    # 3 epochs of 5 batches: the first epoch (compile) and each epoch's partial last batch are left out,
+    # the rest alternate 90 and 110 ms.
+    durations = [0.5, 0.1, 0.1, 0.1, 0.05] + ([0.09, 0.11] * 2 + [0.05]) * 2
     events = [{"name": "compute", "ph": "X", "ts": i * 1e6, "dur": d * 1e6} for i, d in enumerate(durations)]
     trace = tmp_path / "trace.json"
     trace.write_text(json.dumps({"traceEvents": [{"name": "apply", "ph": "X", "ts": 0, "dur": 9e9}, *events]}))
     spread = jitter.spread(jitter.steady(jitter.batch_times(trace)[1]))
     assert spread["batches"] == 8 and spread["median_ms"] == pytest.approx(100)
-    assert spread["cv"] == pytest.approx(0.1)
+    assert spread["cv"] == pytest.approx(0.1) and spread["robust_cv"] == pytest.approx(0.1483, rel=1e-3)
     # A synchronous step waits for the slowest worker: more jitter, less efficiency at 1024 workers.
     efficiency = jitter.allreduce_efficiency(0.01, (1024,))
     if efficiency:  # the scaling model needs benchmarks/results/scaling.json
