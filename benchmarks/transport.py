@@ -65,24 +65,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     load=load,
                 )
             )
-            if "ours_fast_poll" in rates:
-                rows.append(
-                    common.row(
-                        f"{label}: ours with poll_max_s {result.get('fast_poll_s', 5e-5) * 1e6:.0f} us / raw",
-                        common.ratios(rates["ours_fast_poll"], rates["raw"]),
-                        "ratio",
-                        group=group,
-                    )
-                )
-            if "ours_before" in rates:
-                rows.append(
-                    common.row(
-                        f"{label}: ours before the send spin / raw",
-                        common.ratios(rates["ours_before"], rates["raw"]),
-                        "ratio",
-                        group=group,
-                    )
-                )
+            variants = {
+                "ours_fast_poll": f"ours with poll_max_s {result.get('fast_poll_s', 5e-5) * 1e6:.0f} us",
+                "ours_before": "ours before the send spin",
+            }
+            for variant, name in variants.items():
+                if variant in rates:
+                    ratio = common.ratios(rates[variant], rates["raw"])
+                    rows.append(common.row(f"{label}: {name} / raw", ratio, "ratio", group=group))
             rows.append(common.row(f"{label}: ours GB/s", [r / 1e9 for r in rates["ours"]], "GB/s", group=group))
             rows.append(common.row(f"{label}: raw GB/s", [r / 1e9 for r in rates["raw"]], "GB/s", group=group))
     for name, label in (
