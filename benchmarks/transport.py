@@ -83,31 +83,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if name not in result["wait"]:
             continue
         wait = result["wait"][name]
-        rows.append(
-            common.row(
-                f"{label}: CPU s per s waited",
-                [wait["cpu_fraction"]],
-                "fraction",
-                group="waiting rank",
-                wall_s=wait["wall_s"],
-                cpu_s=wait["cpu_s"],
-            )
-        )
+        rows.append(_cpu_row(f"{label}: CPU s per s waited", wait))
         rows.append(common.row(f"{label}: wake-up latency", [wait["wake_latency_s"] * 1e3], "ms", group="waiting rank"))
     for name, label in (("ours", "wait on our send (ours)"), ("raw", "blocking Send (MPICH)")):
         send = result.get("send_wait", {}).get(name)
         if send is None:
             continue
-        rows.append(
-            common.row(
-                f"{label}, {send['bytes'] / 1e6:g} MB, receiver busy: CPU s per s waited",
-                [send["cpu_fraction"]],
-                "fraction",
-                group="waiting rank",
-                wall_s=send["wall_s"],
-                cpu_s=send["cpu_s"],
-            )
-        )
+        rows.append(_cpu_row(f"{label}, {send['bytes'] / 1e6:g} MB, receiver busy: CPU s per s waited", send))
     return {
         "rows": rows,
         "details": result,
@@ -121,3 +103,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "send_spin_bytes_per_s": result.get("send_spin_bytes_per_s"),
         },
     }
+
+
+def _cpu_row(metric: str, wait: dict[str, Any]) -> dict[str, Any]:
+    """The CPU a waiting rank burned per second it waited."""
+    return common.row(
+        metric, [wait["cpu_fraction"]], "fraction", group="waiting rank", wall_s=wait["wall_s"], cpu_s=wait["cpu_s"]
+    )
